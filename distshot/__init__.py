@@ -1,0 +1,3 @@
+"""distshot: screenshots of many URLs, on one laptop or a fleet."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,110 @@
+"""The capture actor: one message in, one ``ShotResult`` out (as the actor's result).
+
+Outcome rules, which the reply middleware relies on:
+- ``ok`` and ``rejected`` return normally;
+- ``failed`` raises ``CaptureFailed``: the Retries middleware retries it while the error is
+  transient and attempts remain, and otherwise fails (dead-letters) the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage, Shutdown
+
+from ..core.errors import DistshotError, InvalidRequest
+from ..core.models import ShotRequest, ShotResult
+from ..core.service import capture_request
+from .runtime import WorkerRuntime
+
+CAPTURE_ACTOR = "distshot.capture"
+
+
+def queue_for(engine: str) -> str:
+    return f"distshot.{engine}"
+
+
+class CaptureFailed(Exception):
+    """Carries a failed result out of the actor so Retries can judge it."""
+
+    def __init__(self, result: ShotResult) -> None:
+        super().__init__(f"{result.id}: {result.error}")
+        self.result = result
+
+
+class MalformedMessage(Exception):
+    """A message with no usable id: it cannot be answered, only dead-lettered."""
+
+
+def should_retry(max_attempts: int) -> Any:
+    def retry_when(retries: int, exception: BaseException) -> bool:
+        if isinstance(exception, Shutdown):
+            return True  # the worker is stopping: hand the job back for another worker
+        if not isinstance(exception, CaptureFailed):
+            return False
+        return exception.result.transient and retries < max_attempts
+
+    return retry_when
+
+
+def declare_capture_actor(
+    broker: dramatiq.Broker,
+    runtime: WorkerRuntime,
+    *,
+    max_attempts: int = 3,
+    min_backoff_ms: int = 1000,
+    max_backoff_ms: int = 30_000,
+    time_limit_ms: int = 660_000,
+) -> dramatiq.Actor:  # type: ignore[type-arg]
+    """Declare the capture actor on ``broker``, consuming this worker's engine queue."""
+
+    async def capture(payload: Any) -> dict[str, Any]:
+        message = CurrentMessage.get_current_message()
+        attempt = (message.options.get("retries", 0) if message else 0) + 1
+        try:
+            request = ShotRequest.from_wire(payload)
+        except DistshotError as exc:
+            raw_id = payload.get("id") if isinstance(payload, dict) else None
+            if not isinstance(raw_id, str) or not raw_id:
+                raise MalformedMessage(f"cannot answer a message without an id: {exc}") from None
+            line = payload.get("line") if isinstance(payload.get("line"), int) else 0
+            url = payload.get("url") if isinstance(payload.get("url"), str) else ""
+            rejected = ShotResult.from_error(raw_id, line, url, "rejected", exc)
+            rejected.attempts = attempt
+            return rejected.to_record()
+        if request.engine not in (None, runtime.engine_name):
+            exc = InvalidRequest(
+                f"this worker runs engine {runtime.engine_name!r}, not {request.engine!r}"
+            )
+            return ShotResult.from_error(request.id, request.line, request.url, "rejected", exc).to_record()
+        try:
+            storage = runtime.storage(request.storage)
+            engine = await runtime.engine()
+        except DistshotError as exc:
+            result = ShotResult.from_error(request.id, request.line, request.url, "failed", exc)
+            result.attempts = attempt
+            result.engine = runtime.engine_name
+            raise CaptureFailed(result) from None
+        result = await capture_request(request, engine, storage, attempt=attempt)
+        if result.status == "failed":
+            raise CaptureFailed(result)
+        return result.to_record()
+
+    return dramatiq.Actor(
+        capture,
+        broker=broker,
+        actor_name=CAPTURE_ACTOR,
+        queue_name=queue_for(runtime.engine_name),
+        priority=0,
+        options={
+            "max_retries": max_attempts - 1,
+            "retry_when": should_retry(max_attempts - 1),
+            "min_backoff": min_backoff_ms,
+            "max_backoff": max_backoff_ms,
+            "time_limit": time_limit_ms,
+            "throws": (MalformedMessage,),
+            # On stop, interrupt jobs (their browser contexts close) and requeue them.
+            "notify_shutdown": True,
+        },
+    )

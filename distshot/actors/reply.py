@@ -1,0 +1,90 @@
+"""Exactly one reply per request, on success or after the final failure, never on a retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from ..core.errors import InvalidRequest
+from ..core.models import ShotResult
+from .capture import CAPTURE_ACTOR, CaptureFailed
+
+REPLY_ACTOR = "distshot.reply"
+logger = logging.getLogger("distshot.reply")
+
+
+def reply_queue_for(batch: str) -> str:
+    return f"distshot.reply.{batch}"
+
+
+class ReplyMiddleware(Middleware):
+    """Sends the capture actor's outcome to the message's ``reply_to`` queue.
+
+    It must come *before* Retries in the middleware list: ``after_*`` hooks run in reverse
+    order, so by the time this one runs, Retries has either re-enqueued the message (no reply
+    yet) or marked it failed (final: reply now).
+    """
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"reply_to"}
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,  # type: ignore[type-arg]
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if message.actor_name != CAPTURE_ACTOR:
+            return
+        reply_to = message.options.get("reply_to")
+        if not reply_to:
+            return
+        if exception is None:
+            record = result
+        elif not message.failed:
+            return  # Retries re-enqueued it: the final attempt will answer.
+        elif isinstance(exception, CaptureFailed):
+            record = exception.result.to_record()
+        else:
+            record = _unexpected_failure(message, exception)
+            if record is None:
+                logger.error("dead-lettered message %s: %s", message.message_id, exception)
+                return
+        send_reply(broker, reply_to, record)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:  # type: ignore[type-arg]
+        # A skipped message (for example one past its age limit) is final too.
+        self.after_process_message(
+            broker, message, exception=RuntimeError("message skipped by the worker")
+        )
+
+
+def _unexpected_failure(message: dramatiq.Message, exception: BaseException) -> dict[str, Any] | None:  # type: ignore[type-arg]
+    payload = message.args[0] if message.args else None
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+        return None
+    line = payload.get("line") if isinstance(payload.get("line"), int) else 0
+    url = payload.get("url") if isinstance(payload.get("url"), str) else ""
+    error = InvalidRequest(f"{type(exception).__name__}: {exception}")
+    result = ShotResult.from_error(payload["id"], line, url, "failed", error)
+    result.attempts = message.options.get("retries", 0) + 1
+    return result.to_record()
+
+
+def send_reply(broker: dramatiq.Broker, queue_name: str, record: dict[str, Any]) -> None:
+    """Put one reply on ``queue_name`` without declaring it on this broker: a declared
+    queue would make this very worker start consuming it."""
+    reply = dramatiq.Message(
+        queue_name=queue_name, actor_name=REPLY_ACTOR, args=(record,), kwargs={}, options={}
+    )
+    publish = getattr(broker, "publish_reply", None)
+    if publish is not None:
+        publish(queue_name, reply)
+    else:
+        broker.enqueue(reply)

@@ -1,0 +1,46 @@
+"""Build a broker's middleware stack and declare the actors on it (stub or RabbitMQ)."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.middleware import AsyncIO, CurrentMessage, Retries, ShutdownNotifications, TimeLimit
+
+from .capture import declare_capture_actor
+from .lifecycle import RuntimeLifecycle
+from .reply import ReplyMiddleware
+from .runtime import WorkerRuntime
+
+
+def worker_middleware(runtime: WorkerRuntime | None) -> list[dramatiq.Middleware]:
+    """The order matters: Reply before Retries, RuntimeLifecycle after AsyncIO (see each)."""
+    stack: list[dramatiq.Middleware] = [
+        ReplyMiddleware(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        CurrentMessage(),
+        Retries(),
+        AsyncIO(),
+    ]
+    if runtime is not None:
+        stack.append(RuntimeLifecycle(runtime))
+    return stack
+
+
+def install_worker(
+    broker: dramatiq.Broker,
+    runtime: WorkerRuntime,
+    *,
+    max_attempts: int = 3,
+    min_backoff_ms: int = 1000,
+    max_backoff_ms: int = 30_000,
+) -> dramatiq.Actor:  # type: ignore[type-arg]
+    """Add the worker middleware to a broker built without middleware, then declare actors."""
+    for middleware in worker_middleware(runtime):
+        broker.add_middleware(middleware)
+    return declare_capture_actor(
+        broker,
+        runtime,
+        max_attempts=max_attempts,
+        min_backoff_ms=min_backoff_ms,
+        max_backoff_ms=max_backoff_ms,
+    )

@@ -1,0 +1,301 @@
+"""The ``distshot`` command. The only module that turns errors into messages and exit codes.
+
+Exit status: 0 every request ok; 1 one or more failed or rejected; 2 usage or configuration
+error (one line on stderr, no traceback); 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import __version__
+from .core.config import Settings, load_settings
+from .core.contracts import EngineConfig
+from .core.errors import DistshotError
+from .core.inputs import RequestReader
+from .core.manifest import ManifestWriter
+from .core.options import parse_header_line
+from .dispatch.dispatcher import Counts, summary_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"distshot: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _handle_errors(func: F) -> F:
+    """Every error becomes one actionable line; DISTSHOT_DEBUG=1 shows the traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DistshotError as exc:
+            _fail(exc.message)
+        except KeyboardInterrupt:
+            click.echo("\ndistshot: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if os.environ.get("DISTSHOT_DEBUG"):
+                raise
+            _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        except Exception as exc:
+            if os.environ.get("DISTSHOT_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set DISTSHOT_DEBUG=1 for details)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM takes the same orderly path as Ctrl-C: stop jobs, close browsers."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def capture_options(func: F) -> F:
+    """Capture option flags; they become every request's defaults."""
+    decorators = [
+        click.option("--width", type=int, help="Viewport width in CSS pixels [1280]."),
+        click.option("--height", type=int, help="Viewport height in CSS pixels [800]."),
+        click.option("--full-page/--no-full-page", default=None, help="Capture the whole page."),
+        click.option("--format", "format_", type=click.Choice(["png", "jpeg", "webp"]), help="Image format [png]."),
+        click.option("--quality", type=int, help="JPEG/WebP quality, 0-100."),
+        click.option("--scale", type=float, help="Device scale factor [1]."),
+        click.option(
+            "--wait-until",
+            type=click.Choice(["load", "domcontentloaded", "networkidle"]),
+            help="Navigation event to wait for [load].",
+        ),
+        click.option("--wait-for", help="CSS selector that must be visible before the capture."),
+        click.option("--delay", type=int, help="Extra wait in milliseconds before the capture."),
+        click.option("--timeout", type=float, help="Seconds for the whole job [30]."),
+        click.option("--user-agent", help="User-Agent header and navigator.userAgent."),
+        click.option("--header", "headers", multiple=True, help="Extra request header 'Name: value' (repeatable)."),
+        click.option("--allow-private", is_flag=True, default=None, help="Allow loopback and private addresses."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _capture_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    headers = kwargs.pop("headers", ())
+    overrides = {
+        "width": kwargs.pop("width"),
+        "height": kwargs.pop("height"),
+        "full_page": kwargs.pop("full_page"),
+        "format": kwargs.pop("format_"),
+        "quality": kwargs.pop("quality"),
+        "scale": kwargs.pop("scale"),
+        "wait_until": kwargs.pop("wait_until"),
+        "wait_for": kwargs.pop("wait_for"),
+        "delay": kwargs.pop("delay"),
+        "timeout": kwargs.pop("timeout"),
+        "user_agent": kwargs.pop("user_agent"),
+    }
+    if headers:
+        try:
+            overrides["headers"] = dict(parse_header_line(h) for h in headers)
+        except DistshotError as exc:
+            raise click.BadParameter(exc.message, param_hint="--header") from None
+    return overrides
+
+
+def new_batch_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr: redrawn in place on a terminal, every few
+    seconds otherwise (logs and CI), then replaced by the summary."""
+
+    def __init__(self, total_hint: int | None = None, interval: float = 5.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.total = total_hint
+        self.interval = 0.1 if self.tty else interval
+        self._last = 0.0
+
+    def __call__(self, counts: Counts) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        text = self.render(counts)
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + text)
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def render(self, counts: Counts) -> str:
+        done = counts.done
+        if self.total:
+            width = 24
+            filled = int(width * min(done, self.total) / self.total)
+            bar = "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{self.total}"
+        else:
+            bar = f"{done} done"
+        return (
+            f"{bar}  ok {counts.ok}  failed {counts.failed}  rejected {counts.rejected}"
+            f"  in flight {counts.in_flight}"
+        )
+
+    def finish(self, summary: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K")
+        sys.stderr.write(summary + "\n")
+        sys.stderr.flush()
+
+
+def _count_lines(path: str) -> int | None:
+    """Input size for the progress bar; streamed, and skipped for stdin."""
+    if path == "-":
+        return None
+    with open(path, "rb") as stream:
+        return sum(1 for line in stream if line.strip() and not line.lstrip().startswith(b"#"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="distshot")
+def main() -> None:
+    """Screenshots of many URLs, on one laptop or a fleet."""
+    logging.basicConfig(
+        level=os.environ.get("DISTSHOT_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Dramatiq logs every retry and shutdown step at WARNING; the manifest tells the user.
+    logging.getLogger("dramatiq").setLevel(os.environ.get("DISTSHOT_DRAMATIQ_LOG_LEVEL", "ERROR"))
+
+
+@main.command()
+@click.argument("urls", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("-o", "--output", "output_dir", default="shots", show_default=True, help="Folder for images and the manifest.")
+@click.option("--engine", help="Engine name (see `distshot engines`) [playwright].")
+@click.option("--concurrency", type=int, help="Jobs in flight [2 per core].")
+@click.option("--storage", help="Storage URL instead of the output folder (file:///dir, s3://bucket/prefix).")
+@click.option("--manifest", "manifest_path", help="Manifest path [OUTPUT/manifest.jsonl].")
+@click.option("--input-format", type=click.Choice(["txt", "csv", "jsonl"]), help="Override detection by extension.")
+@click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@capture_options
+@_handle_errors
+def shoot(
+    urls: str,
+    output_dir: str,
+    engine: str | None,
+    concurrency: int | None,
+    storage: str | None,
+    manifest_path: str | None,
+    input_format: str | None,
+    config_file: str | None,
+    **kwargs: Any,
+) -> None:
+    """Capture every URL in URLS (.txt, .csv, .jsonl or - for stdin) in this process."""
+    from .dispatch.embedded import EmbeddedSettings, run_embedded
+    from .plugins.manager import get_registry
+
+    allow_private = kwargs.pop("allow_private")
+    settings = load_settings(
+        config_file,
+        overrides={
+            "engine": engine,
+            "concurrency": concurrency,
+            "storage": storage,
+            "allow_private": allow_private,
+        },
+        capture_overrides=_capture_overrides(kwargs),
+    )
+    if urls != "-" and not Path(urls).is_file():
+        raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
+    registry = get_registry()
+    registry.engine_entry(settings.engine)
+    storage_url = settings.storage or output_dir
+    registry.storage_entry(storage_url)
+
+    batch = new_batch_id()
+    manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
+    manifest_file.parent.mkdir(parents=True, exist_ok=True)
+    manifest_file.unlink(missing_ok=True)  # a shoot run describes itself only
+    reader = _reader(batch, settings, storage_url)
+    progress = ProgressLine(_count_lines(urls))
+    _terminate_on_sigterm()
+    with ManifestWriter(manifest_file) as manifest:
+        counts = run_embedded(
+            reader.read_path(urls, input_format),
+            batch=batch,
+            manifest=manifest,
+            settings=EmbeddedSettings(
+                engine=settings.engine,
+                storage=storage_url,
+                concurrency=settings.concurrency,
+                max_attempts=settings.max_attempts,
+                engine_config=_engine_config(settings),
+            ),
+            on_progress=progress,
+        )
+    progress.finish(summary_line(counts, str(manifest_file)))
+    sys.exit(EXIT_OK if counts.all_ok else EXIT_FAILURES)
+
+
+def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestReader:
+    return RequestReader(
+        batch,
+        settings.capture,
+        storage=storage_url,
+        allow_private=settings.allow_private,
+    )
+
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        browser_path=settings.browser_path,
+        driver_path=settings.driver_path,
+        recycle_after=settings.recycle_after,
+        concurrency=settings.concurrency,
+    )
+
+
+@main.command()
+@_handle_errors
+def engines() -> None:
+    """List installed engines and what each one supports."""
+    from .plugins.manager import get_registry
+
+    registry = get_registry()
+    for entry in sorted(registry.engines.values(), key=lambda e: e.name):
+        caps = entry.capabilities
+        click.echo(f"{entry.name:<12} {caps.describe()}  [{entry.plugin}]")
+        if caps.description:
+            click.echo(f"{'':<12} {caps.description}")
+
+
+@main.command()
+@_handle_errors
+def storages() -> None:
+    """List installed storages (URL schemes)."""
+    from .plugins.manager import get_registry
+
+    for entry in sorted(get_registry().storages.values(), key=lambda e: e.scheme):
+        click.echo(f"{entry.scheme:<12} [{entry.plugin}]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

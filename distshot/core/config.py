@@ -1,0 +1,119 @@
+"""Settings from defaults < distshot.toml (or --config) < environment < command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DistshotError
+from .options import CaptureOptions, parse_options
+
+DEFAULT_CONFIG_FILE = "distshot.toml"
+ENV_PREFIX = "DISTSHOT_"
+
+
+def default_concurrency() -> int:
+    """Two jobs per core: one renders while the other waits on the network or the encoder."""
+    return max(1, 2 * (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str = "playwright"
+    storage: str | None = None
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    concurrency: int = field(default_factory=default_concurrency)
+    allow_private: bool = False
+    browser_path: str = "/usr/bin/chromium"
+    driver_path: str = "/usr/bin/chromedriver"
+    recycle_after: int = 500
+    max_attempts: int = 3
+    window: int = 200
+    wait_timeout: float = 600.0
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = type(getattr(Settings(), name))
+    if name == "storage":
+        kind = str
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            number = int(value)
+            if number < 1:
+                raise ValueError(value)
+            return number
+        if kind is float:
+            number = float(value)
+            if number <= 0:
+                raise ValueError(value)
+            return number
+        text = str(value).strip()
+        if not text:
+            raise ValueError(value)
+        return text
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind.__name__} above zero, not {value!r}") from None
+
+
+def load_settings(
+    config_file: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    capture_overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers; unknown keys and bad values are ``ConfigError`` naming the source."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    capture_raw: dict[str, Any] = {}
+
+    path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
+    if config_file and not path.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for key, value in data.items():
+            if key == "capture" and isinstance(value, dict):
+                capture_raw.update(value)
+            elif key in _FIELDS:
+                values[key] = _coerce(key, value)
+            else:
+                known = ", ".join(sorted([*_FIELDS, "[capture]"]))
+                raise ConfigError(f"{path}: unknown setting {key!r}; known: {known}")
+
+    for name in _FIELDS:
+        env_value = env.get(ENV_PREFIX + name.upper())
+        if env_value is not None and env_value != "":
+            values[name] = _coerce(name, env_value)
+
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+
+    capture_raw.update({k: v for k, v in (capture_overrides or {}).items() if v is not None})
+    try:
+        capture = parse_options(capture_raw, CaptureOptions())
+    except DistshotError as exc:
+        raise ConfigError(exc.message) from None
+    return Settings(**values, capture=capture)

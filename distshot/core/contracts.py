@@ -1,0 +1,85 @@
+"""The two plug-in contracts. Both are small on purpose: no queues, no CLI, no config files.
+
+An engine turns a request into an encoded image; a storage puts bytes somewhere and says
+where. ``core.service.capture_request`` is the only caller of either inside distshot.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import Capture, ShotRequest, StoredObject
+from .options import OPTION_NAMES
+
+#: Options every engine must honour, since the service applies them itself.
+UNIVERSAL_OPTIONS = frozenset({"timeout"})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine honours. A request that needs anything else is rejected up front."""
+
+    options: frozenset[str] = OPTION_NAMES
+    formats: frozenset[str] = frozenset({"png", "jpeg"})
+    wait_until: frozenset[str] = frozenset({"load", "domcontentloaded", "networkidle"})
+    description: str = ""
+
+    def describe(self) -> str:
+        missing = sorted(OPTION_NAMES - self.options)
+        parts = [f"formats: {', '.join(sorted(self.formats))}"]
+        parts.append("options: all" if not missing else f"not supported: {', '.join(missing)}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings every engine factory receives; an engine ignores what it does not use."""
+
+    browser_path: str = "/usr/bin/chromium"
+    driver_path: str = "/usr/bin/chromedriver"
+    #: Relaunch the browser after this many jobs (bounds leaks in long-running workers).
+    recycle_after: int = 500
+    #: Jobs this process runs at once; engines size their pools from it.
+    concurrency: int = 2
+    extra_args: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    """A browser (or anything else) that renders a URL into an image.
+
+    ``capture`` may be called concurrently from one event loop. It raises ``core.errors``
+    errors only: permanent ones for what no retry can fix, transient ones otherwise.
+    """
+
+    name: str = "engine"
+    capabilities: Capabilities = Capabilities()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Start what is shared between jobs (a browser). Called once before capture."""
+
+    @abc.abstractmethod
+    async def capture(self, request: ShotRequest) -> Capture: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop everything ``open`` started; no process may outlive this."""
+
+
+class Storage(abc.ABC):
+    """Where images go. Methods block (file or network I/O); the service runs them in threads."""
+
+    scheme: str = "storage"
+
+    @abc.abstractmethod
+    def put(
+        self, name: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> StoredObject:
+        """Store ``data`` under ``name`` atomically: readers see all of it or none of it."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Fail fast (raise StorageError) if the destination is unusable: called at start-up."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

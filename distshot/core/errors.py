@@ -1,0 +1,128 @@
+"""One error tree for distshot. Callers catch by meaning, not by origin.
+
+    DistshotError
+    ├── ConfigError                 bad configuration or usage (exit status 2)
+    │   ├── UnknownPlugin           no engine/storage by that name; lists what is installed
+    │   └── DuplicatePlugin         two plugins registered the same name
+    ├── PermanentError              retrying cannot help
+    │   ├── InvalidRequest          malformed input line or message
+    │   ├── InvalidUrl              not an http(s) URL
+    │   ├── InvalidOption           an option value out of range or of the wrong type
+    │   ├── UnsupportedOption       the chosen engine cannot honour an option
+    │   ├── BlockedAddress          the host resolves to a refused address
+    │   ├── DownloadRefused         the URL is a download, not a page
+    │   └── RedirectLoop            too many redirects
+    └── TransientError              may work on another attempt
+        ├── NavigationTimeout       the page did not reach its wait condition in time
+        ├── NetworkError            DNS failure, connection refused or reset
+        ├── BrowserCrashed          the browser or its page process died
+        ├── StorageError            the image could not be stored (names the bucket/folder)
+        └── ReplyTimeout            no worker answered within the dispatcher's wait timeout
+
+The manifest's ``error.type`` is the class name.
+"""
+
+from __future__ import annotations
+
+
+class DistshotError(Exception):
+    """Base of every error distshot raises on purpose."""
+
+    #: Whether another attempt may succeed. Overridden by the two branches below.
+    transient: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+
+class ConfigError(DistshotError):
+    """Bad configuration or command-line usage: the run cannot start."""
+
+
+class UnknownPlugin(ConfigError):
+    pass
+
+
+class DuplicatePlugin(ConfigError):
+    pass
+
+
+class PermanentError(DistshotError):
+    transient = False
+
+
+class InvalidRequest(PermanentError):
+    pass
+
+
+class InvalidUrl(PermanentError):
+    pass
+
+
+class InvalidOption(PermanentError):
+    pass
+
+
+class UnsupportedOption(PermanentError):
+    pass
+
+
+class BlockedAddress(PermanentError):
+    pass
+
+
+class DownloadRefused(PermanentError):
+    pass
+
+
+class RedirectLoop(PermanentError):
+    pass
+
+
+class TransientError(DistshotError):
+    transient = True
+
+
+class NavigationTimeout(TransientError):
+    pass
+
+
+class NetworkError(TransientError):
+    pass
+
+
+class BrowserCrashed(TransientError):
+    pass
+
+
+class StorageError(TransientError):
+    pass
+
+
+class ReplyTimeout(TransientError):
+    pass
+
+
+#: Error classes a record may name, by class name (used to rebuild errors from the wire).
+ERROR_TYPES: dict[str, type[DistshotError]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidRequest,
+        InvalidUrl,
+        InvalidOption,
+        UnsupportedOption,
+        BlockedAddress,
+        DownloadRefused,
+        RedirectLoop,
+        NavigationTimeout,
+        NetworkError,
+        BrowserCrashed,
+        StorageError,
+        ReplyTimeout,
+    )
+}

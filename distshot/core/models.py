@@ -1,0 +1,191 @@
+"""The three values that cross every boundary: a request, an engine's capture, a result."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import DistshotError, InvalidRequest
+from .options import CaptureOptions
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class ShotRequest:
+    """One URL to capture. ``id`` is stable: the batch id and the input line number."""
+
+    id: str
+    line: int
+    url: str
+    options: CaptureOptions = field(default_factory=CaptureOptions)
+    batch: str = ""
+    engine: str | None = None
+    storage: str | None = None
+    allow_private: bool = False
+    cache_ttl: float | None = None
+    sent_at: float | None = None  # epoch seconds, set by the dispatcher for queue_ms
+
+    def cache_key(self) -> str:
+        """Hash of what determines the image: the URL and the image-changing options."""
+        text = f"{self.url}\n{self.options.digest()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def object_name(self) -> str:
+        """A deterministic, collision-free object name: readable slug + content hash.
+
+        Two requests share a name only when URL and options are equal, that is when
+        they ask for the same image.
+        """
+        parts = urlsplit(self.url)
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{parts.hostname or ''}{parts.path}").strip("-")
+        ext = "jpg" if self.options.format == "jpeg" else self.options.format
+        return f"{slug[:60] or 'page'}-{self.cache_key()[:16]}.{ext}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "line": self.line,
+            "url": self.url,
+            "options": self.options.to_wire(),
+            "batch": self.batch,
+            "engine": self.engine,
+            "storage": self.storage,
+            "allow_private": self.allow_private,
+            "cache_ttl": self.cache_ttl,
+            "sent_at": self.sent_at,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ShotRequest:
+        """Rebuild a request from a message; never trust the wire."""
+        if not isinstance(data, dict):
+            raise InvalidRequest(f"request must be a JSON object, not {type(data).__name__}")
+        req_id, line, url = data.get("id"), data.get("line"), data.get("url")
+        if not isinstance(req_id, str) or not _ID_RE.match(req_id):
+            raise InvalidRequest(f"request id must be 1-200 characters of [A-Za-z0-9_.:-], not {req_id!r}")
+        if not isinstance(line, int) or isinstance(line, bool) or line < 0:
+            raise InvalidRequest(f"request line must be a non-negative integer, not {line!r}")
+        if not isinstance(url, str):
+            raise InvalidRequest(f"request url must be text, not {url!r}")
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise InvalidRequest("request options must be a JSON object")
+        for key in ("batch", "engine", "storage"):
+            if data.get(key) is not None and not isinstance(data.get(key), str):
+                raise InvalidRequest(f"request {key} must be text")
+        cache_ttl = data.get("cache_ttl")
+        sent_at = data.get("sent_at")
+        return cls(
+            id=req_id,
+            line=line,
+            url=url,
+            options=CaptureOptions.from_wire(options),
+            batch=data.get("batch") or "",
+            engine=data.get("engine"),
+            storage=data.get("storage"),
+            allow_private=bool(data.get("allow_private", False)),
+            cache_ttl=float(cache_ttl) if isinstance(cache_ttl, int | float) else None,
+            sent_at=float(sent_at) if isinstance(sent_at, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What an engine hands back: the encoded image and what it saw."""
+
+    image: bytes
+    format: str
+    final_url: str | None = None
+    http_status: int | None = None
+    title: str | None = None
+    navigate_ms: float | None = None
+    capture_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where a storage put the image: ``location`` is canonical, ``link`` is openable."""
+
+    location: str
+    link: str | None
+    stored_at: float | None = None  # epoch seconds; used by the cache
+
+
+RECORD_FIELDS = (
+    "id",
+    "line",
+    "url",
+    "status",
+    "engine",
+    "location",
+    "link",
+    "final_url",
+    "http_status",
+    "title",
+    "format",
+    "width",
+    "height",
+    "bytes",
+    "sha256",
+    "cached",
+    "attempts",
+    "timings",
+    "error",
+)
+TIMING_FIELDS = ("queue_ms", "navigate_ms", "capture_ms", "store_ms", "total_ms")
+
+
+@dataclass
+class ShotResult:
+    """One manifest record. Fields that do not apply are None, never missing."""
+
+    id: str
+    line: int
+    url: str
+    status: str  # "ok" | "failed" | "rejected"
+    engine: str | None = None
+    location: str | None = None
+    link: str | None = None
+    final_url: str | None = None
+    http_status: int | None = None
+    title: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    cached: bool = False
+    attempts: int = 0
+    timings: dict[str, float | None] = field(
+        default_factory=lambda: dict.fromkeys(TIMING_FIELDS)
+    )
+    error: dict[str, str] | None = None
+    #: Not part of the record: whether a failed result may succeed on another attempt.
+    transient: bool = False
+
+    @classmethod
+    def from_error(
+        cls, request_id: str, line: int, url: str, status: str, error: DistshotError
+    ) -> ShotResult:
+        return cls(
+            id=request_id,
+            line=line,
+            url=url,
+            status=status,
+            error={"type": error.type_name, "message": error.message},
+            transient=error.transient,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RECORD_FIELDS}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ShotResult:
+        result = cls(**{name: data.get(name) for name in RECORD_FIELDS if name in data})
+        if result.timings is None:
+            result.timings = dict.fromkeys(TIMING_FIELDS)
+        return result

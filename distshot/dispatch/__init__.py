@@ -1,0 +1,1 @@
+"""The client side: the dispatcher (send with a window, collect replies) and embedded mode."""

@@ -1,0 +1,78 @@
+"""Embedded mode: the same actors, middleware and dispatcher in one process, no broker.
+
+A StubBroker stands in for RabbitMQ and an in-process Dramatiq Worker runs the capture
+actor with ``concurrency`` threads, all sharing one event loop and so one browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dramatiq import Worker
+from dramatiq.brokers.stub import StubBroker
+
+from ..actors.capture import queue_for
+from ..actors.runtime import WorkerRuntime
+from ..actors.setup import install_worker
+from ..core.contracts import EngineConfig
+from ..core.inputs import InputItem
+from ..core.manifest import ManifestWriter
+from .dispatcher import Counts, Dispatcher, ProgressCallback
+
+#: How long a stopping worker waits for in-flight jobs after they were told to stop.
+_STOP_TIMEOUT_MS = 15_000
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    engine: str = "playwright"
+    storage: str = "shots"
+    concurrency: int = 2
+    max_attempts: int = 3
+    min_backoff_ms: int = 500
+    engine_config: EngineConfig = EngineConfig()
+
+
+def run_embedded(
+    items: Iterable[InputItem],
+    *,
+    batch: str,
+    manifest: ManifestWriter,
+    settings: EmbeddedSettings,
+    done_ids: set[str] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Counts:
+    runtime = WorkerRuntime(settings.engine, settings.engine_config, default_storage=settings.storage)
+    runtime.storage(settings.storage).check()  # a bad folder fails once, at start-up
+
+    broker = StubBroker(middleware=[])
+    install_worker(
+        broker,
+        runtime,
+        max_attempts=settings.max_attempts,
+        min_backoff_ms=settings.min_backoff_ms,
+        max_backoff_ms=max(settings.min_backoff_ms, 5_000),
+    )
+    broker.emit_after("process_boot")
+    worker = Worker(
+        broker, worker_threads=settings.concurrency, queues={queue_for(settings.engine)}
+    )
+    worker.start()
+    try:
+        dispatcher = Dispatcher(
+            broker,
+            batch=batch,
+            manifest=manifest,
+            default_engine=settings.engine,
+            # Enough queued work that no worker thread idles while a reply is written.
+            window=settings.concurrency * 4,
+            engines={settings.engine},
+            done_ids=done_ids,
+            on_progress=on_progress,
+            poll_ms=100,
+        )
+        return dispatcher.run(items)
+    finally:
+        worker.stop(timeout=_STOP_TIMEOUT_MS)
+        broker.close()

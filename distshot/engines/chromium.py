@@ -1,0 +1,85 @@
+"""What every Chromium-driving engine shares: launch flags and error translation."""
+
+from __future__ import annotations
+
+import os
+
+from ..core.errors import (
+    BrowserCrashed,
+    DistshotError,
+    DownloadRefused,
+    NavigationTimeout,
+    NetworkError,
+    RedirectLoop,
+)
+
+
+def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
+    """Flags for a quiet, offline-safe headless Chromium."""
+    args = [
+        # Without these Chromium phones home at start (updates, field trials, sync):
+        # on a closed network that means a burst of refused connections per launch.
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-domain-reliability",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-gpu",
+        "--disable-quic",  # QUIC would bypass the SOCKS egress guard; TCP only.
+        "--mute-audio",
+        "--hide-scrollbars",
+        "--disable-features=Translate,MediaRouter,OptimizationHints",
+    ]
+    if os.geteuid() == 0:
+        # Chromium's setuid/namespace sandbox refuses to start as root.
+        args.append("--no-sandbox")
+    args.extend(extra)
+    return args
+
+
+_NETWORK_CODES = (
+    "ERR_NAME_NOT_RESOLVED",
+    "ERR_CONNECTION_REFUSED",
+    "ERR_CONNECTION_RESET",
+    "ERR_CONNECTION_CLOSED",
+    "ERR_CONNECTION_TIMED_OUT",
+    "ERR_ADDRESS_UNREACHABLE",
+    "ERR_EMPTY_RESPONSE",
+    "ERR_INTERNET_DISCONNECTED",
+    "ERR_SSL_PROTOCOL_ERROR",
+    "ERR_CERT_",
+    "ERR_HTTP2_",
+    "ERR_INVALID_RESPONSE",
+    "ERR_SOCKS_CONNECTION_FAILED",
+    "ERR_PROXY_CONNECTION_FAILED",
+    "ERR_TUNNEL_CONNECTION_FAILED",
+)
+_CRASH_MARKERS = (
+    "Target crashed",
+    "Target closed",
+    "has been closed",
+    "Browser closed",
+    "browser has disconnected",
+    "Connection closed",
+    "Session closed",
+    "Page crashed",
+)
+
+
+def translate_error(message: str, url: str) -> DistshotError:
+    """Map a browser-side failure text to our error tree (first line kept for the user)."""
+    first = message.strip().splitlines()[0] if message.strip() else "unknown browser error"
+    if "ERR_TOO_MANY_REDIRECTS" in message:
+        return RedirectLoop(f"too many redirects from {url}")
+    if "Download is starting" in message or "ERR_ABORTED" in message and "download" in message.lower():
+        return DownloadRefused(f"{url} is a file download, not a page; downloads are refused")
+    if "Timeout" in message and "exceeded" in message:
+        return NavigationTimeout(first)
+    for marker in _CRASH_MARKERS:
+        if marker in message:
+            return BrowserCrashed(f"the browser crashed or closed while capturing {url}: {first}")
+    for code in _NETWORK_CODES:
+        if code in message:
+            return NetworkError(first)
+    return NetworkError(first)

@@ -1,0 +1,1 @@
+"""Plug-in hooks (``hookspecs``) and the registry that loads them (``manager``)."""
