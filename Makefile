@@ -1,0 +1,64 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh Debian machine:
+# they install what is missing (Debian packages, a .venv with the project) and start what
+# the tests need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva
+
+.PHONY: demo test test-fast check fmt bench system-deps venv clean
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+# Debian packages: Chromium and its driver (no tool may download a browser), fonts for
+# real-looking pages. Installed only when something is missing.
+$(STAMPS)/system: | $(STAMPS)
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	@test -x /usr/bin/chromium || { echo "error: /usr/bin/chromium is missing after install"; exit 1; }
+	@touch $@
+
+system-deps: $(STAMPS)/system
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMPS)/venv: pyproject.toml $(BIN)/python | $(STAMPS)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMPS)/venv
+
+demo: $(STAMPS)/system $(STAMPS)/venv
+	$(BIN)/python examples/run_demo.py
+
+test: $(STAMPS)/system $(STAMPS)/venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: $(STAMPS)/system $(STAMPS)/venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+check: $(STAMPS)/venv
+	$(BIN)/ruff check distshot tests bench examples
+	$(BIN)/ruff format --check distshot tests bench examples
+	$(BIN)/mypy
+
+fmt: $(STAMPS)/venv
+	$(BIN)/ruff format distshot tests bench examples
+	$(BIN)/ruff check --fix distshot tests bench examples
+
+bench: $(STAMPS)/system $(STAMPS)/venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache
