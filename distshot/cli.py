@@ -77,7 +77,12 @@ def capture_options(func: F) -> F:
         click.option("--width", type=int, help="Viewport width in CSS pixels [1280]."),
         click.option("--height", type=int, help="Viewport height in CSS pixels [800]."),
         click.option("--full-page/--no-full-page", default=None, help="Capture the whole page."),
-        click.option("--format", "format_", type=click.Choice(["png", "jpeg", "webp"]), help="Image format [png]."),
+        click.option(
+            "--format",
+            "format_",
+            type=click.Choice(["png", "jpeg", "webp"]),
+            help="Image format [png].",
+        ),
         click.option("--quality", type=int, help="JPEG/WebP quality, 0-100."),
         click.option("--scale", type=float, help="Device scale factor [1]."),
         click.option(
@@ -89,8 +94,18 @@ def capture_options(func: F) -> F:
         click.option("--delay", type=int, help="Extra wait in milliseconds before the capture."),
         click.option("--timeout", type=float, help="Seconds for the whole job [30]."),
         click.option("--user-agent", help="User-Agent header and navigator.userAgent."),
-        click.option("--header", "headers", multiple=True, help="Extra request header 'Name: value' (repeatable)."),
-        click.option("--allow-private", is_flag=True, default=None, help="Allow loopback and private addresses."),
+        click.option(
+            "--header",
+            "headers",
+            multiple=True,
+            help="Extra request header 'Name: value' (repeatable).",
+        ),
+        click.option(
+            "--allow-private",
+            is_flag=True,
+            default=None,
+            help="Allow loopback and private addresses.",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -188,12 +203,25 @@ def main() -> None:
 
 @main.command()
 @click.argument("urls", type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("-o", "--output", "output_dir", default="shots", show_default=True, help="Folder for images and the manifest.")
+@click.option(
+    "-o",
+    "--output",
+    "output_dir",
+    default="shots",
+    show_default=True,
+    help="Folder for images and the manifest.",
+)
 @click.option("--engine", help="Engine name (see `distshot engines`) [playwright].")
 @click.option("--concurrency", type=int, help="Jobs in flight [2 per core].")
-@click.option("--storage", help="Storage URL instead of the output folder (file:///dir, s3://bucket/prefix).")
+@click.option(
+    "--storage", help="Storage URL instead of the output folder (file:///dir, s3://bucket/prefix)."
+)
 @click.option("--manifest", "manifest_path", help="Manifest path [OUTPUT/manifest.jsonl].")
-@click.option("--input-format", type=click.Choice(["txt", "csv", "jsonl"]), help="Override detection by extension.")
+@click.option(
+    "--input-format",
+    type=click.Choice(["txt", "csv", "jsonl"]),
+    help="Override detection by extension.",
+)
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
 @capture_options
 @_handle_errors
@@ -261,6 +289,7 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
         settings.capture,
         storage=storage_url,
         allow_private=settings.allow_private,
+        allow_networks=settings.allow_networks,
     )
 
 

@@ -35,7 +35,10 @@ def main() -> int:
     print(f"serving examples/site/ at {base}", flush=True)
     distshot = Path(sys.executable).with_name("distshot")
     command = [str(distshot), "shoot", str(urls), "-o", str(out), "--allow-private", "--full-page"]
-    print("$ " + " ".join(command[:1] + [a.replace(str(ROOT) + "/", "") for a in command[1:]]), flush=True)
+    print(
+        "$ " + " ".join(command[:1] + [a.replace(str(ROOT) + "/", "") for a in command[1:]]),
+        flush=True,
+    )
     try:
         status = subprocess.call(command)
     finally:

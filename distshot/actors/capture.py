@@ -37,6 +37,19 @@ class MalformedMessage(Exception):
     """A message with no usable id: it cannot be answered, only dead-lettered."""
 
 
+def result_for_payload(
+    payload: Any, status: str, error: DistshotError, attempt: int
+) -> ShotResult | None:
+    """A result for a message we could not process, if it carries an id to answer to."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+        return None
+    line = payload["line"] if isinstance(payload.get("line"), int) else 0
+    url = payload["url"] if isinstance(payload.get("url"), str) else ""
+    result = ShotResult.from_error(payload["id"], line, url, status, error)
+    result.attempts = attempt
+    return result
+
+
 def should_retry(max_attempts: int) -> Any:
     def retry_when(retries: int, exception: BaseException) -> bool:
         if isinstance(exception, Shutdown):
@@ -65,19 +78,17 @@ def declare_capture_actor(
         try:
             request = ShotRequest.from_wire(payload)
         except DistshotError as exc:
-            raw_id = payload.get("id") if isinstance(payload, dict) else None
-            if not isinstance(raw_id, str) or not raw_id:
+            rejected = result_for_payload(payload, "rejected", exc, attempt)
+            if rejected is None:
                 raise MalformedMessage(f"cannot answer a message without an id: {exc}") from None
-            line = payload.get("line") if isinstance(payload.get("line"), int) else 0
-            url = payload.get("url") if isinstance(payload.get("url"), str) else ""
-            rejected = ShotResult.from_error(raw_id, line, url, "rejected", exc)
-            rejected.attempts = attempt
             return rejected.to_record()
         if request.engine not in (None, runtime.engine_name):
-            exc = InvalidRequest(
+            wrong = InvalidRequest(
                 f"this worker runs engine {runtime.engine_name!r}, not {request.engine!r}"
             )
-            return ShotResult.from_error(request.id, request.line, request.url, "rejected", exc).to_record()
+            return ShotResult.from_error(
+                request.id, request.line, request.url, "rejected", wrong
+            ).to_record()
         try:
             storage = runtime.storage(request.storage)
             engine = await runtime.engine()

@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ..core.errors import InvalidRequest
-from ..core.models import ShotResult
-from .capture import CAPTURE_ACTOR, CaptureFailed
+from .capture import CAPTURE_ACTOR, CaptureFailed, result_for_payload
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
@@ -35,7 +35,7 @@ class ReplyMiddleware(Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,  # type: ignore[type-arg]
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -58,29 +58,24 @@ class ReplyMiddleware(Middleware):
                 return
         send_reply(broker, reply_to, record)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:  # type: ignore[type-arg]
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         # A skipped message (for example one past its age limit) is final too.
         self.after_process_message(
             broker, message, exception=RuntimeError("message skipped by the worker")
         )
 
 
-def _unexpected_failure(message: dramatiq.Message, exception: BaseException) -> dict[str, Any] | None:  # type: ignore[type-arg]
-    payload = message.args[0] if message.args else None
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
-        return None
-    line = payload.get("line") if isinstance(payload.get("line"), int) else 0
-    url = payload.get("url") if isinstance(payload.get("url"), str) else ""
+def _unexpected_failure(message: MessageProxy, exception: BaseException) -> dict[str, Any] | None:
     error = InvalidRequest(f"{type(exception).__name__}: {exception}")
-    result = ShotResult.from_error(payload["id"], line, url, "failed", error)
-    result.attempts = message.options.get("retries", 0) + 1
-    return result.to_record()
+    attempt = message.options.get("retries", 0) + 1
+    result = result_for_payload(message.args[0] if message.args else None, "failed", error, attempt)
+    return result.to_record() if result is not None else None
 
 
 def send_reply(broker: dramatiq.Broker, queue_name: str, record: dict[str, Any]) -> None:
     """Put one reply on ``queue_name`` without declaring it on this broker: a declared
     queue would make this very worker start consuming it."""
-    reply = dramatiq.Message(
+    reply: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue_name, actor_name=REPLY_ACTOR, args=(record,), kwargs={}, options={}
     )
     publish = getattr(broker, "publish_reply", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ class Settings:
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     concurrency: int = field(default_factory=default_concurrency)
     allow_private: bool = False
+    #: Networks admitted even when private addresses are refused (CIDR strings).
+    allow_networks: tuple[str, ...] = ()
     browser_path: str = "/usr/bin/chromium"
     driver_path: str = "/usr/bin/chromedriver"
     recycle_after: int = 500
@@ -42,6 +45,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "allow_networks":
+        return _networks(value)
     kind = type(getattr(Settings(), name))
     if name == "storage":
         kind = str
@@ -56,10 +61,10 @@ def _coerce(name: str, value: Any) -> Any:
                 return False
             raise ValueError(value)
         if kind is int:
-            number = int(value)
-            if number < 1:
+            whole = int(value)
+            if whole < 1:
                 raise ValueError(value)
-            return number
+            return whole
         if kind is float:
             number = float(value)
             if number <= 0:
@@ -71,6 +76,21 @@ def _coerce(name: str, value: Any) -> Any:
         return text
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a {kind.__name__} above zero, not {value!r}") from None
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"allow_networks must be a list of networks, not {value!r}")
+    networks = tuple(str(item).strip() for item in items if str(item).strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"allow_networks: {network!r} is not a network like 10.1.0.0/16"
+            ) from None
+    return networks
 
 
 def load_settings(

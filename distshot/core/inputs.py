@@ -8,13 +8,12 @@ carries the line number and the reason, so nothing is dropped silently.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import DistshotError, InvalidRequest
 from .models import ShotRequest
@@ -58,6 +57,7 @@ class RequestReader:
         engine: str | None = None,
         storage: str | None = None,
         allow_private: bool = False,
+        allow_networks: tuple[str, ...] = (),
         cache_ttl: float | None = None,
     ) -> None:
         self.batch = batch
@@ -65,6 +65,7 @@ class RequestReader:
         self.engine = engine
         self.storage = storage
         self.allow_private = allow_private
+        self.allow_networks = allow_networks
         self.cache_ttl = cache_ttl
 
     def read_path(self, path: str, fmt: str | None = None) -> Iterator[InputItem]:
@@ -76,7 +77,7 @@ class RequestReader:
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as stream:
             yield from self.read_stream(stream, fmt)
 
-    def read_stream(self, stream: IO[str], fmt: str | None = None) -> Iterator[InputItem]:
+    def read_stream(self, stream: Iterable[str], fmt: str | None = None) -> Iterator[InputItem]:
         if fmt is None:
             fmt, stream = _sniff(stream)
         if fmt == "csv":
@@ -88,7 +89,7 @@ class RequestReader:
 
     # -- one reader per format -------------------------------------------------------
 
-    def _read_txt(self, stream: IO[str]) -> Iterator[InputItem]:
+    def _read_txt(self, stream: Iterable[str]) -> Iterator[InputItem]:
         for number, raw in enumerate(stream, start=1):
             text = raw.strip()
             if not text or text.startswith("#"):
@@ -97,12 +98,14 @@ class RequestReader:
                 yield self._reject(
                     number,
                     text,
-                    InvalidRequest("a .txt line holds one URL; put options in a .csv or .jsonl file"),
+                    InvalidRequest(
+                        "a .txt line holds one URL; put options in a .csv or .jsonl file"
+                    ),
                 )
                 continue
             yield self._build(number, text, {"url": text})
 
-    def _read_jsonl(self, stream: IO[str]) -> Iterator[InputItem]:
+    def _read_jsonl(self, stream: Iterable[str]) -> Iterator[InputItem]:
         for number, raw in enumerate(stream, start=1):
             text = raw.strip()
             if not text or text.startswith("#"):
@@ -113,11 +116,13 @@ class RequestReader:
                 yield self._reject(number, text, InvalidRequest(f"not valid JSON: {exc.msg}"))
                 continue
             if not isinstance(data, dict):
-                yield self._reject(number, text, InvalidRequest("a .jsonl line must be a JSON object"))
+                yield self._reject(
+                    number, text, InvalidRequest("a .jsonl line must be a JSON object")
+                )
                 continue
             yield self._build(number, text, data)
 
-    def _read_csv(self, stream: IO[str]) -> Iterator[InputItem]:
+    def _read_csv(self, stream: Iterable[str]) -> Iterator[InputItem]:
         reader = csv.reader(stream)
         header: list[str] | None = None
         for row in reader:
@@ -162,6 +167,7 @@ class RequestReader:
                 engine=engine.strip() if isinstance(engine, str) and engine.strip() else None,
                 storage=self.storage,
                 allow_private=self.allow_private,
+                allow_networks=self.allow_networks,
                 cache_ttl=self.cache_ttl,
             )
         except DistshotError as exc:
@@ -172,7 +178,7 @@ class RequestReader:
         return Rejection(id=request_id(self.batch, number), line=number, raw=raw, error=error)
 
 
-def _sniff(stream: IO[str]) -> tuple[str, IO[str]]:
+def _sniff(stream: Iterable[str]) -> tuple[str, Iterable[str]]:
     """Guess stdin's format from its first meaningful line, without consuming it."""
     peeked: list[str] = []
     fmt = "txt"
@@ -186,22 +192,10 @@ def _sniff(stream: IO[str]) -> tuple[str, IO[str]]:
         elif "," in text and "url" in [c.strip().lower() for c in text.split(",")]:
             fmt = "csv"
         break
-    return fmt, _Chain(peeked, stream)
+    return fmt, _chain(peeked, stream)
 
 
-class _Chain(io.TextIOBase):
+def _chain(head: list[str], tail: Iterable[str]) -> Iterator[str]:
     """The peeked lines, then the rest of the stream."""
-
-    def __init__(self, head: list[str], tail: IO[str]) -> None:
-        self._head = head
-        self._tail = tail
-
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        yield from self._head
-        self._head = []
-        yield from self._tail
-
-    def readline(self, size: int | None = -1) -> str:  # pragma: no cover - csv uses __iter__
-        if self._head:
-            return self._head.pop(0)
-        return self._tail.readline()
+    yield from head
+    yield from tail

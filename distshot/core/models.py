@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .errors import DistshotError, InvalidRequest
 from .options import CaptureOptions
+from .policy import UrlPolicy
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
@@ -26,8 +27,13 @@ class ShotRequest:
     engine: str | None = None
     storage: str | None = None
     allow_private: bool = False
+    allow_networks: tuple[str, ...] = ()
     cache_ttl: float | None = None
     sent_at: float | None = None  # epoch seconds, set by the dispatcher for queue_ms
+
+    def policy(self) -> UrlPolicy:
+        """The address policy this request was sent with."""
+        return UrlPolicy.build(self.allow_private, self.allow_networks)
 
     def cache_key(self) -> str:
         """Hash of what determines the image: the URL and the image-changing options."""
@@ -55,6 +61,7 @@ class ShotRequest:
             "engine": self.engine,
             "storage": self.storage,
             "allow_private": self.allow_private,
+            "allow_networks": list(self.allow_networks),
             "cache_ttl": self.cache_ttl,
             "sent_at": self.sent_at,
         }
@@ -66,7 +73,9 @@ class ShotRequest:
             raise InvalidRequest(f"request must be a JSON object, not {type(data).__name__}")
         req_id, line, url = data.get("id"), data.get("line"), data.get("url")
         if not isinstance(req_id, str) or not _ID_RE.match(req_id):
-            raise InvalidRequest(f"request id must be 1-200 characters of [A-Za-z0-9_.:-], not {req_id!r}")
+            raise InvalidRequest(
+                f"request id must be 1-200 characters of [A-Za-z0-9_.:-], not {req_id!r}"
+            )
         if not isinstance(line, int) or isinstance(line, bool) or line < 0:
             raise InvalidRequest(f"request line must be a non-negative integer, not {line!r}")
         if not isinstance(url, str):
@@ -77,6 +86,9 @@ class ShotRequest:
         for key in ("batch", "engine", "storage"):
             if data.get(key) is not None and not isinstance(data.get(key), str):
                 raise InvalidRequest(f"request {key} must be text")
+        networks = data.get("allow_networks") or []
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            raise InvalidRequest("request allow_networks must be a list of CIDR strings")
         cache_ttl = data.get("cache_ttl")
         sent_at = data.get("sent_at")
         return cls(
@@ -88,6 +100,7 @@ class ShotRequest:
             engine=data.get("engine"),
             storage=data.get("storage"),
             allow_private=bool(data.get("allow_private", False)),
+            allow_networks=tuple(networks),
             cache_ttl=float(cache_ttl) if isinstance(cache_ttl, int | float) else None,
             sent_at=float(sent_at) if isinstance(sent_at, int | float) else None,
         )
@@ -160,9 +173,7 @@ class ShotResult:
     sha256: str | None = None
     cached: bool = False
     attempts: int = 0
-    timings: dict[str, float | None] = field(
-        default_factory=lambda: dict.fromkeys(TIMING_FIELDS)
-    )
+    timings: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(TIMING_FIELDS))
     error: dict[str, str] | None = None
     #: Not part of the record: whether a failed result may succeed on another attempt.
     transient: bool = False
@@ -185,7 +196,8 @@ class ShotResult:
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> ShotResult:
-        result = cls(**{name: data.get(name) for name in RECORD_FIELDS if name in data})
+        fields: dict[str, Any] = {name: data[name] for name in RECORD_FIELDS if name in data}
+        result = cls(**fields)
         if result.timings is None:
             result.timings = dict.fromkeys(TIMING_FIELDS)
         return result

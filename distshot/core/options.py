@@ -180,7 +180,7 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
     return result
 
 
-def _parse_one(name: str, value: Any) -> Any:  # noqa: PLR0911 - one branch per option
+def _parse_one(name: str, value: Any) -> Any:
     if name in ("width", "height"):
         return _as_int(name, value, 1, MAX_PIXELS)
     if name == "full_page":

@@ -126,7 +126,7 @@ class UrlPolicy:
         try:
             nets = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
         except ValueError as exc:
-            raise InvalidUrl(f"allow_networks: {exc}") from None
+            raise BlockedAddress(f"allow_networks has a bad network: {exc}") from None
         return cls(allow_private=allow_private, allow_networks=nets)
 
     @property
@@ -142,11 +142,11 @@ class UrlPolicy:
         if any(address.version == n.version and address in n for n in self.allow_networks):
             return
         shown = host if host.strip("[]") == str(address) else f"{host} resolves to {address}"
-        raise BlockedAddress(
-            f"{shown}, a {reason} address; pass --allow-private to capture it"
-        )
+        raise BlockedAddress(f"{shown}, a {reason} address; pass --allow-private to capture it")
 
-    def check_host(self, host: str, port: int, resolve: Resolver = system_resolver) -> list[IPAddress]:
+    def check_host(
+        self, host: str, port: int, resolve: Resolver = system_resolver
+    ) -> list[IPAddress]:
         """Resolve ``host`` and check every address; returns the addresses (all allowed)."""
         literal = parse_ip_literal(host)
         if literal is not None:

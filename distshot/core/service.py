@@ -15,7 +15,7 @@ from .contracts import UNIVERSAL_OPTIONS, Engine, Storage
 from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
 from .imageinfo import CONTENT_TYPES, image_size
 from .models import Capture, ShotRequest, ShotResult
-from .policy import Resolver, UrlPolicy, system_resolver
+from .policy import Resolver, system_resolver
 
 #: Time an engine gets beyond the request's timeout to clean up before the service gives up.
 _CLEANUP_GRACE = 5.0
@@ -25,9 +25,7 @@ def check_supported(request: ShotRequest, engine: Engine) -> None:
     caps = engine.capabilities
     unsupported = sorted(request.options.non_default() - caps.options - UNIVERSAL_OPTIONS)
     if unsupported:
-        raise UnsupportedOption(
-            f"engine {engine.name!r} cannot honour {', '.join(unsupported)}"
-        )
+        raise UnsupportedOption(f"engine {engine.name!r} cannot honour {', '.join(unsupported)}")
     if request.options.format not in caps.formats:
         raise UnsupportedOption(
             f"engine {engine.name!r} cannot encode {request.options.format}; "
@@ -57,7 +55,7 @@ async def capture_request(
 
     # Refusals before any browser work are "rejected"; nothing was tried.
     try:
-        policy = UrlPolicy(allow_private=request.allow_private)
+        policy = request.policy()
         await asyncio.to_thread(policy.check_url, request.url, resolver)
         check_supported(request, engine)
     except DistshotError as exc:
@@ -111,9 +109,7 @@ async def _run_engine(engine: Engine, request: ShotRequest) -> Capture:
     try:
         return await asyncio.wait_for(engine.capture(request), budget)
     except TimeoutError:
-        raise NavigationTimeout(
-            f"job exceeded its {request.options.timeout:g}s timeout"
-        ) from None
+        raise NavigationTimeout(f"job exceeded its {request.options.timeout:g}s timeout") from None
 
 
 def _fail(result: ShotResult, status: str, error: DistshotError, started: float) -> ShotResult:

@@ -108,7 +108,10 @@ class Dispatcher:
                     break
                 message = next(consumer)
                 if message is None:
-                    if self.wait_timeout is not None and time.monotonic() - last_reply > self.wait_timeout:
+                    if (
+                        self.wait_timeout is not None
+                        and time.monotonic() - last_reply > self.wait_timeout
+                    ):
                         self._expire_pending()
                     continue
                 last_reply = time.monotonic()
@@ -131,7 +134,9 @@ class Dispatcher:
             error = InvalidRequest(
                 f"engine {engine!r} is not running here; running: {', '.join(sorted(self.engines))}"
             )
-            self._write(ShotResult.from_error(item.id, item.line, item.url, "rejected", error).to_record())
+            self._write(
+                ShotResult.from_error(item.id, item.line, item.url, "rejected", error).to_record()
+            )
             return
         self._send(item, engine)
 
@@ -139,7 +144,7 @@ class Dispatcher:
         payload = request.to_wire()
         payload["engine"] = engine
         payload["sent_at"] = time.time()
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue_for(engine),
             actor_name=CAPTURE_ACTOR,
             args=(payload,),
@@ -180,9 +185,10 @@ class Dispatcher:
 def summary_line(counts: Counts, manifest: str) -> str:
     elapsed = time.monotonic() - counts.started
     rate = counts.done / elapsed if elapsed > 0 else 0.0
-    parts = [f"{counts.done} done: {counts.ok} ok, {counts.failed} failed, {counts.rejected} rejected"]
+    parts = [
+        f"{counts.done} done: {counts.ok} ok, {counts.failed} failed, {counts.rejected} rejected"
+    ]
     if counts.skipped:
         parts.append(f"{counts.skipped} already in the manifest")
     parts.append(f"in {elapsed:.1f}s ({rate:.1f}/s)")
     return "; ".join(parts) + f"; manifest: {manifest}"
-

@@ -7,7 +7,7 @@ actor with ``concurrency`` threads, all sharing one event loop and so one browse
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
@@ -31,7 +31,7 @@ class EmbeddedSettings:
     concurrency: int = 2
     max_attempts: int = 3
     min_backoff_ms: int = 500
-    engine_config: EngineConfig = EngineConfig()
+    engine_config: EngineConfig = field(default_factory=EngineConfig)
 
 
 def run_embedded(
@@ -43,7 +43,9 @@ def run_embedded(
     done_ids: set[str] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Counts:
-    runtime = WorkerRuntime(settings.engine, settings.engine_config, default_storage=settings.storage)
+    runtime = WorkerRuntime(
+        settings.engine, settings.engine_config, default_storage=settings.storage
+    )
     runtime.storage(settings.storage).check()  # a bad folder fails once, at start-up
 
     broker = StubBroker(middleware=[])

@@ -72,7 +72,9 @@ def translate_error(message: str, url: str) -> DistshotError:
     first = message.strip().splitlines()[0] if message.strip() else "unknown browser error"
     if "ERR_TOO_MANY_REDIRECTS" in message:
         return RedirectLoop(f"too many redirects from {url}")
-    if "Download is starting" in message or "ERR_ABORTED" in message and "download" in message.lower():
+    if "Download is starting" in message or (
+        "ERR_ABORTED" in message and "download" in message.lower()
+    ):
         return DownloadRefused(f"{url} is a file download, not a page; downloads are refused")
     if "Timeout" in message and "exceeded" in message:
         return NavigationTimeout(first)

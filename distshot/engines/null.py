@@ -6,7 +6,7 @@ import struct
 import zlib
 from functools import cache
 
-from ..core.contracts import Capabilities, Engine, EngineConfig
+from ..core.contracts import Capabilities, Engine
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
 
@@ -25,7 +25,9 @@ def blank_png(width: int, height: int) -> bytes:
     raw = zlib.compress(row * height, 9)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")

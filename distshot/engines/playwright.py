@@ -23,12 +23,11 @@ from ..core.errors import (
     NavigationTimeout,
 )
 from ..core.models import Capture, ShotRequest
-from ..core.policy import UrlPolicy
 from ..plugins.hookspecs import hookimpl
 from .chromium import launch_args, translate_error
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, Playwright
+    from playwright.async_api import Browser, BrowserContext, Playwright
 
 CAPABILITIES = Capabilities(
     formats=frozenset({"png", "jpeg"}),
@@ -129,7 +128,8 @@ class PlaywrightEngine(Engine):
 
     async def capture(self, request: ShotRequest) -> Capture:
         slot = await self._acquire()
-        guard = None if request.allow_private else EgressGuard(UrlPolicy(allow_private=False))
+        policy = request.policy()
+        guard = EgressGuard(policy) if policy.enforcing else None
         context: BrowserContext | None = None
         try:
             proxy = {"server": await guard.start()} if guard else None
@@ -169,7 +169,9 @@ class PlaywrightEngine(Engine):
         started = time.monotonic()
         try:
             response = await page.goto(
-                request.url, wait_until=opts.wait_until, timeout=remaining_ms()
+                request.url,
+                wait_until=opts.wait_until,  # type: ignore[arg-type]
+                timeout=remaining_ms(),
             )
             if opts.wait_for:
                 await page.wait_for_selector(opts.wait_for, state="visible", timeout=remaining_ms())

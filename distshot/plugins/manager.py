@@ -48,7 +48,9 @@ class StorageEntry:
 class Registry:
     """Engines and storages by name, as the installed plug-ins registered them."""
 
-    def __init__(self, *, entry_points: bool = True, extra_plugins: tuple[object, ...] = ()) -> None:
+    def __init__(
+        self, *, entry_points: bool = True, extra_plugins: tuple[object, ...] = ()
+    ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         for module_name in BUILTIN_PLUGINS:
@@ -125,7 +127,7 @@ def storage_scheme(url: str) -> str:
     if not url:
         raise ConfigError("empty storage URL")
     scheme = urlsplit(url).scheme.lower()
-    if len(scheme) <= 1 or Path(url).is_absolute() and "://" not in url:
+    if len(scheme) <= 1 or (Path(url).is_absolute() and "://" not in url):
         return "file"
     return scheme
 

@@ -41,7 +41,9 @@ class LocalStorage(Storage):
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"folder {self.root} is not writable")
 
-    def put(self, name: str, data: bytes, content_type: str, metadata: dict[str, str]) -> StoredObject:
+    def put(
+        self, name: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> StoredObject:
         target = self.root / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StorageError(f"refusing object name outside {self.root}: {name!r}")

@@ -13,6 +13,7 @@ Standard library only. Exit status 0 when all is well, 1 otherwise.
 
     python3 examples/site/tools/check_site.py
 """
+
 import html.parser
 import os
 import re
@@ -95,14 +96,23 @@ def main():
                 if not NAMESPACE_OK.match(ref):
                     problems.append(f"{rel}: non-relative reference {ref!r}")
                 continue
-            target = path if not parts.path else os.path.normpath(
-                os.path.join(os.path.dirname(path), unquote(parts.path)))
+            target = (
+                path
+                if not parts.path
+                else os.path.normpath(os.path.join(os.path.dirname(path), unquote(parts.path)))
+            )
             if not target.startswith(SITE + os.sep):
                 problems.append(f"{rel}: {ref!r} leaves the site folder")
             elif not os.path.isfile(target):
                 problems.append(f"{rel}: {ref!r} -> missing file {os.path.relpath(target, SITE)}")
-            elif parts.fragment and target.endswith(".html") and parts.fragment not in ids.get(target, set()):
-                problems.append(f"{rel}: {ref!r} -> no id {parts.fragment!r} in {os.path.relpath(target, SITE)}")
+            elif (
+                parts.fragment
+                and target.endswith(".html")
+                and parts.fragment not in ids.get(target, set())
+            ):
+                problems.append(
+                    f"{rel}: {ref!r} -> no id {parts.fragment!r} in {os.path.relpath(target, SITE)}"
+                )
     listed = 0
     if os.path.isfile(URLS):
         with open(URLS, encoding="utf-8") as f:
@@ -113,14 +123,16 @@ def main():
                 listed += 1
                 if not line.startswith("{base}/"):
                     problems.append(f"urls-demo.txt:{n}: does not start with {{base}}/: {line!r}")
-                elif not os.path.isfile(os.path.join(SITE, line[len("{base}/"):])):
+                elif not os.path.isfile(os.path.join(SITE, line[len("{base}/") :])):
                     problems.append(f"urls-demo.txt:{n}: no such page {line!r}")
     else:
         problems.append("urls-demo.txt not found next to site/")
     for p in problems:
         print("FAIL", p)
-    print(f"{len(files)} files scanned, {checked} references checked, {listed} demo URLs checked, "
-          f"{len(problems)} problem(s)")
+    print(
+        f"{len(files)} files scanned, {checked} references checked, {listed} demo URLs checked, "
+        f"{len(problems)} problem(s)"
+    )
     return 1 if problems else 0
 
 

@@ -10,6 +10,8 @@ it again yields byte-identical files. Usage, from anywhere:
 
 The SVG images in ../images/ are hand-written and are not touched.
 """
+
+import itertools
 import math
 import os
 import struct
@@ -30,7 +32,10 @@ def _filter_rows(rows, bpp):
     for row in rows:
         sub = bytes((row[i] - (row[i - bpp] if i >= bpp else 0)) & 0xFF for i in range(len(row)))
         up = bytes((row[i] - prev[i]) & 0xFF for i in range(len(row)))
-        cost = lambda b: sum(v if v < 128 else 256 - v for v in b)
+
+        def cost(b):
+            return sum(v if v < 128 else 256 - v for v in b)
+
         best = min(((0, row), (1, sub), (2, up)), key=lambda c: cost(c[1]))
         out.append(best[0])
         out += best[1]
@@ -45,13 +50,17 @@ def write_png(name, width, height, pixel):
         row = bytearray()
         for x in range(width):
             r, g, b = pixel(x, y)
-            row += bytes((max(0, min(255, int(r))), max(0, min(255, int(g))), max(0, min(255, int(b)))))
+            row += bytes(
+                (max(0, min(255, int(r))), max(0, min(255, int(g))), max(0, min(255, int(b))))
+            )
         rows.append(bytes(row))
     data = zlib.compress(_filter_rows(rows, 3), 9)
-    png = (b"\x89PNG\r\n\x1a\n"
-           + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + _chunk(b"IDAT", data)
-           + _chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
+    )
     path = os.path.join(OUT, name)
     with open(path, "wb") as f:
         f.write(png)
@@ -65,7 +74,7 @@ def lerp(a, b, t):
 def ramp(stops, t):
     """Piecewise-linear colour ramp; stops = [(pos, (r,g,b)), ...]."""
     t = max(0.0, min(1.0, t))
-    for (p0, c0), (p1, c1) in zip(stops, stops[1:]):
+    for (p0, c0), (p1, c1) in itertools.pairwise(stops):
         if t <= p1:
             return lerp(c0, c1, (t - p0) / (p1 - p0) if p1 > p0 else 0)
     return stops[-1][1]
@@ -129,7 +138,12 @@ def rings(x, y, w=480, h=320):
 
 def plasma(x, y, w=480, h=320):
     # Quantised so deflate stays small while still looking "organic".
-    v = (math.sin(x / 23.0) + math.sin(y / 17.0) + math.sin((x + y) / 31.0) + math.sin(math.hypot(x - 240, y - 160) / 19.0))
+    v = (
+        math.sin(x / 23.0)
+        + math.sin(y / 17.0)
+        + math.sin((x + y) / 31.0)
+        + math.sin(math.hypot(x - 240, y - 160) / 19.0)
+    )
     t = round((v + 4) / 8 * 12) / 12
     return ramp([(0, (12, 74, 110)), (0.5, (236, 72, 153)), (1, (250, 204, 21))], t)
 
