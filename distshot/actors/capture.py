@@ -8,6 +8,7 @@ Outcome rules, which the reply middleware relies on:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import dramatiq
@@ -25,12 +26,29 @@ def queue_for(engine: str) -> str:
     return f"distshot.{engine}"
 
 
-class CaptureFailed(Exception):
-    """Carries a failed result out of the actor so Retries can judge it."""
+class CaptureFailed(dramatiq.Retry):
+    """Carries a failed result out of the actor so Retries can judge it. A ``Retry`` so
+    that Dramatiq does not log an expected failure as an unhandled exception."""
 
     def __init__(self, result: ShotResult) -> None:
         super().__init__(f"{result.id}: {result.error}")
         self.result = result
+
+
+_outcomes: dict[str, dict[str, Any]] = {}
+_outcomes_lock = threading.Lock()
+
+
+def set_outcome(message_id: str, record: dict[str, Any]) -> None:
+    """Hand a final record to the reply middleware. (Returning it from the actor would make
+    Dramatiq warn on every job that no Results middleware keeps return values.)"""
+    with _outcomes_lock:
+        _outcomes[message_id] = record
+
+
+def pop_outcome(message_id: str) -> dict[str, Any] | None:
+    with _outcomes_lock:
+        return _outcomes.pop(message_id, None)
 
 
 class MalformedMessage(Exception):
@@ -72,9 +90,14 @@ def declare_capture_actor(
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     """Declare the capture actor on ``broker``, consuming this worker's engine queue."""
 
-    async def capture(payload: Any) -> dict[str, Any]:
+    async def capture(payload: Any) -> None:
         message = CurrentMessage.get_current_message()
-        attempt = (message.options.get("retries", 0) if message else 0) + 1
+        assert message is not None, "the CurrentMessage middleware is missing"
+        attempt = message.options.get("retries", 0) + 1
+        record = await _capture(payload, attempt)
+        set_outcome(message.message_id, record)
+
+    async def _capture(payload: Any, attempt: int) -> dict[str, Any]:
         try:
             request = ShotRequest.from_wire(payload)
         except DistshotError as exc:

@@ -10,7 +10,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ..core.errors import InvalidRequest
-from .capture import CAPTURE_ACTOR, CaptureFailed, result_for_payload
+from .capture import CAPTURE_ACTOR, CaptureFailed, pop_outcome, result_for_payload
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
@@ -42,11 +42,14 @@ class ReplyMiddleware(Middleware):
     ) -> None:
         if message.actor_name != CAPTURE_ACTOR:
             return
+        outcome = pop_outcome(message.message_id)
         reply_to = message.options.get("reply_to")
         if not reply_to:
             return
-        if exception is None:
-            record = result
+        if exception is None and outcome is not None:
+            record = outcome
+        elif exception is None:
+            return
         elif not message.failed:
             return  # Retries re-enqueued it: the final attempt will answer.
         elif isinstance(exception, CaptureFailed):
