@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .policy import parse_url
 
 FORMATS = ("txt", "csv", "jsonl")
 _REQUEST_KEYS = frozenset({"url", "engine"})
+_WHITESPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class RequestReader:
             text = raw.strip()
             if not text or text.startswith("#"):
                 continue
-            if any(ch.isspace() for ch in text):
+            if _WHITESPACE.search(text):
                 yield self._reject(
                     number,
                     text,

@@ -174,6 +174,8 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
         if value is None or (isinstance(value, str) and value.strip() == "" and name != "headers"):
             continue
         changes[name] = _parse_one(name, value)
+    if not changes:
+        return base  # the common case for .txt input: no per-line options
     result = dataclasses.replace(base, **changes)
     if result.quality is not None and result.format == "png":
         raise InvalidOption("quality applies to jpeg and webp only, not png")

@@ -8,6 +8,7 @@ opens afterwards, which covers redirects, sub-resources and DNS answers that cha
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 ALLOWED_SCHEMES = ("http", "https")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 MAX_URL_LENGTH = 8192
 
 # Named for the message a user reads; checked in order, the first match wins.
@@ -97,7 +99,7 @@ def parse_url(url: str) -> SplitResult:
         raise InvalidUrl("empty URL")
     if len(url) > MAX_URL_LENGTH:
         raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url.strip()):
+    if _SPACE_OR_CONTROL.search(url.strip()):
         raise InvalidUrl(f"URL contains whitespace or control characters: {url.strip()!r}")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
