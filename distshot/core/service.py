@@ -53,13 +53,14 @@ async def capture_request(
     if request.sent_at is not None:
         result.timings["queue_ms"] = round(max(0.0, started - request.sent_at) * 1000, 1)
 
-    # Refusals before any browser work are "rejected"; nothing was tried.
+    # Refusals before any browser work are "rejected": nothing was tried. A DNS failure
+    # here is not a refusal but a failed (and retryable) attempt.
     try:
         policy = request.policy()
         await asyncio.to_thread(policy.check_url, request.url, resolver)
         check_supported(request, engine)
     except DistshotError as exc:
-        return _fail(result, "rejected", exc, started)
+        return _fail(result, "failed" if exc.transient else "rejected", exc, started)
 
     try:
         capture = await _run_engine(engine, request)

@@ -1,0 +1,83 @@
+"""Local storage writes atomically; the manifest survives a torn last line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from distshot.core.errors import StorageError
+from distshot.core.manifest import ManifestWriter, recorded_ids
+from distshot.core.models import ShotRequest
+from distshot.core.options import CaptureOptions
+from distshot.storage.local import LocalStorage
+
+
+def test_put_writes_the_file_and_returns_file_urls(tmp_path: Path) -> None:
+    storage = LocalStorage(f"file://{tmp_path}/out")
+    storage.check()
+    stored = storage.put("a/b.png", b"\x89PNG-data", "image/png", {})
+    target = tmp_path / "out" / "a" / "b.png"
+    assert target.read_bytes() == b"\x89PNG-data"
+    assert stored.location == stored.link == target.as_uri()
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_crash_mid_write_never_leaves_a_partial_file_under_the_final_name(tmp_path: Path) -> None:
+    # Given an existing image, when a process dies (SIGKILL) halfway through replacing it,
+    # then the final name still holds the complete old image.
+    (tmp_path / "shot.png").write_bytes(b"old-complete-image")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from distshot.storage import local
+        real_fsync = os.fsync
+        def die(fd):
+            os.kill(os.getpid(), signal.SIGKILL)  # the data is written, not yet renamed
+        local.os.fsync = die
+        local.LocalStorage({str(tmp_path)!r}).put("shot.png", b"new" * 1_000_000, "image/png", {{}})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert result.returncode == -9
+    assert (tmp_path / "shot.png").read_bytes() == b"old-complete-image"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "shot.png"]
+    assert all(name.startswith(".shot.png.") and name.endswith(".part") for name in leftovers)
+
+
+def test_names_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        LocalStorage(str(tmp_path)).put("../escape.png", b"x", "image/png", {})
+
+
+def test_unwritable_folder_fails_at_check_naming_the_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError) as info:
+        LocalStorage(str(blocker / "sub")).check()
+    assert str(blocker / "sub") in info.value.message
+
+
+def test_object_names_are_deterministic_and_collision_free() -> None:
+    def name(url: str, **opts: object) -> str:
+        return ShotRequest("b:1", 1, url, CaptureOptions(**opts)).object_name()  # type: ignore[arg-type]
+
+    assert name("https://a.test/x") == name("https://a.test/x")
+    assert name("https://a.test/x", timeout=5) == name("https://a.test/x")  # same image
+    names = {name("https://a.test/x"), name("https://a.test/y"), name("https://a.test/x?q=1"),
+             name("https://a.test/x", width=800), name("https://a.test/x", format="jpeg"),
+             name("https://a.test/x", full_page=True)}
+    assert len(names) == 6
+    assert name("https://a.test/x", format="jpeg").endswith(".jpg")
+
+
+def test_manifest_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "b:1", "status": "ok"}\n{"id": "b:2", "sta')
+    assert recorded_ids(path) == {"b:1"}
+    with ManifestWriter(path) as writer:
+        writer.write({"id": "b:3", "status": "ok"})
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["b:1", "b:3"]
