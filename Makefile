@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva
 
-.PHONY: demo test test-fast check fmt bench system-deps venv clean
+.PHONY: demo test test-fast check fmt system-deps venv clean
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -49,16 +49,13 @@ test-fast: $(STAMPS)/system $(STAMPS)/venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 check: $(STAMPS)/venv
-	$(BIN)/ruff check distshot tests bench examples
-	$(BIN)/ruff format --check distshot tests bench examples
+	$(BIN)/ruff check distshot tests examples
+	$(BIN)/ruff format --check distshot tests examples
 	$(BIN)/mypy
 
 fmt: $(STAMPS)/venv
-	$(BIN)/ruff format distshot tests bench examples
-	$(BIN)/ruff check --fix distshot tests bench examples
-
-bench: $(STAMPS)/system $(STAMPS)/venv
-	$(BIN)/python bench/run.py
+	$(BIN)/ruff format distshot tests examples
+	$(BIN)/ruff check --fix distshot tests examples
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache

@@ -197,8 +197,11 @@ def main() -> None:
         level=os.environ.get("DISTSHOT_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Dramatiq logs every retry and shutdown step at WARNING; the manifest tells the user.
-    logging.getLogger("dramatiq").setLevel(os.environ.get("DISTSHOT_DRAMATIQ_LOG_LEVEL", "ERROR"))
+    # Dramatiq logs every retry, and every job interrupted by Ctrl-C as an unhandled
+    # exception; the manifest and the summary tell the user what happened instead.
+    logging.getLogger("dramatiq").setLevel(
+        os.environ.get("DISTSHOT_DRAMATIQ_LOG_LEVEL", "CRITICAL").upper()
+    )
 
 
 @main.command()

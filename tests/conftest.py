@@ -71,8 +71,13 @@ class Handler(BaseHTTPRequestHandler):
             with seen.lock:
                 seen.active -= 1
 
-    def send(self, body: bytes | str, status: int = 200, ctype: str = "text/html; charset=utf-8",
-             headers: dict[str, str] | None = None) -> None:
+    def send(
+        self,
+        body: bytes | str,
+        status: int = 200,
+        ctype: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -83,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def route(self, path: str, query: dict[str, str]) -> None:  # noqa: C901 - a router
+    def route(self, path: str, query: dict[str, str]) -> None:
         stop = self.server.stop
         if path == "/echo":
             headers = json.dumps(dict(self.headers.items()))
@@ -106,21 +111,29 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/never-loads":
             self.send("<title>never</title><p>text</p><img src='/hang'>")
         elif path == "/download":
-            self.send(b"\x00" * 2048, ctype="application/octet-stream",
-                      headers={"Content-Disposition": "attachment; filename=file.bin"})
+            self.send(
+                b"\x00" * 2048,
+                ctype="application/octet-stream",
+                headers={"Content-Disposition": "attachment; filename=file.bin"},
+            )
         elif path == "/set-cookie":
-            self.send("<title>set</title><script>localStorage.setItem('k','leak');"
-                      "sessionStorage.setItem('s','leak');</script>",
-                      headers={"Set-Cookie": "session=leak; Path=/"})
+            self.send(
+                "<title>set</title><script>localStorage.setItem('k','leak');"
+                "sessionStorage.setItem('s','leak');</script>",
+                headers={"Set-Cookie": "session=leak; Path=/"},
+            )
         elif path == "/tall":
             height = int(query.get("h", "3000"))
-            self.send(f"<title>tall</title><style>body{{margin:0}}</style>"
-                      f"<div style='height:{height}px;background:#0a0'></div>")
+            self.send(
+                f"<title>tall</title><style>body{{margin:0}}</style>"
+                f"<div style='height:{height}px;background:#0a0'></div>"
+            )
         else:
             file = (PAGES / path.lstrip("/")).resolve()
             if PAGES in file.parents and file.is_file():
                 ctype = {"html": "text/html; charset=utf-8", "png": "image/png"}.get(
-                    file.suffix.lstrip("."), "application/octet-stream")
+                    file.suffix.lstrip("."), "application/octet-stream"
+                )
                 self.send(file.read_bytes(), ctype=ctype)
             else:
                 self.send("<title>Not Found</title>not found", status=404)
@@ -131,11 +144,17 @@ def _png_1x1_red() -> bytes:
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     raw = zlib.compress(b"\x00\xff\x00\x00")
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
 
 
 def start_server(host: str = "127.0.0.1") -> PageServer:
@@ -197,12 +216,23 @@ def wait_no_processes(value: str, timeout: float = 10.0) -> list[int]:
     return tagged_processes(value)
 
 
-def run_cli(*args: str, input: str | None = None, timeout: float = 240,
-            env: dict[str, str] | None = None, cwd: str | Path | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    input: str | None = None,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*DISTSHOT, *args], input=input, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd)
+    return subprocess.run(
+        [*DISTSHOT, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+    )
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

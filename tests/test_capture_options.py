@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
-
 from conftest import PageServer, by_line, read_manifest, run_cli
+from PIL import Image
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -26,7 +25,9 @@ def close(a: tuple[int, int, int], b: tuple[int, int, int], tolerance: int = 40)
 
 
 @pytest.fixture(scope="module")
-def shot_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PageServer, dict[int, dict[str, Any]]]:
+def shot_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[PageServer, dict[int, dict[str, Any]]]:
     from conftest import start_server, stop_server
 
     server = start_server()
@@ -56,8 +57,16 @@ def shot_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PageServer, dict
     work = tmp_path_factory.mktemp("options")
     urls = work / "urls.jsonl"
     urls.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    result = run_cli("shoot", str(urls), "-o", str(work / "shots"), "--allow-private",
-                     "--concurrency", "4", env={"DISTSHOT_MAX_ATTEMPTS": "1"})
+    result = run_cli(
+        "shoot",
+        str(urls),
+        "-o",
+        str(work / "shots"),
+        "--allow-private",
+        "--concurrency",
+        "4",
+        env={"DISTSHOT_MAX_ATTEMPTS": "1"},
+    )
     assert result.returncode == 1, result.stderr  # the hang and webp lines are not ok
     records = by_line(read_manifest(work / "shots" / "manifest.jsonl"))
     yield server, records

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import PageServer, by_line, read_manifest, run_cli, start_server, stop_server
 
 TIMEOUT = 4
@@ -31,8 +30,16 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     urls = work / "urls.jsonl"
     urls.write_text("".join(json.dumps({"url": u, "timeout": TIMEOUT}) + "\n" for u in lines))
     # One job at a time, so a wedged job would visibly delay the next one.
-    result = run_cli("shoot", str(urls), "-o", str(work / "shots"), "--allow-private",
-                     "--concurrency", "1", env={"DISTSHOT_MAX_ATTEMPTS": "1"})
+    result = run_cli(
+        "shoot",
+        str(urls),
+        "-o",
+        str(work / "shots"),
+        "--allow-private",
+        "--concurrency",
+        "1",
+        env={"DISTSHOT_MAX_ATTEMPTS": "1"},
+    )
     yield server, result, by_line(read_manifest(work / "shots" / "manifest.jsonl"))
     stop_server(server)
 

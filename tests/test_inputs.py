@@ -22,7 +22,10 @@ def test_txt_skips_blanks_and_comments_and_numbers_lines() -> None:
     text = "# header\nhttps://a.test/\n\n   \nhttps://b.test/x\n# end\nftp://c.test/\n"
     items = list(reader().read_stream(io.StringIO(text), "txt"))
     assert [(i.line, type(i).__name__) for i in items] == [
-        (2, "ShotRequest"), (5, "ShotRequest"), (7, "Rejection")]
+        (2, "ShotRequest"),
+        (5, "ShotRequest"),
+        (7, "Rejection"),
+    ]
     assert [i.id for i in items] == ["b1:2", "b1:5", "b1:7"]
     rejection = items[2]
     assert isinstance(rejection, Rejection)

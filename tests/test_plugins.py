@@ -7,13 +7,12 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from distshot.core.contracts import Capabilities, EngineConfig
 from distshot.core.errors import DuplicatePlugin, UnknownPlugin
 from distshot.plugins.hookspecs import hookimpl
 from distshot.plugins.manager import Registry, storage_scheme
-
-from conftest import run_cli
 
 
 def test_builtins_register_through_the_hooks() -> None:
@@ -79,7 +78,11 @@ def test_storage_scheme_of_paths_and_urls() -> None:
 def test_engines_command_lists_capabilities() -> None:
     result = run_cli("engines")
     assert result.returncode == 0
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line[0].isspace()}
+    lines = {
+        line.split()[0]: line
+        for line in result.stdout.splitlines()
+        if line and not line[0].isspace()
+    }
     assert "formats: jpeg, png" in lines["playwright"]
     assert "not supported" in lines["null"] and "full_page" in lines["null"]
     storages = run_cli("storages")

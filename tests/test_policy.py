@@ -19,8 +19,16 @@ def no_dns(host: str, port: int) -> list[str]:
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/x", "javascript:alert(1)", "file:///etc/passwd", "data:text/html,hi",
-     "example.com/no-scheme", "http://", "http://exa mple.com/", "https://example.com:99999/"],
+    [
+        "ftp://example.com/x",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:text/html,hi",
+        "example.com/no-scheme",
+        "http://",
+        "http://exa mple.com/",
+        "https://example.com:99999/",
+    ],
 )
 def test_only_http_and_https_urls_with_a_host_pass(url: str) -> None:
     with pytest.raises(InvalidUrl):
@@ -29,10 +37,28 @@ def test_only_http_and_https_urls_with_a_host_pass(url: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["localhost.", "127.0.0.1", "127.0.0.2", "[::1]", "2130706433", "0x7f000001", "0177.0.0.1",
-     "127.1", "0.0.0.0", "[::ffff:127.0.0.1]", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-     "169.254.169.254", "[fd00::1]", "[fe80::1]", "100.64.0.1", "[64:ff9b::a00:1]",
-     "224.0.0.1", "100.100.100.200"],
+    [
+        "localhost.",
+        "127.0.0.1",
+        "127.0.0.2",
+        "[::1]",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.1",
+        "0.0.0.0",
+        "[::ffff:127.0.0.1]",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "[fd00::1]",
+        "[fe80::1]",
+        "100.64.0.1",
+        "[64:ff9b::a00:1]",
+        "224.0.0.1",
+        "100.100.100.200",
+    ],
 )
 def test_loopback_private_and_metadata_spellings_are_refused(host: str) -> None:
     policy = UrlPolicy()

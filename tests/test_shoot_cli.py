@@ -15,8 +15,9 @@ def write(path: Path, text: str) -> Path:
 
 def test_all_ok_exits_0_with_progress_and_summary(tmp_path: Path) -> None:
     urls = write(tmp_path / "u.txt", "https://a.test/1\nhttps://a.test/2\n")
-    result = run_cli("shoot", str(urls), "-o", str(tmp_path / "out"), "--engine", "null",
-                     "--allow-private")
+    result = run_cli(
+        "shoot", str(urls), "-o", str(tmp_path / "out"), "--engine", "null", "--allow-private"
+    )
     assert result.returncode == 0, result.stderr
     assert "ok 0  failed 0  rejected 0" in result.stderr or "ok 1" in result.stderr  # progress
     summary = result.stderr.strip().splitlines()[-1]
@@ -43,8 +44,9 @@ def test_every_line_yields_exactly_one_record_with_a_unique_id(tmp_path: Path) -
         else:
             lines.append(json.dumps({"url": f"https://a.test/{number}", "format": "gif"}))
     urls = write(tmp_path / "u.jsonl", "\n".join(lines) + "\n# trailing comment\n")
-    result = run_cli("shoot", str(urls), "-o", str(tmp_path / "out"), "--engine", "null",
-                     "--allow-private")
+    result = run_cli(
+        "shoot", str(urls), "-o", str(tmp_path / "out"), "--engine", "null", "--allow-private"
+    )
     assert result.returncode == 1
     records = read_manifest(tmp_path / "out" / "manifest.jsonl")
     expected_lines = [n + 1 for n in range(40) if n % 5 != 3]
@@ -53,17 +55,43 @@ def test_every_line_yields_exactly_one_record_with_a_unique_id(tmp_path: Path) -
     statuses = {r["line"]: r["status"] for r in records}
     assert statuses[1] == "ok" and statuses[2] == statuses[3] == statuses[5] == "rejected"
     for record in records:
-        assert set(record) >= {"id", "line", "url", "status", "engine", "location", "link",
-                               "final_url", "http_status", "title", "format", "width", "height",
-                               "bytes", "sha256", "cached", "attempts", "timings", "error"}
+        assert set(record) >= {
+            "id",
+            "line",
+            "url",
+            "status",
+            "engine",
+            "location",
+            "link",
+            "final_url",
+            "http_status",
+            "title",
+            "format",
+            "width",
+            "height",
+            "bytes",
+            "sha256",
+            "cached",
+            "attempts",
+            "timings",
+            "error",
+        }
         if record["status"] == "rejected":
             assert record["error"]["message"]
             assert record["url"]  # the raw text of the line
 
 
 def test_stdin_input(tmp_path: Path) -> None:
-    result = run_cli("shoot", "-", "-o", str(tmp_path / "out"), "--engine", "null",
-                     "--allow-private", input='{"url": "https://a.test/", "width": 64, "height": 32}\n')
+    result = run_cli(
+        "shoot",
+        "-",
+        "-o",
+        str(tmp_path / "out"),
+        "--engine",
+        "null",
+        "--allow-private",
+        input='{"url": "https://a.test/", "width": 64, "height": 32}\n',
+    )
     assert result.returncode == 0, result.stderr
     (record,) = read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert (record["width"], record["height"]) == (64, 32)
@@ -101,39 +129,57 @@ def test_usage_and_configuration_errors_are_one_line_and_exit_2(tmp_path: Path) 
     assert "'url' column" in one_line_error(run_cli("shoot", str(csv_file), "-o", out))
     config = write(tmp_path / "bad.toml", "widht = 3\n")
     assert "unknown setting 'widht'" in one_line_error(
-        run_cli("shoot", str(urls), "--config", str(config)))
+        run_cli("shoot", str(urls), "--config", str(config))
+    )
     blocker = write(tmp_path / "blocker", "file")
-    message = one_line_error(run_cli("shoot", str(urls), "--engine", "null",
-                                     "--storage", str(blocker / "sub")))
+    message = one_line_error(
+        run_cli("shoot", str(urls), "--engine", "null", "--storage", str(blocker / "sub"))
+    )
     assert str(blocker / "sub") in message
-    message = one_line_error(run_cli("shoot", str(urls), "--engine", "null",
-                                     env={"DISTSHOT_CONCURRENCY": "lots"}))
+    message = one_line_error(
+        run_cli("shoot", str(urls), "--engine", "null", env={"DISTSHOT_CONCURRENCY": "lots"})
+    )
     assert "concurrency" in message
 
 
 def test_settings_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     urls = write(tmp_path / "u.txt", "https://a.test/\n")
-    write(tmp_path / "distshot.toml",
-          'engine = "playwright"\nallow_private = true\n[capture]\nwidth = 320\nheight = 200\n')
+    write(
+        tmp_path / "distshot.toml",
+        'engine = "playwright"\nallow_private = true\n[capture]\nwidth = 320\nheight = 200\n',
+    )
     # env beats the file (engine), the file's capture defaults apply (width/height)
-    result = run_cli("shoot", str(urls), "-o", "out", cwd=tmp_path,
-                     env={"DISTSHOT_ENGINE": "null"})
+    result = run_cli("shoot", str(urls), "-o", "out", cwd=tmp_path, env={"DISTSHOT_ENGINE": "null"})
     assert result.returncode == 0, result.stderr
     (record,) = read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert (record["engine"], record["width"], record["height"]) == ("null", 320, 200)
     # a flag beats both
-    result = run_cli("shoot", str(urls), "-o", "out", "--width", "100", "--engine", "null",
-                     cwd=tmp_path, env={"DISTSHOT_ENGINE": "playwright"})
+    result = run_cli(
+        "shoot",
+        str(urls),
+        "-o",
+        "out",
+        "--width",
+        "100",
+        "--engine",
+        "null",
+        cwd=tmp_path,
+        env={"DISTSHOT_ENGINE": "playwright"},
+    )
     assert result.returncode == 0, result.stderr
     (record,) = read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert (record["engine"], record["width"], record["height"]) == ("null", 100, 200)
 
 
-def test_concurrency_sets_the_number_of_jobs_in_flight(tmp_path: Path, http_server: PageServer) -> None:
-    urls = write(tmp_path / "u.txt",
-                 "".join(f"{http_server.base}/slow?ms=1500&n={n}\n" for n in range(9)))
-    result = run_cli("shoot", str(urls), "-o", str(tmp_path / "out"), "--allow-private",
-                     "--concurrency", "3")
+def test_concurrency_sets_the_number_of_jobs_in_flight(
+    tmp_path: Path, http_server: PageServer
+) -> None:
+    urls = write(
+        tmp_path / "u.txt", "".join(f"{http_server.base}/slow?ms=1500&n={n}\n" for n in range(9))
+    )
+    result = run_cli(
+        "shoot", str(urls), "-o", str(tmp_path / "out"), "--allow-private", "--concurrency", "3"
+    )
     assert result.returncode == 0, result.stderr
     slow = [r for r in http_server.seen.requests if r["path"] == "/slow"]
     assert len(slow) == 9

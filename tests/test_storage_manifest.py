@@ -66,9 +66,14 @@ def test_object_names_are_deterministic_and_collision_free() -> None:
 
     assert name("https://a.test/x") == name("https://a.test/x")
     assert name("https://a.test/x", timeout=5) == name("https://a.test/x")  # same image
-    names = {name("https://a.test/x"), name("https://a.test/y"), name("https://a.test/x?q=1"),
-             name("https://a.test/x", width=800), name("https://a.test/x", format="jpeg"),
-             name("https://a.test/x", full_page=True)}
+    names = {
+        name("https://a.test/x"),
+        name("https://a.test/y"),
+        name("https://a.test/x?q=1"),
+        name("https://a.test/x", width=800),
+        name("https://a.test/x", format="jpeg"),
+        name("https://a.test/x", full_page=True),
+    }
     assert len(names) == 6
     assert name("https://a.test/x", format="jpeg").endswith(".jpg")
 

@@ -46,10 +46,9 @@ class ReplyMiddleware(Middleware):
         reply_to = message.options.get("reply_to")
         if not reply_to:
             return
-        if exception is None and outcome is not None:
+        record: dict[str, Any] | None
+        if exception is None:
             record = outcome
-        elif exception is None:
-            return
         elif not message.failed:
             return  # Retries re-enqueued it: the final attempt will answer.
         elif isinstance(exception, CaptureFailed):
@@ -58,8 +57,8 @@ class ReplyMiddleware(Middleware):
             record = _unexpected_failure(message, exception)
             if record is None:
                 logger.error("dead-lettered message %s: %s", message.message_id, exception)
-                return
-        send_reply(broker, reply_to, record)
+        if record is not None:
+            send_reply(broker, reply_to, record)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         # A skipped message (for example one past its age limit) is final too.

@@ -1,0 +1,179 @@
+"""The Playwright engine's life: shared browser, isolation, recycling, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import PageServer, tagged_processes, wait_no_processes
+
+from distshot.core.contracts import EngineConfig
+from distshot.core.models import ShotRequest
+from distshot.core.options import CaptureOptions
+from distshot.core.service import capture_request
+from distshot.engines.playwright import PlaywrightEngine
+from distshot.storage.local import LocalStorage
+
+
+def request(url: str, number: int = 1, **options: object) -> ShotRequest:
+    return ShotRequest(
+        f"t:{number}",
+        number,
+        url,
+        CaptureOptions(**options),  # type: ignore[arg-type]
+        allow_private=True,
+    )
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_jobs_are_isolated_cookies_local_and_session_storage(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> list[str | None]:
+        engine = PlaywrightEngine(EngineConfig())
+        await engine.open()
+        try:
+            # Given a job whose page sets a cookie, localStorage and sessionStorage
+            first = await capture_request(
+                request(f"{http_server.base}/set-cookie", 1), engine, storage
+            )
+            assert first.status == "ok"
+            # When the next jobs on the same browser, sequential and concurrent, read them
+            results = await asyncio.gather(
+                *[
+                    capture_request(request(f"{http_server.base}/cookies.html", n), engine, storage)
+                    for n in range(2, 5)
+                ]
+            )
+            return [r.title for r in results]
+        finally:
+            await engine.close()
+
+    titles = run(scenario())
+    # Then none of them sees anything
+    assert titles == ["no-cookie no-local no-session"] * 3
+    cookie_headers = [
+        r["headers"].get("Cookie")
+        for r in http_server.seen.requests
+        if r["path"] == "/cookies.html"
+    ]
+    assert cookie_headers == [None, None, None]
+
+
+def test_concurrent_jobs_share_one_browser(
+    http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine = PlaywrightEngine(EngineConfig())
+        try:
+            await engine.open()
+            results = await asyncio.gather(
+                *[
+                    capture_request(
+                        request(f"{http_server.base}/slow?ms=300&n={n}", n), engine, storage
+                    )
+                    for n in range(6)
+                ]
+            )
+            return engine.launches, [r.status for r in results]
+        finally:
+            await engine.close()
+
+    launches, statuses = run(scenario())
+    assert statuses == ["ok"] * 6
+    assert launches == 1
+    assert wait_no_processes(tag) == []
+
+
+def test_browser_is_relaunched_after_n_jobs(
+    http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine = PlaywrightEngine(EngineConfig(recycle_after=2))
+        try:
+            statuses = []
+            for n in range(5):
+                result = await capture_request(
+                    request(f"{http_server.base}/solid.html", n), engine, storage
+                )
+                statuses.append(result.status)
+            return engine.launches, statuses
+        finally:
+            await engine.close()
+
+    launches, statuses = run(scenario())
+    assert statuses == ["ok"] * 5
+    assert launches == 3  # jobs 1-2, 3-4, 5
+    assert wait_no_processes(tag) == []
+
+
+def test_browser_crash_fails_the_job_transiently_and_the_next_job_relaunches(
+    http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[str, str | None, bool, str, int]:
+        engine = PlaywrightEngine(EngineConfig())
+        try:
+            await engine.open()
+            job = asyncio.create_task(
+                capture_request(request(f"{http_server.base}/slow?ms=3000", 1), engine, storage)
+            )
+            await asyncio.sleep(1.5)
+            # When every Chromium process of this test is killed mid-job
+            victims = tagged_processes(tag)
+            assert victims
+            for pid in victims:
+                os.kill(pid, signal.SIGKILL)
+            crashed = await job
+            after = await capture_request(
+                request(f"{http_server.base}/solid.html", 2), engine, storage
+            )
+            return (
+                crashed.status,
+                crashed.error and crashed.error["type"],
+                crashed.transient,
+                after.status,
+                engine.launches,
+            )
+        finally:
+            await engine.close()
+
+    status, error_type, transient, after_status, launches = run(scenario())
+    assert (status, error_type, transient) == ("failed", "BrowserCrashed", True)
+    assert after_status == "ok"
+    assert launches == 2
+    assert wait_no_processes(tag) == []
+
+
+@pytest.mark.parametrize("option", [{"wait_for": "#["}])
+def test_invalid_selector_is_a_clear_permanent_failure(
+    http_server: PageServer, tmp_path: Path, option: dict[str, object]
+) -> None:
+    async def scenario():  # type: ignore[no-untyped-def]
+        engine = PlaywrightEngine(EngineConfig())
+        try:
+            return await capture_request(
+                request(f"{http_server.base}/solid.html", 1, **option),
+                engine,
+                LocalStorage(str(tmp_path)),
+            )
+        finally:
+            await engine.close()
+
+    result = run(scenario())
+    assert result.status == "failed"
+    assert result.error["type"] == "InvalidOption"
+    assert not result.transient
