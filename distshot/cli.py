@@ -306,6 +306,161 @@ def _engine_config(settings: Settings) -> EngineConfig:
 
 
 @main.command()
+@click.argument("urls", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--broker", "broker_url", help="amqp://user:pass@host:5672/vhost [DISTSHOT_BROKER_URL]."
+)
+@click.option(
+    "--storage", help="Storage URL the workers write to (file:///shared/dir, s3://bucket/prefix)."
+)
+@click.option("--batch", help="Batch id (letters, digits, - and _) [a new one].")
+@click.option(
+    "--resume",
+    "resume_batch",
+    help="Resume batch ID after a crash: collect its replies, send the rest.",
+)
+@click.option("--manifest", "manifest_path", help="Manifest path [BATCH.jsonl].")
+@click.option("--window", type=int, help="Requests in flight at most [200].")
+@click.option(
+    "--wait-timeout",
+    type=float,
+    help="Give up on unanswered requests after S seconds without any reply [600].",
+)
+@click.option("--engine", help="Default engine for requests that name none [playwright].")
+@click.option(
+    "--input-format",
+    type=click.Choice(["txt", "csv", "jsonl"]),
+    help="Override detection by extension.",
+)
+@click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@capture_options
+@_handle_errors
+def dispatch(
+    urls: str,
+    broker_url: str | None,
+    storage: str | None,
+    batch: str | None,
+    resume_batch: str | None,
+    manifest_path: str | None,
+    window: int | None,
+    wait_timeout: float | None,
+    engine: str | None,
+    input_format: str | None,
+    config_file: str | None,
+    **kwargs: Any,
+) -> None:
+    """Send every URL in URLS to the workers through RabbitMQ and record their replies."""
+    from .dispatch.distributed import DispatchJob, run_dispatch
+
+    allow_private = kwargs.pop("allow_private")
+    settings = load_settings(
+        config_file,
+        overrides={
+            "broker_url": broker_url,
+            "storage": storage,
+            "window": window,
+            "wait_timeout": wait_timeout,
+            "engine": engine,
+            "allow_private": allow_private,
+        },
+        capture_overrides=_capture_overrides(kwargs),
+    )
+    if batch and resume_batch:
+        raise click.UsageError("--batch and --resume are exclusive: --resume names the batch")
+    if urls != "-" and not Path(urls).is_file():
+        raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
+    batch_id = resume_batch or batch or new_batch_id()
+    manifest_file = Path(manifest_path or f"{batch_id}.jsonl")
+    reader = _reader(batch_id, settings, settings.storage)
+    progress = ProgressLine(_count_lines(urls))
+    _terminate_on_sigterm()
+    counts = run_dispatch(
+        DispatchJob(
+            items=reader.read_path(urls, input_format),
+            batch=batch_id,
+            manifest=manifest_file,
+            resume=resume_batch is not None,
+            settings=settings,
+        ),
+        on_progress=progress,
+    )
+    progress.finish(summary_line(counts, str(manifest_file)))
+    sys.exit(EXIT_OK if counts.all_ok else EXIT_FAILURES)
+
+
+@main.command()
+@click.option(
+    "--broker", "broker_url", help="amqp://user:pass@host:5672/vhost [DISTSHOT_BROKER_URL]."
+)
+@click.option("--engine", help="The engine this worker runs; it consumes queue distshot.ENGINE.")
+@click.option("--storage", help="Default storage for requests that name none.")
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes (one browser each).",
+)
+@click.option("--threads", type=int, help="Jobs in flight per process [2 per core].")
+@click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@_handle_errors
+def worker(
+    broker_url: str | None,
+    engine: str | None,
+    storage: str | None,
+    processes: int,
+    threads: int | None,
+    config_file: str | None,
+) -> None:
+    """Run capture workers: Dramatiq processes consuming this engine's queue."""
+    from .actors.capture import queue_for
+    from .plugins.manager import get_registry
+
+    settings = load_settings(
+        config_file,
+        overrides={
+            "broker_url": broker_url,
+            "engine": engine,
+            "storage": storage,
+            "concurrency": threads,
+        },
+    )
+    get_registry().engine_entry(settings.engine)
+    if settings.storage:
+        get_registry().storage_entry(settings.storage)
+    if processes < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--processes")
+    env = dict(os.environ)
+    env.update(
+        {
+            "DISTSHOT_BROKER_URL": settings.broker_url,
+            "DISTSHOT_ENGINE": settings.engine,
+            "DISTSHOT_CONCURRENCY": str(settings.concurrency),
+            "DISTSHOT_QUEUE_PREFIX": settings.queue_prefix,
+        }
+    )
+    if settings.storage:
+        env["DISTSHOT_STORAGE"] = settings.storage
+    if config_file:
+        env["DISTSHOT_CONFIG"] = str(Path(config_file).resolve())
+    command = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "distshot.actors.rabbitmq:configure_from_environment",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(settings.concurrency),
+        "--queues",
+        queue_for(settings.engine, settings.queue_prefix),
+    ]
+    sys.stdout.flush()
+    # Become Dramatiq's own CLI: signals (SIGTERM for a graceful stop) reach it directly.
+    os.execvpe(sys.executable, command, env)
+
+
+@main.command()
 @_handle_errors
 def engines() -> None:
     """List installed engines and what each one supports."""

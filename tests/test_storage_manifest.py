@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from distshot.core.errors import StorageError
-from distshot.core.manifest import ManifestWriter, recorded_ids
+from distshot.core.manifest import ManifestWriter, recorded_lines
 from distshot.core.models import ShotRequest
 from distshot.core.options import CaptureOptions
 from distshot.storage.local import LocalStorage
@@ -80,9 +80,9 @@ def test_object_names_are_deterministic_and_collision_free() -> None:
 
 def test_manifest_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
-    path.write_text('{"id": "b:1", "status": "ok"}\n{"id": "b:2", "sta')
-    assert recorded_ids(path) == {"b:1"}
+    path.write_text('{"id": "b:1", "line": 1, "status": "ok"}\n{"id": "b:2", "line": 2, "sta')
+    assert list(recorded_lines(path)) == [1]
     with ManifestWriter(path) as writer:
-        writer.write({"id": "b:3", "status": "ok"})
+        writer.write({"id": "b:3", "line": 3, "status": "ok"})
     lines = path.read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["b:1", "b:3"]

@@ -22,8 +22,12 @@ from .runtime import WorkerRuntime
 CAPTURE_ACTOR = "distshot.capture"
 
 
-def queue_for(engine: str) -> str:
-    return f"distshot.{engine}"
+DEFAULT_PREFIX = "distshot"
+
+
+def queue_for(engine: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The queue an engine's workers consume. A prefix keeps tenants (or tests) apart."""
+    return f"{prefix}.{engine}"
 
 
 class CaptureFailed(dramatiq.Retry):
@@ -68,13 +72,16 @@ def result_for_payload(
     return result
 
 
-def should_retry(max_attempts: int) -> Any:
+def should_retry(max_retries: int) -> Any:
+    """Retry transient capture failures and anything unexpected (a stopping worker, a
+    broken connection) while attempts remain; never retry a permanent failure."""
+
     def retry_when(retries: int, exception: BaseException) -> bool:
         if isinstance(exception, Shutdown):
             return True  # the worker is stopping: hand the job back for another worker
-        if not isinstance(exception, CaptureFailed):
-            return False
-        return exception.result.transient and retries < max_attempts
+        if isinstance(exception, CaptureFailed):
+            return exception.result.transient and retries < max_retries
+        return retries < max_retries
 
     return retry_when
 
@@ -129,7 +136,7 @@ def declare_capture_actor(
         capture,
         broker=broker,
         actor_name=CAPTURE_ACTOR,
-        queue_name=queue_for(runtime.engine_name),
+        queue_name=queue_for(runtime.engine_name, runtime.queue_prefix),
         priority=0,
         options={
             "max_retries": max_attempts - 1,

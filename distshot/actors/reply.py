@@ -10,14 +10,14 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from ..core.errors import InvalidRequest
-from .capture import CAPTURE_ACTOR, CaptureFailed, pop_outcome, result_for_payload
+from .capture import CAPTURE_ACTOR, DEFAULT_PREFIX, CaptureFailed, pop_outcome, result_for_payload
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
 
 
-def reply_queue_for(batch: str) -> str:
-    return f"distshot.reply.{batch}"
+def reply_queue_for(batch: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}.reply.{batch}"
 
 
 class ReplyMiddleware(Middleware):

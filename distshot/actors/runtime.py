@@ -18,12 +18,14 @@ class WorkerRuntime:
         engine_config: EngineConfig,
         *,
         default_storage: str | None = None,
+        queue_prefix: str = "distshot",
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()
         self.engine_name = engine_name
         self.engine_config = engine_config
         self.default_storage = default_storage
+        self.queue_prefix = queue_prefix
         # Fail at start-up, not per job, when the name is wrong.
         self.registry.engine_entry(engine_name)
         self._engine: Engine | None = None

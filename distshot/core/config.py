@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from .options import CaptureOptions, parse_options
 
 DEFAULT_CONFIG_FILE = "distshot.toml"
 ENV_PREFIX = "DISTSHOT_"
+_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,60}$")
 
 
 def default_concurrency() -> int:
@@ -36,6 +38,8 @@ class Settings:
     driver_path: str = "/usr/bin/chromedriver"
     recycle_after: int = 500
     max_attempts: int = 3
+    #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
+    queue_prefix: str = "distshot"
     window: int = 200
     wait_timeout: float = 600.0
     capture: CaptureOptions = field(default_factory=CaptureOptions)
@@ -71,7 +75,7 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(value)
             return number
         text = str(value).strip()
-        if not text:
+        if not text or (name == "queue_prefix" and not _PREFIX_RE.match(text)):
             raise ValueError(value)
         return text
     except (TypeError, ValueError):

@@ -27,26 +27,30 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def recorded_ids(path: str | Path) -> set[str]:
-    """Ids already in a manifest (for resume); one short string per finished request."""
+def recorded_lines(path: str | Path) -> Iterator[int]:
+    """Input line numbers already recorded in a manifest (for resume)."""
     if not Path(path).exists():
-        return set()
-    return {str(r["id"]) for r in read_records(path) if "id" in r}
+        return
+    for record in read_records(path):
+        if isinstance(record.get("line"), int):
+            yield record["line"]
 
 
 class ManifestWriter:
-    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_tail(self.path)
         self._stream: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._fsync = fsync
 
     def write(self, record: dict[str, Any]) -> None:
         self._stream.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._stream.flush()
-        if self._fsync:
-            os.fsync(self._stream.fileno())
+
+    def sync(self) -> None:
+        """Force written records to disk (the dispatcher acks replies only after this)."""
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
 
     def close(self) -> None:
         self._stream.close()

@@ -40,7 +40,6 @@ def run_embedded(
     batch: str,
     manifest: ManifestWriter,
     settings: EmbeddedSettings,
-    done_ids: set[str] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Counts:
     runtime = WorkerRuntime(
@@ -75,7 +74,6 @@ def run_embedded(
             # Enough queued work that no worker thread idles while a reply is written.
             window=settings.concurrency * 4,
             engines={settings.engine},
-            done_ids=done_ids,
             on_progress=on_progress,
             poll_ms=100,
         )

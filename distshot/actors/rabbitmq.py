@@ -1,0 +1,84 @@
+"""The RabbitMQ side: a broker that can answer on reply queues, and worker set-up from config."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import ConnectionClosed
+
+from ..core.config import Settings, load_settings
+from ..core.contracts import EngineConfig
+from .runtime import WorkerRuntime
+from .setup import install_worker
+
+logger = logging.getLogger("distshot.rabbitmq")
+_REPLY_ATTEMPTS = 8
+
+
+class DistshotBroker(RabbitmqBroker):
+    """RabbitMQ with delivery confirms, plus ``publish_reply``: publishing to a reply queue
+    without declaring it here, since a worker consumes every queue it declares."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url=url, confirm_delivery=True, **kwargs)
+
+    def publish_reply(self, queue_name: str, message: dramatiq.Message[Any]) -> None:
+        delay = 0.25
+        for attempt in range(1, _REPLY_ATTEMPTS + 1):
+            try:
+                self.channel.basic_publish(
+                    exchange="",
+                    routing_key=queue_name,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(delivery_mode=2),
+                    mandatory=True,
+                )
+                return
+            except pika.exceptions.UnroutableError:
+                # The dispatcher deleted its reply queue: the batch is over, nobody waits.
+                logger.error(
+                    "reply queue %s is gone; reply for %s dropped",
+                    queue_name,
+                    message.args[0].get("id") if message.args else "?",
+                )
+                return
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+                del self.connection
+                if attempt == _REPLY_ATTEMPTS:
+                    raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRuntime]:
+    """A RabbitMQ broker with the worker middleware and the capture actor declared."""
+    runtime = WorkerRuntime(
+        settings.engine,
+        EngineConfig(
+            browser_path=settings.browser_path,
+            driver_path=settings.driver_path,
+            recycle_after=settings.recycle_after,
+            concurrency=settings.concurrency,
+        ),
+        default_storage=settings.storage,
+        queue_prefix=settings.queue_prefix,
+    )
+    broker = DistshotBroker(settings.broker_url, middleware=[])
+    install_worker(broker, runtime, max_attempts=settings.max_attempts)
+    return broker, runtime
+
+
+def configure_from_environment() -> DistshotBroker:
+    """For ``dramatiq distshot.actors``: settings from DISTSHOT_* and distshot.toml
+    (DISTSHOT_CONFIG names another file), set as Dramatiq's global broker."""
+    import os
+
+    settings = load_settings(os.environ.get("DISTSHOT_CONFIG"))
+    broker, _ = build_worker_broker(settings)
+    dramatiq.set_broker(broker)
+    return broker
