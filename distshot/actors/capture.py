@@ -8,6 +8,7 @@ Outcome rules, which the reply middleware relies on:
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..core.service import capture_request
 from .runtime import WorkerRuntime
 
 CAPTURE_ACTOR = "distshot.capture"
+logger = logging.getLogger("distshot.worker")
 
 
 DEFAULT_PREFIX = "distshot"
@@ -101,7 +103,11 @@ def declare_capture_actor(
         message = CurrentMessage.get_current_message()
         assert message is not None, "the CurrentMessage middleware is missing"
         attempt = message.options.get("retries", 0) + 1
-        record = await _capture(payload, attempt)
+        try:
+            record = await _capture(payload, attempt)
+        except MalformedMessage as exc:
+            logger.error("dead-lettering message %s: %s", message.message_id, exc)
+            raise
         set_outcome(message.message_id, record)
 
     async def _capture(payload: Any, attempt: int) -> dict[str, Any]:

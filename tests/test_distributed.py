@@ -1,0 +1,315 @@
+"""Distributed mode against a real RabbitMQ: workers, dispatcher, replies, faults.
+
+Every test uses its own queue prefix (so its own queues) and deletes them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+
+from conftest import DISTSHOT, PageServer, read_manifest, run_cli, wait_no_processes
+from rabbit import (
+    SHARED_URL,
+    PrivateRabbit,
+    delete_queues,
+    kill_group,
+    new_prefix,
+    publish_raw,
+    queue_state,
+    wait_for_consumers,
+)
+
+
+class Fleet:
+    """Workers and dispatchers of one test, isolated by queue prefix."""
+
+    def __init__(self, tmp: Path, url: str = SHARED_URL) -> None:
+        self.tmp = tmp
+        self.url = url
+        self.prefix = new_prefix()
+        self.processes: list[subprocess.Popen[str]] = []
+        self.workers: list[tuple[subprocess.Popen[str], str]] = []
+        self.queues: set[str] = set()
+        self.tags: list[str] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "DISTSHOT_QUEUE_PREFIX": self.prefix, "DISTSHOT_BROKER_URL": self.url,
+                "DISTSHOT_DRAMATIQ_LOG_LEVEL": "INFO", **extra}
+
+    def worker(self, engine: str = "null", threads: int = 2) -> tuple[subprocess.Popen[str], str]:
+        tag = uuid.uuid4().hex
+        self.tags.append(tag)
+        log = open(self.tmp / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [*DISTSHOT, "worker", "--engine", engine, "--threads", str(threads),
+             "--storage", str(self.tmp / "shots")],
+            env=self.env(DISTSHOT_TEST_TAG=tag, DISTSHOT_LOG_LEVEL="INFO"),
+            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.processes.append(process)
+        self.workers.append((process, engine))
+        queue = f"{self.prefix}.{engine}"
+        self.queues.add(queue)
+        alive = sum(1 for p, e in self.workers if e == engine and p.poll() is None)
+        wait_for_consumers(self.url, queue, count=alive)
+        return process, tag
+
+    def dispatch_args(self, urls: Path, batch: str, *extra: str) -> list[str]:
+        self.queues.add(f"{self.prefix}.reply.{batch}")
+        return ["dispatch", str(urls), "--broker", self.url, "--batch", batch,
+                "--manifest", str(self.tmp / f"{batch}.jsonl"), "--allow-private", *extra]
+
+    def dispatch(self, urls: Path, batch: str, *extra: str, timeout: float = 240
+                 ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*self.dispatch_args(urls, batch, *extra), timeout=timeout,
+                       env=self.env())
+
+    def dispatch_background(self, urls: Path, batch: str, *extra: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([*DISTSHOT, *self.dispatch_args(urls, batch, *extra)],
+                                   env=self.env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def manifest(self, batch: str) -> list[dict[str, Any]]:
+        return read_manifest(self.tmp / f"{batch}.jsonl")
+
+    def close(self) -> None:
+        for process in self.processes:
+            kill_group(process, signal.SIGKILL)
+            process.wait(timeout=30)
+        for tag in self.tags:
+            wait_no_processes(tag, timeout=10)
+        try:
+            delete_queues(self.url, self.prefix, sorted(self.queues))
+        except Exception:  # noqa: BLE001 - a private broker may be gone already
+            pass
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path)
+    yield fleet
+    fleet.close()
+
+
+def write_urls(path: Path, urls: list[str]) -> Path:
+    path.write_text("".join(u + "\n" for u in urls))
+    return path
+
+
+def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def lines_of(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_two_workers_answer_every_request_exactly_once(fleet: Fleet) -> None:
+    fleet.worker("null")
+    fleet.worker("null")
+    urls = [f"https://a.test/{n}" for n in range(300)] + ["ftp://bad/", "not a url"]
+    result = fleet.dispatch(write_urls(fleet.tmp / "u.txt", urls), "two", "--engine", "null")
+    assert result.returncode == 1, result.stderr  # the two bad lines
+    records = fleet.manifest("two")
+    assert sorted(r["line"] for r in records) == list(range(1, 303))
+    assert Counter(r["status"] for r in records) == {"ok": 300, "rejected": 2}
+    assert len({r["id"] for r in records}) == 302
+    # The batch is over: its reply queue and journal are gone.
+    assert queue_state(fleet.url, f"{fleet.prefix}.reply.two") is None
+    assert not (fleet.tmp / "two.jsonl.sent").exists()
+
+
+def test_requests_sent_before_any_worker_exists_are_kept(fleet: Fleet) -> None:
+    urls = write_urls(fleet.tmp / "u.txt", [f"https://a.test/{n}" for n in range(20)])
+    fleet.queues.add(f"{fleet.prefix}.null")
+    dispatcher = fleet.dispatch_background(urls, "early", "--engine", "null")
+    time.sleep(3)  # messages wait in the durable queue, no worker yet
+    assert dispatcher.poll() is None
+    fleet.worker("null")
+    _, stderr = dispatcher.communicate(timeout=120)
+    assert dispatcher.returncode == 0, stderr
+    assert len(fleet.manifest("early")) == 20
+
+
+def test_a_request_for_an_engine_no_worker_serves_is_reported(fleet: Fleet) -> None:
+    fleet.worker("null")
+    fleet.queues.add(f"{fleet.prefix}.playwright")
+    urls = fleet.tmp / "u.jsonl"
+    urls.write_text(json.dumps({"url": "https://a.test/1"}) + "\n"
+                    + json.dumps({"url": "https://a.test/2", "engine": "playwright"}) + "\n")
+    result = fleet.dispatch(urls, "unserved", "--engine", "null", "--wait-timeout", "3")
+    assert result.returncode == 1, result.stderr
+    records = {r["line"]: r for r in fleet.manifest("unserved")}
+    assert records[1]["status"] == "ok"
+    assert records[2]["status"] == "failed"
+    assert records[2]["error"]["type"] == "ReplyTimeout"
+    assert f"{fleet.prefix}.playwright" in records[2]["error"]["message"]
+
+
+def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(fleet: Fleet) -> None:
+    fleet.worker("null")
+    queue = f"{fleet.prefix}.null"
+    # Given a message that is not JSON and one with the wrong fields
+    publish_raw(fleet.url, queue, b"this is not json")
+    wrong = dramatiq.Message(queue_name=queue, actor_name="distshot.capture",
+                             args=("just a string",), kwargs={}, options={})
+    publish_raw(fleet.url, queue, wrong.encode())
+    # When good requests follow, then they are answered
+    urls = write_urls(fleet.tmp / "u.txt", [f"https://a.test/{n}" for n in range(5)])
+    result = fleet.dispatch(urls, "afterbad", "--engine", "null")
+    assert result.returncode == 0, result.stderr
+    assert len(fleet.manifest("afterbad")) == 5
+    # and both bad messages sit in the dead-letter queue, with the reason logged
+    wait_for(lambda: (queue_state(fleet.url, queue + ".XQ") or (0, 0))[0] == 2, 30, "2 dead letters")
+    log = (fleet.tmp / "worker-0.log").read_text()
+    assert "Failed to decode message" in log
+    assert "cannot answer a message without an id" in log
+
+
+def test_final_failures_are_retried_answered_once_and_dead_lettered(
+    fleet: Fleet, http_server: PageServer
+) -> None:
+    fleet.worker("playwright", threads=2)
+    urls = fleet.tmp / "u.jsonl"
+    urls.write_text(json.dumps({"url": f"{http_server.base}/hang", "timeout": 1}) + "\n"
+                    + json.dumps({"url": f"{http_server.base}/loop"}) + "\n"
+                    + json.dumps({"url": f"{http_server.base}/solid.html"}) + "\n")
+    result = fleet.dispatch(urls, "retries")
+    assert result.returncode == 1, result.stderr
+    records = {r["line"]: r for r in fleet.manifest("retries")}
+    assert len(fleet.manifest("retries")) == 3
+    assert (records[1]["error"]["type"], records[1]["attempts"]) == ("NavigationTimeout", 3)
+    assert (records[2]["error"]["type"], records[2]["attempts"]) == ("RedirectLoop", 1)
+    assert (records[3]["status"], records[3]["attempts"]) == ("ok", 1)
+    assert http_server.seen.paths().count("/hang") == 3
+    queue = f"{fleet.prefix}.playwright.XQ"
+    wait_for(lambda: (queue_state(fleet.url, queue) or (0, 0))[0] == 2, 30, "2 dead letters")
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_job_loses_no_request(fleet: Fleet, http_server: PageServer) -> None:
+    # Given a worker busy with slow pages
+    victim, victim_tag = fleet.worker("playwright", threads=2)
+    urls = write_urls(fleet.tmp / "u.txt",
+                      [f"{http_server.base}/slow?ms=2500&n={n}" for n in range(8)])
+    dispatcher = fleet.dispatch_background(urls, "killw")
+    wait_for(lambda: len(http_server.seen.requests) >= 2, 60, "the victim to start jobs")
+    # When it is killed with SIGKILL, together with its browser
+    kill_group(victim, signal.SIGKILL)
+    for pid in __import__("conftest").tagged_processes(victim_tag):
+        os.kill(pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    fleet.worker("playwright", threads=2)
+    # Then its unacked jobs go to the other worker and every request finishes once
+    _, stderr = dispatcher.communicate(timeout=180)
+    assert dispatcher.returncode == 0, stderr
+    records = fleet.manifest("killw")
+    assert sorted(r["line"] for r in records) == list(range(1, 9))
+    assert {r["status"] for r in records} == {"ok"}
+    assert wait_no_processes(victim_tag, timeout=10) == []
+
+
+@pytest.mark.slow
+def test_dispatcher_killed_and_resumed_loses_and_doubles_nothing(
+    fleet: Fleet, http_server: PageServer
+) -> None:
+    fleet.worker("playwright", threads=2)
+    count = 30
+    urls = write_urls(fleet.tmp / "u.txt",
+                      [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)])
+    manifest = fleet.tmp / "resume.jsonl"
+    # Given a dispatcher killed with SIGKILL mid-batch
+    dispatcher = fleet.dispatch_background(urls, "resume", "--window", "6")
+    wait_for(lambda: lines_of(manifest) >= 8, 120, "8 records")
+    kill_group(dispatcher, signal.SIGKILL)
+    dispatcher.wait(timeout=10)
+    before = {r["line"] for r in read_manifest_tolerant(manifest)}
+    assert 8 <= len(before) < count
+    # When it is resumed
+    result = run_cli("dispatch", str(urls), "--broker", fleet.url, "--resume", "resume",
+                     "--manifest", str(manifest), "--allow-private", env=fleet.env(), timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "already in the manifest" in result.stderr
+    # Then every line has exactly one record, and nothing recorded before was captured again
+    records = fleet.manifest("resume")
+    assert sorted(r["line"] for r in records) == list(range(1, count + 1))
+    hits = Counter(r["query"]["n"] for r in http_server.seen.requests if r["path"] == "/slow")
+    for line in before:
+        assert hits[str(line - 1)] == 1, f"line {line} captured {hits[str(line - 1)]} times"
+    assert sum(hits.values()) <= count + 1  # at most one publish-journal race
+
+
+def read_manifest_tolerant(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a torn last line: the resume cuts it off
+    return out
+
+
+@pytest.mark.slow
+def test_rabbitmq_restart_mid_batch_completes(tmp_path: Path, http_server: PageServer) -> None:
+    rabbit = PrivateRabbit()
+    rabbit.start()
+    fleet = Fleet(tmp_path, rabbit.url)
+    try:
+        fleet.worker("playwright", threads=2)
+        count = 24
+        urls = write_urls(tmp_path / "u.txt",
+                          [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)])
+        manifest = tmp_path / "restart.jsonl"
+        dispatcher = fleet.dispatch_background(urls, "restart", "--window", "6")
+        wait_for(lambda: lines_of(manifest) >= 5, 120, "5 records")
+        # When the broker restarts mid-batch
+        rabbit.stop_app()
+        time.sleep(3)
+        rabbit.start_app()
+        # Then workers and dispatcher reconnect and the batch completes, each line once
+        _, stderr = dispatcher.communicate(timeout=240)
+        assert dispatcher.returncode == 0, stderr
+        records = fleet.manifest("restart")
+        assert sorted(r["line"] for r in records) == list(range(1, count + 1))
+        assert {r["status"] for r in records} == {"ok"}
+    finally:
+        fleet.close()
+        rabbit.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_worker_hands_back_its_jobs_and_closes_its_browser(
+    fleet: Fleet, http_server: PageServer
+) -> None:
+    first, first_tag = fleet.worker("playwright", threads=2)
+    urls = write_urls(fleet.tmp / "u.txt",
+                      [f"{http_server.base}/slow?ms=2000&n={n}" for n in range(6)])
+    dispatcher = fleet.dispatch_background(urls, "term")
+    wait_for(lambda: len(http_server.seen.requests) >= 2, 60, "jobs in flight")
+    fleet.worker("playwright", threads=2)
+    kill_group(first, signal.SIGTERM)
+    assert first.wait(timeout=60) is not None
+    _, stderr = dispatcher.communicate(timeout=180)
+    assert dispatcher.returncode == 0, stderr
+    records = fleet.manifest("term")
+    assert sorted(r["line"] for r in records) == list(range(1, 7))
+    assert {r["status"] for r in records} == {"ok"}
+    assert wait_no_processes(first_tag, timeout=10) == []
