@@ -96,7 +96,8 @@ class PrivateRabbit:
         )
         self.env = {
             **os.environ,
-            "HOME": "/var/lib/rabbitmq" if Path("/var/lib/rabbitmq/.erlang.cookie").exists()
+            "HOME": "/var/lib/rabbitmq"
+            if Path("/var/lib/rabbitmq/.erlang.cookie").exists()
             else os.environ.get("HOME", "/root"),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.port),
@@ -111,13 +112,19 @@ class PrivateRabbit:
         }
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
-                              env=self.env, capture_output=True, text=True, timeout=60,
-                              check=check)
+        return subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
 
     def start(self) -> None:
-        subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self.env,
-                       check=True, timeout=60)
+        subprocess.run(
+            [str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self.env, check=True, timeout=60
+        )
         self.wait_port(up=True)
 
     def wait_port(self, up: bool, timeout: float = 90) -> None:

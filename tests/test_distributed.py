@@ -45,18 +45,35 @@ class Fleet:
         self.tags: list[str] = []
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "DISTSHOT_QUEUE_PREFIX": self.prefix, "DISTSHOT_BROKER_URL": self.url,
-                "DISTSHOT_DRAMATIQ_LOG_LEVEL": "INFO", **extra}
+        return {
+            **os.environ,
+            "DISTSHOT_QUEUE_PREFIX": self.prefix,
+            "DISTSHOT_BROKER_URL": self.url,
+            "DISTSHOT_DRAMATIQ_LOG_LEVEL": "INFO",
+            **extra,
+        }
 
     def worker(self, engine: str = "null", threads: int = 2) -> tuple[subprocess.Popen[str], str]:
         tag = uuid.uuid4().hex
         self.tags.append(tag)
         log = open(self.tmp / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
-            [*DISTSHOT, "worker", "--engine", engine, "--threads", str(threads),
-             "--storage", str(self.tmp / "shots")],
+            [
+                *DISTSHOT,
+                "worker",
+                "--engine",
+                engine,
+                "--threads",
+                str(threads),
+                "--storage",
+                str(self.tmp / "shots"),
+            ],
             env=self.env(DISTSHOT_TEST_TAG=tag, DISTSHOT_LOG_LEVEL="INFO"),
-            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.processes.append(process)
         self.workers.append((process, engine))
         queue = f"{self.prefix}.{engine}"
@@ -67,18 +84,33 @@ class Fleet:
 
     def dispatch_args(self, urls: Path, batch: str, *extra: str) -> list[str]:
         self.queues.add(f"{self.prefix}.reply.{batch}")
-        return ["dispatch", str(urls), "--broker", self.url, "--batch", batch,
-                "--manifest", str(self.tmp / f"{batch}.jsonl"), "--allow-private", *extra]
+        return [
+            "dispatch",
+            str(urls),
+            "--broker",
+            self.url,
+            "--batch",
+            batch,
+            "--manifest",
+            str(self.tmp / f"{batch}.jsonl"),
+            "--allow-private",
+            *extra,
+        ]
 
-    def dispatch(self, urls: Path, batch: str, *extra: str, timeout: float = 240
-                 ) -> subprocess.CompletedProcess[str]:
-        return run_cli(*self.dispatch_args(urls, batch, *extra), timeout=timeout,
-                       env=self.env())
+    def dispatch(
+        self, urls: Path, batch: str, *extra: str, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*self.dispatch_args(urls, batch, *extra), timeout=timeout, env=self.env())
 
     def dispatch_background(self, urls: Path, batch: str, *extra: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen([*DISTSHOT, *self.dispatch_args(urls, batch, *extra)],
-                                   env=self.env(), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [*DISTSHOT, *self.dispatch_args(urls, batch, *extra)],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.processes.append(process)
         return process
 
@@ -153,8 +185,12 @@ def test_a_request_for_an_engine_no_worker_serves_is_reported(fleet: Fleet) -> N
     fleet.worker("null")
     fleet.queues.add(f"{fleet.prefix}.playwright")
     urls = fleet.tmp / "u.jsonl"
-    urls.write_text(json.dumps({"url": "https://a.test/1"}) + "\n"
-                    + json.dumps({"url": "https://a.test/2", "engine": "playwright"}) + "\n")
+    urls.write_text(
+        json.dumps({"url": "https://a.test/1"})
+        + "\n"
+        + json.dumps({"url": "https://a.test/2", "engine": "playwright"})
+        + "\n"
+    )
     result = fleet.dispatch(urls, "unserved", "--engine", "null", "--wait-timeout", "3")
     assert result.returncode == 1, result.stderr
     records = {r["line"]: r for r in fleet.manifest("unserved")}
@@ -169,8 +205,13 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(fleet: 
     queue = f"{fleet.prefix}.null"
     # Given a message that is not JSON and one with the wrong fields
     publish_raw(fleet.url, queue, b"this is not json")
-    wrong = dramatiq.Message(queue_name=queue, actor_name="distshot.capture",
-                             args=("just a string",), kwargs={}, options={})
+    wrong = dramatiq.Message(
+        queue_name=queue,
+        actor_name="distshot.capture",
+        args=("just a string",),
+        kwargs={},
+        options={},
+    )
     publish_raw(fleet.url, queue, wrong.encode())
     # When good requests follow, then they are answered
     urls = write_urls(fleet.tmp / "u.txt", [f"https://a.test/{n}" for n in range(5)])
@@ -178,7 +219,9 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(fleet: 
     assert result.returncode == 0, result.stderr
     assert len(fleet.manifest("afterbad")) == 5
     # and both bad messages sit in the dead-letter queue, with the reason logged
-    wait_for(lambda: (queue_state(fleet.url, queue + ".XQ") or (0, 0))[0] == 2, 30, "2 dead letters")
+    wait_for(
+        lambda: (queue_state(fleet.url, queue + ".XQ") or (0, 0))[0] == 2, 30, "2 dead letters"
+    )
     log = (fleet.tmp / "worker-0.log").read_text()
     assert "Failed to decode message" in log
     assert "cannot answer a message without an id" in log
@@ -189,9 +232,14 @@ def test_final_failures_are_retried_answered_once_and_dead_lettered(
 ) -> None:
     fleet.worker("playwright", threads=2)
     urls = fleet.tmp / "u.jsonl"
-    urls.write_text(json.dumps({"url": f"{http_server.base}/hang", "timeout": 1}) + "\n"
-                    + json.dumps({"url": f"{http_server.base}/loop"}) + "\n"
-                    + json.dumps({"url": f"{http_server.base}/solid.html"}) + "\n")
+    urls.write_text(
+        json.dumps({"url": f"{http_server.base}/hang", "timeout": 1})
+        + "\n"
+        + json.dumps({"url": f"{http_server.base}/loop"})
+        + "\n"
+        + json.dumps({"url": f"{http_server.base}/solid.html"})
+        + "\n"
+    )
     result = fleet.dispatch(urls, "retries")
     assert result.returncode == 1, result.stderr
     records = {r["line"]: r for r in fleet.manifest("retries")}
@@ -208,8 +256,9 @@ def test_final_failures_are_retried_answered_once_and_dead_lettered(
 def test_worker_killed_mid_job_loses_no_request(fleet: Fleet, http_server: PageServer) -> None:
     # Given a worker busy with slow pages
     victim, victim_tag = fleet.worker("playwright", threads=2)
-    urls = write_urls(fleet.tmp / "u.txt",
-                      [f"{http_server.base}/slow?ms=2500&n={n}" for n in range(8)])
+    urls = write_urls(
+        fleet.tmp / "u.txt", [f"{http_server.base}/slow?ms=2500&n={n}" for n in range(8)]
+    )
     dispatcher = fleet.dispatch_background(urls, "killw")
     wait_for(lambda: len(http_server.seen.requests) >= 2, 60, "the victim to start jobs")
     # When it is killed with SIGKILL, together with its browser
@@ -233,8 +282,9 @@ def test_dispatcher_killed_and_resumed_loses_and_doubles_nothing(
 ) -> None:
     fleet.worker("playwright", threads=2)
     count = 30
-    urls = write_urls(fleet.tmp / "u.txt",
-                      [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)])
+    urls = write_urls(
+        fleet.tmp / "u.txt", [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)]
+    )
     manifest = fleet.tmp / "resume.jsonl"
     # Given a dispatcher killed with SIGKILL mid-batch
     dispatcher = fleet.dispatch_background(urls, "resume", "--window", "6")
@@ -244,8 +294,19 @@ def test_dispatcher_killed_and_resumed_loses_and_doubles_nothing(
     before = {r["line"] for r in read_manifest_tolerant(manifest)}
     assert 8 <= len(before) < count
     # When it is resumed
-    result = run_cli("dispatch", str(urls), "--broker", fleet.url, "--resume", "resume",
-                     "--manifest", str(manifest), "--allow-private", env=fleet.env(), timeout=180)
+    result = run_cli(
+        "dispatch",
+        str(urls),
+        "--broker",
+        fleet.url,
+        "--resume",
+        "resume",
+        "--manifest",
+        str(manifest),
+        "--allow-private",
+        env=fleet.env(),
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     assert "already in the manifest" in result.stderr
     # Then every line has exactly one record, and nothing recorded before was captured again
@@ -275,8 +336,9 @@ def test_rabbitmq_restart_mid_batch_completes(tmp_path: Path, http_server: PageS
     try:
         fleet.worker("playwright", threads=2)
         count = 24
-        urls = write_urls(tmp_path / "u.txt",
-                          [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)])
+        urls = write_urls(
+            tmp_path / "u.txt", [f"{http_server.base}/slow?ms=300&n={n}" for n in range(count)]
+        )
         manifest = tmp_path / "restart.jsonl"
         dispatcher = fleet.dispatch_background(urls, "restart", "--window", "6")
         wait_for(lambda: lines_of(manifest) >= 5, 120, "5 records")
@@ -296,17 +358,25 @@ def test_rabbitmq_restart_mid_batch_completes(tmp_path: Path, http_server: PageS
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["main process", "process group"])
 def test_sigterm_worker_hands_back_its_jobs_and_closes_its_browser(
-    fleet: Fleet, http_server: PageServer
+    fleet: Fleet, http_server: PageServer, target: str
 ) -> None:
     first, first_tag = fleet.worker("playwright", threads=2)
-    urls = write_urls(fleet.tmp / "u.txt",
-                      [f"{http_server.base}/slow?ms=2000&n={n}" for n in range(6)])
+    urls = write_urls(
+        fleet.tmp / "u.txt", [f"{http_server.base}/slow?ms=2000&n={n}" for n in range(6)]
+    )
     dispatcher = fleet.dispatch_background(urls, "term")
     wait_for(lambda: len(http_server.seen.requests) >= 2, 60, "jobs in flight")
     fleet.worker("playwright", threads=2)
-    kill_group(first, signal.SIGTERM)
-    assert first.wait(timeout=60) is not None
+    if target == "main process":
+        # `kill PID`: Dramatiq passes one SIGTERM on to its worker processes: a graceful stop
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+    else:
+        # systemd's default: every process gets SIGTERM, so the worker sees it twice
+        kill_group(first, signal.SIGTERM)
+        first.wait(timeout=60)
     _, stderr = dispatcher.communicate(timeout=180)
     assert dispatcher.returncode == 0, stderr
     records = fleet.manifest("term")
