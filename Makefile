@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
-APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva
+APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva rabbitmq-server
 
-.PHONY: demo test test-fast check fmt system-deps venv clean
+.PHONY: demo test test-fast check fmt bench system-deps venv services clean
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -42,20 +42,34 @@ venv: $(STAMPS)/venv
 demo: $(STAMPS)/system $(STAMPS)/venv
 	$(BIN)/python examples/run_demo.py
 
-test: $(STAMPS)/system $(STAMPS)/venv
+# The shared RabbitMQ on 127.0.0.1:5672 (guest/guest); started when it is not answering.
+services: $(STAMPS)/system
+	@if ! $(PYTHON) -c 'import socket; socket.create_connection(("127.0.0.1", 5672), 2)' 2>/dev/null; then \
+	  echo "starting RabbitMQ"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO rabbitmq-server -detached; \
+	  for i in $$(seq 1 60); do \
+	    $(PYTHON) -c 'import socket; socket.create_connection(("127.0.0.1", 5672), 2)' 2>/dev/null && break; \
+	    sleep 1; \
+	  done; \
+	fi
+
+test: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test-fast: $(STAMPS)/system $(STAMPS)/venv
+test-fast: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 check: $(STAMPS)/venv
-	$(BIN)/ruff check distshot tests examples
-	$(BIN)/ruff format --check distshot tests examples
+	$(BIN)/ruff check distshot tests examples bench
+	$(BIN)/ruff format --check distshot tests examples bench
 	$(BIN)/mypy
 
 fmt: $(STAMPS)/venv
-	$(BIN)/ruff format distshot tests examples
-	$(BIN)/ruff check --fix distshot tests examples
+	$(BIN)/ruff format distshot tests examples bench
+	$(BIN)/ruff check --fix distshot tests examples bench
+
+bench: $(STAMPS)/system $(STAMPS)/venv services
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,191 @@
+"""Benchmark: distshot's own pipeline through RabbitMQ, with the null engine.
+
+dispatch -> RabbitMQ -> worker (null engine, local storage) -> reply -> manifest, measured
+end to end in requests per second with 1 and with 2 worker processes, and the dispatcher's
+peak RSS for large batches. Not a test: it prints figures.
+
+    .venv/bin/python bench/pipeline.py                      # throughput, 1 and 2 processes
+    .venv/bin/python bench/pipeline.py --memory 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pika
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTSHOT = [sys.executable, "-m", "distshot.cli"]
+BROKER = os.environ.get("DISTSHOT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def wait_consumers(queue: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+        try:
+            frame = connection.channel().queue_declare(queue, passive=True)
+            if frame.method.consumer_count >= count:
+                return
+        except pika.exceptions.ChannelClosedByBroker:
+            pass
+        finally:
+            if connection.is_open:
+                connection.close()
+        time.sleep(0.3)
+    raise SystemExit(f"workers did not come up on {queue}")
+
+
+def delete_queues(prefix: str, batches: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+    channel = connection.channel()
+    for name in [f"{prefix}.null", *[f"{prefix}.reply.{b}" for b in batches]]:
+        for suffix in ("", ".DQ", ".XQ"):
+            channel.queue_delete(name + suffix)
+    connection.close()
+
+
+def run(
+    urls: int, processes: int, threads: int, work: Path, sample: bool = False
+) -> dict[str, float]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DISTSHOT_QUEUE_PREFIX": prefix, "DISTSHOT_BROKER_URL": BROKER}
+    url_file = work / f"urls-{urls}.txt"
+    if not url_file.exists():
+        with open(url_file, "w") as out:
+            for n in range(urls):
+                out.write(f"https://site{n % 1000}.test/page/{n}\n")
+    worker = subprocess.Popen(
+        [
+            *DISTSHOT,
+            "worker",
+            "--engine",
+            "null",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--storage",
+            str(work / f"shots-{prefix}"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    batch = f"b{uuid.uuid4().hex[:8]}"
+    try:
+        wait_consumers(f"{prefix}.null", processes)
+        started = time.monotonic()
+        dispatcher = subprocess.Popen(
+            [
+                *DISTSHOT,
+                "dispatch",
+                str(url_file),
+                "--engine",
+                "null",
+                "--allow-private",
+                "--batch",
+                batch,
+                "--manifest",
+                str(work / f"{batch}.jsonl"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        peak = 0
+        samples: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def sampler() -> None:
+            nonlocal peak
+            while not stop.wait(0.5):
+                value = rss_kib(dispatcher.pid)
+                peak = max(peak, value)
+                samples.append((time.monotonic() - started, value))
+
+        thread = threading.Thread(target=sampler, daemon=True)
+        thread.start()
+        _, stderr = dispatcher.communicate()
+        elapsed = time.monotonic() - started
+        stop.set()
+        thread.join()
+        if dispatcher.returncode != 0:
+            raise SystemExit(f"dispatch failed: {stderr.strip().splitlines()[-1:]}")
+        with open(work / f"{batch}.jsonl") as manifest:
+            lines = sum(1 for _ in manifest)
+        assert lines == urls, f"{lines} records for {urls} URLs"
+        return {
+            "urls": urls,
+            "processes": processes,
+            "seconds": elapsed,
+            "rate": urls / elapsed,
+            "peak_rss_mib": peak / 1024,
+            "rss_at_10pct": _rss_at(samples, elapsed * 0.1) / 1024,
+        }
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        delete_queues(prefix, [batch])
+
+
+def _rss_at(samples: list[tuple[float, int]], when: float) -> float:
+    later = [value for at, value in samples if at >= when]
+    return float(later[0]) if later else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--urls", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--processes", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="*",
+        default=[],
+        help="batch sizes for the dispatcher memory benchmark",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="distshot-bench-") as tmp:
+        work = Path(tmp)
+        print(f"machine: {os.cpu_count()} cores; broker {BROKER.split('@')[-1]}")
+        print("throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest)")
+        for processes in args.processes:
+            result = run(args.urls, processes, args.threads, work)
+            print(
+                f"  {processes} worker process(es) x {args.threads} threads: "
+                f"{result['rate']:.0f} requests/s ({args.urls} URLs in {result['seconds']:.1f}s)"
+            )
+        for count in args.memory:
+            result = run(count, max(args.processes), args.threads, work, sample=True)
+            print(
+                f"  dispatcher, {count} URLs: peak RSS {result['peak_rss_mib']:.1f} MiB "
+                f"(RSS at 10% of the run {result['rss_at_10pct']:.1f} MiB), "
+                f"{result['rate']:.0f} requests/s"
+            )
+
+
+if __name__ == "__main__":
+    main()
