@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -74,10 +75,8 @@ def wait_for_consumers(url: str, queue: str, count: int = 1, timeout: float = 60
 
 
 def kill_group(process: subprocess.Popen[bytes] | subprocess.Popen[str], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 class PrivateRabbit:
@@ -152,8 +151,6 @@ class PrivateRabbit:
         self.ctl("stop", check=False)
         pid_file = self.dir / "pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-            except (ValueError, ProcessLookupError):
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
