@@ -27,24 +27,30 @@ def test_put_writes_the_file_and_returns_file_urls(tmp_path: Path) -> None:
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
 
 
-def test_a_crash_mid_write_never_leaves_a_partial_file_under_the_final_name(tmp_path: Path) -> None:
-    # Given an existing image, when a process dies (SIGKILL) halfway through replacing it,
-    # then the final name still holds the complete old image.
+@pytest.mark.parametrize("url_suffix", ["", "?fsync=1"])
+def test_a_crash_mid_write_never_leaves_a_partial_file_under_the_final_name(
+    tmp_path: Path, url_suffix: str
+) -> None:
+    # Given an existing image, when a process dies (SIGKILL) after writing the new bytes
+    # but before the rename, then the final name still holds the complete old image.
     (tmp_path / "shot.png").write_bytes(b"old-complete-image")
     script = textwrap.dedent(f"""
         import os, signal
         from distshot.storage import local
-        real_fsync = os.fsync
-        def die(fd):
-            os.kill(os.getpid(), signal.SIGKILL)  # the data is written, not yet renamed
-        local.os.fsync = die
-        local.LocalStorage({str(tmp_path)!r}).put("shot.png", b"new" * 1_000_000, "image/png", {{}})
+        def die(*args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        local.os.replace = die
+        storage = local.LocalStorage("file://{tmp_path}{url_suffix}")
+        assert storage.fsync == {url_suffix == "?fsync=1"}
+        storage.put("shot.png", b"new" * 1_000_000, "image/png", {{}})
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)
-    assert result.returncode == -9
+    assert result.returncode == -9, result.stderr
     assert (tmp_path / "shot.png").read_bytes() == b"old-complete-image"
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "shot.png"]
-    assert all(name.startswith(".shot.png.") and name.endswith(".part") for name in leftovers)
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "shot.png"]
+    assert len(leftovers) == 1
+    assert leftovers[0].name.startswith(".shot.png.") and leftovers[0].name.endswith(".part")
+    assert leftovers[0].stat().st_size == 3_000_000  # fully written, never renamed
 
 
 def test_names_outside_the_folder_are_refused(tmp_path: Path) -> None:

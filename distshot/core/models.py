@@ -37,7 +37,7 @@ class ShotRequest:
 
     def cache_key(self) -> str:
         """Hash of what determines the image: the URL and the image-changing options."""
-        text = f"{self.url}\n{self.options.digest()}"
+        text = f"{self.url}\n{self.options.digest}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def object_name(self) -> str:
