@@ -202,6 +202,10 @@ def main() -> None:
     logging.getLogger("dramatiq").setLevel(
         os.environ.get("DISTSHOT_DRAMATIQ_LOG_LEVEL", "CRITICAL").upper()
     )
+    # pika logs each failed connection attempt with a traceback; the CLI says it in one line.
+    logging.getLogger("pika").setLevel(
+        os.environ.get("DISTSHOT_PIKA_LOG_LEVEL", "CRITICAL").upper()
+    )
 
 
 @main.command()

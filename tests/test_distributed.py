@@ -413,3 +413,26 @@ def test_dramatiq_cli_runs_the_same_worker(fleet: Fleet) -> None:
     records = fleet.manifest("viadramatiq")
     assert len(records) == 10 and {r["engine"] for r in records} == {"null"}
     assert all(Path(r["location"].removeprefix("file://")).is_file() for r in records)
+
+
+def test_an_unreachable_or_refusing_broker_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    urls = write_urls(tmp_path / "u.txt", ["https://a.test/"])
+    closed = f"amqp://guest:guest@127.0.0.1:{__import__('rabbit').free_port()}/%2F"
+    for url, reason in (
+        (closed, "connection refused"),
+        (SHARED_URL.replace("guest:guest", "guest:wrong"), "authentication failed"),
+    ):
+        result = run_cli(
+            "dispatch",
+            str(urls),
+            "--broker",
+            url,
+            "--batch",
+            "nobroker",
+            "--manifest",
+            str(tmp_path / "m.jsonl"),
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert reason in result.stderr and "Traceback" not in result.stderr
+        assert "wrong" not in result.stderr  # the password is not echoed

@@ -39,8 +39,23 @@ def connect(url: str) -> DistshotBroker:
         broker.connection  # noqa: B018 - opens the connection now, not mid-run
     except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
         shown = re.sub(r"//[^@/]*@", "//***@", url)
-        raise ConfigError(f"cannot connect to the broker at {shown}: {exc!r}") from None
+        reason = _connect_reason(exc)
+        raise ConfigError(f"cannot connect to the broker at {shown}: {reason}") from None
     return broker
+
+
+def _connect_reason(exc: BaseException) -> str:
+    text = repr(exc)
+    for needle, reason in (
+        ("ConnectionRefused", "connection refused (is RabbitMQ running there?)"),
+        ("ProbableAuthentication", "authentication failed (check user and password)"),
+        ("ProbableAccessDenied", "access denied (check the vhost and permissions)"),
+        ("gaierror", "host name not found"),
+        ("TimeoutError", "timed out"),
+    ):
+        if needle in text:
+            return reason
+    return text
 
 
 def run_dispatch(job: DispatchJob, *, on_progress: ProgressCallback | None = None) -> Counts:
