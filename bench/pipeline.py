@@ -150,6 +150,48 @@ def run(
         delete_queues(prefix, [batch])
 
 
+def broker_baseline(count: int, confirms: bool = True) -> float:
+    """Messages/s for one bare hop with the same guarantees distshot uses (persistent
+    messages, publisher confirms, manual acks): a publisher and a consumer, pika only."""
+    queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+    setup = pika.BlockingConnection(pika.URLParameters(BROKER))
+    setup.channel().queue_declare(queue, durable=True)
+    body = b"x" * 600  # about the size of a capture request
+
+    def consume(done: threading.Event) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=100)
+        received = 0
+        for method, _, _ in channel.consume(queue, inactivity_timeout=30):
+            if method is None:
+                break
+            channel.basic_ack(method.delivery_tag)
+            received += 1  # noqa: SIM113 - the loop ends on a timeout too
+            if received == count:
+                break
+        connection.close()
+        done.set()
+
+    done = threading.Event()
+    consumer = threading.Thread(target=consume, args=(done,))
+    started = time.monotonic()
+    consumer.start()
+    connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for _ in range(count):
+        channel.basic_publish(
+            "", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True
+        )
+    done.wait()
+    elapsed = time.monotonic() - started
+    connection.close()
+    setup.channel().queue_delete(queue)
+    setup.close()
+    return count / elapsed
+
+
 def _rss_at(samples: list[tuple[float, int]], when: float) -> float:
     later = [value for at, value in samples if at >= when]
     return float(later[0]) if later else 0.0
@@ -171,6 +213,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="distshot-bench-") as tmp:
         work = Path(tmp)
         print(f"machine: {os.cpu_count()} cores; broker {BROKER.split('@')[-1]}")
+        rate = broker_baseline(args.urls)
+        print(
+            f"broker baseline, one bare hop (pika, persistent, confirms, acks): "
+            f"{rate:.0f} messages/s; a request takes two hops (request, reply)"
+        )
         print("throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest)")
         for processes in args.processes:
             result = run(args.urls, processes, args.threads, work)
