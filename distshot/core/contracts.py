@@ -7,8 +7,7 @@ where. ``core.service.capture_request`` is the only caller of either inside dist
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .models import Capture, ShotRequest, StoredObject
 from .options import OPTION_NAMES
@@ -44,7 +43,6 @@ class EngineConfig:
     #: Jobs this process runs at once; engines size their pools from it.
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(abc.ABC):

@@ -106,23 +106,3 @@ class StorageError(TransientError):
 
 class ReplyTimeout(TransientError):
     pass
-
-
-#: Error classes a record may name, by class name (used to rebuild errors from the wire).
-ERROR_TYPES: dict[str, type[DistshotError]] = {
-    cls.__name__: cls
-    for cls in (
-        InvalidRequest,
-        InvalidUrl,
-        InvalidOption,
-        UnsupportedOption,
-        BlockedAddress,
-        DownloadRefused,
-        RedirectLoop,
-        NavigationTimeout,
-        NetworkError,
-        BrowserCrashed,
-        StorageError,
-        ReplyTimeout,
-    )
-}

@@ -125,7 +125,6 @@ class StoredObject:
 
     location: str
     link: str | None
-    stored_at: float | None = None  # epoch seconds; used by the cache
 
 
 RECORD_FIELDS = (
@@ -193,11 +192,3 @@ class ShotResult:
 
     def to_record(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RECORD_FIELDS}
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> ShotResult:
-        fields: dict[str, Any] = {name: data[name] for name in RECORD_FIELDS if name in data}
-        result = cls(**fields)
-        if result.timings is None:
-            result.timings = dict.fromkeys(TIMING_FIELDS)
-        return result

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pluggy
@@ -141,13 +140,3 @@ def get_registry() -> Registry:
     if _default is None:
         _default = Registry()
     return _default
-
-
-def describe(registry: Registry) -> dict[str, Any]:
-    return {
-        "engines": {
-            e.name: {"plugin": e.plugin, "capabilities": e.capabilities.describe()}
-            for e in registry.engines.values()
-        },
-        "storages": {s.scheme: {"plugin": s.plugin} for s in registry.storages.values()},
-    }

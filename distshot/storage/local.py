@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -70,7 +69,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot write to folder {target.parent}: {exc.strerror}") from None
         uri = target.as_uri()
-        return StoredObject(location=uri, link=uri, stored_at=time.time())
+        return StoredObject(location=uri, link=uri)
 
 
 @hookimpl
