@@ -179,10 +179,11 @@ def broker_baseline(count: int, confirms: bool = True) -> float:
     consumer.start()
     connection = pika.BlockingConnection(pika.URLParameters(BROKER))
     channel = connection.channel()
-    channel.confirm_delivery()
+    if confirms:
+        channel.confirm_delivery()
     for _ in range(count):
         channel.basic_publish(
-            "", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True
+            "", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=confirms
         )
     done.wait()
     elapsed = time.monotonic() - started
@@ -213,11 +214,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="distshot-bench-") as tmp:
         work = Path(tmp)
         print(f"machine: {os.cpu_count()} cores; broker {BROKER.split('@')[-1]}")
-        rate = broker_baseline(args.urls)
-        print(
-            f"broker baseline, one bare hop (pika, persistent, confirms, acks): "
-            f"{rate:.0f} messages/s; a request takes two hops (request, reply)"
-        )
+        for confirms in (True, False):
+            rate = broker_baseline(args.urls, confirms)
+            kind = "with" if confirms else "without"
+            print(
+                f"broker baseline, one bare hop (pika, persistent, acks, {kind} publisher "
+                f"confirms): {rate:.0f} messages/s"
+            )
         print("throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest)")
         for processes in args.processes:
             result = run(args.urls, processes, args.threads, work)

@@ -27,6 +27,34 @@ class DistshotBroker(RabbitmqBroker):
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url=url, confirm_delivery=True, **kwargs)
 
+    def publish_batch(self, messages: list[dramatiq.Message[Any]]) -> None:
+        """Publish requests in one AMQP transaction: one round trip for the whole batch,
+        and on commit every message is with the broker (pika's blocking channel waits for
+        each publisher confirm separately, which capped a dispatcher at a few hundred/s)."""
+        try:
+            channel = self._tx_channel()
+            for message in messages:
+                self.declare_queue(message.queue_name, ensure=True)
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=message.queue_name,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(delivery_mode=2),
+                )
+            channel.tx_commit()
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            self._tx = None
+            del self.connection
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def _tx_channel(self) -> Any:
+        tx = getattr(self, "_tx", None)
+        if tx is None or not tx.is_open:
+            tx = self.connection.channel()
+            tx.tx_select()
+            self._tx = tx
+        return tx
+
     def publish_reply(self, queue_name: str, message: dramatiq.Message[Any]) -> None:
         delay = 0.25
         for attempt in range(1, _REPLY_ATTEMPTS + 1):

@@ -10,6 +10,7 @@ no reply at all.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -110,6 +111,8 @@ class Dispatcher:
         self.counts = Counts()
         self._pending: dict[str, _Pending] = {}
         self._unacked: list[MessageProxy] = []
+        self._outbox: list[tuple[dramatiq.Message[Any], int]] = []
+        self._refill_step = max(1, self.window // 4)
         self._oldest_unacked = 0.0
         self._consumer: Any = None
 
@@ -120,20 +123,25 @@ class Dispatcher:
         source: Iterator[InputItem] | None = iter(items)
         last_reply = time.monotonic()
         try:
+            idle = True
             while True:
-                while source is not None and len(self._pending) < self.window:
-                    item = next(source, None)
-                    if item is None:
-                        source = None
-                    else:
-                        self._take(item)
+                # Refill in steps, not one by one: a step is published as one batch.
+                if idle or len(self._pending) <= self.window - self._refill_step:
+                    while source is not None and len(self._pending) < self.window:
+                        item = next(source, None)
+                        if item is None:
+                            source = None
+                        else:
+                            self._take(item)
+                    self._publish_outbox()
                 if source is None and not self._pending:
                     break
                 message = self._next_reply()
+                idle = message is None
                 if message is None:
                     self._flush_acks()
-                    idle = time.monotonic() - last_reply
-                    if self.wait_timeout is not None and idle > self.wait_timeout:
+                    silent_for = time.monotonic() - last_reply
+                    if self.wait_timeout is not None and silent_for > self.wait_timeout:
                         self._expire_pending()
                     continue
                 last_reply = time.monotonic()
@@ -194,13 +202,26 @@ class Dispatcher:
             },
         )
         self._pending[request.id] = pending
-        self._retrying(lambda: self.broker.enqueue(message))
+        self._outbox.append((message, request.line))
+
+    def _publish_outbox(self) -> None:
+        """Publish the queued requests as one batch (one broker round trip on RabbitMQ)."""
+        if not self._outbox:
+            return
+        messages = [message for message, _ in self._outbox]
+        publish_batch = getattr(self.broker, "publish_batch", None)
+        if publish_batch is not None:
+            self._retrying(lambda: publish_batch(messages))
+        else:
+            for message in messages:
+                self._retrying(functools.partial(self.broker.enqueue, message))
         # Journal after publishing: a crash in between re-sends on resume (a duplicate reply,
         # dropped by id) rather than waiting forever for a message that was never sent.
         if self.journal is not None:
-            self.journal.record(request.line)
-        self.counts.sent += 1
+            self.journal.record_many(line for _, line in self._outbox)
+        self.counts.sent += len(self._outbox)
         self.counts.in_flight = len(self._pending)
+        self._outbox.clear()
 
     # -- replies ----------------------------------------------------------------------
 

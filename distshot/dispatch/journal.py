@@ -7,6 +7,7 @@ numbers next to the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -56,10 +57,13 @@ class SentJournal:
                         self.sent.add(int(text))
         self._stream: IO[str] = open(path, "a", encoding="ascii")  # noqa: SIM115
 
-    def record(self, line: int) -> None:
-        self._stream.write(f"{line}\n")
+    def record_many(self, lines: Iterable[int]) -> None:
+        text = []
+        for line in lines:
+            text.append(f"{line}\n")
+            self.sent.add(line)
+        self._stream.write("".join(text))
         self._stream.flush()
-        self.sent.add(line)
 
     def close(self) -> None:
         self._stream.close()
