@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DistshotError
-from .options import CaptureOptions, parse_options
+from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 
 DEFAULT_CONFIG_FILE = "distshot.toml"
 ENV_PREFIX = "DISTSHOT_"
@@ -137,7 +137,7 @@ def load_settings(
 
     capture_raw.update({k: v for k, v in (capture_overrides or {}).items() if v is not None})
     try:
-        capture = parse_options(capture_raw, CaptureOptions())
+        capture = parse_options(capture_raw, DEFAULT_OPTIONS)
     except DistshotError as exc:
         raise ConfigError(exc.message) from None
     return Settings(**values, capture=capture)

@@ -38,36 +38,42 @@ class CaptureOptions:
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def to_wire(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_wire`` inverts it. (Not ``dataclasses.asdict``: this
-        runs once per message and asdict's deep copy was a visible share of the pipeline.)"""
-        data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["headers"] = dict(self.headers)
+        """The options that differ from the defaults, JSON-ready; ``from_wire`` inverts it.
+
+        Messages carry only these: a .txt batch then sends ``{}``, and the worker rebuilds
+        the shared default object without parsing anything.
+        """
+        data = {name: getattr(self, name) for name in self.non_default()}
+        if "headers" in data:
+            data["headers"] = dict(self.headers)
         return data
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> CaptureOptions:
-        return parse_options(data, CaptureOptions())
+        return parse_options(data, DEFAULT_OPTIONS)
 
     def non_default(self) -> set[str]:
         """Names of options set to something other than their default."""
-        default = CaptureOptions()
+        if self is DEFAULT_OPTIONS:
+            return set()
         return {
-            f.name
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
+            name for name in _FIELD_NAMES if getattr(self, name) != getattr(DEFAULT_OPTIONS, name)
         }
 
     @functools.cached_property
     def digest(self) -> str:
         """A stable hash of the options that change the image (not the timeout); cached,
         since every request of a .txt batch shares one options object."""
-        data = self.to_wire()
-        data.pop("timeout")
+        data = {name: getattr(self, name) for name in _FIELD_NAMES if name != "timeout"}
+        data["headers"] = dict(self.headers)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CaptureOptions))
 OPTION_NAMES = frozenset(_FIELD_NAMES)
+#: The one default object: shared by every request without options, so its digest is
+#: computed once per process.
+DEFAULT_OPTIONS = CaptureOptions()
 
 
 def _as_int(name: str, value: Any, low: int, high: int) -> int:
