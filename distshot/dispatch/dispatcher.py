@@ -20,7 +20,7 @@ from typing import Any
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.errors import ConnectionError as BrokerConnectionError
+from dramatiq.errors import BrokerConnectionError
 
 from ..actors.capture import CAPTURE_ACTOR, DEFAULT_PREFIX, queue_for
 from ..actors.reply import reply_queue_for
