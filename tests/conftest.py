@@ -24,7 +24,8 @@ DISTSHOT = [sys.executable, "-m", "distshot.cli"]
 
 @dataclass
 class Seen:
-    """What the server saw, for assertions on headers, cookies and concurrency."""
+    """What the server saw, for assertions on headers, cookies and concurrency
+    (``active``/``max_active`` count /slow requests only, so a favicon fetch cannot skew them)."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     active: int = 0
@@ -61,15 +62,18 @@ class Handler(BaseHTTPRequestHandler):
             seen.requests.append(
                 {"path": parts.path, "query": query, "headers": dict(self.headers.items())}
             )
-            seen.active += 1
-            seen.max_active = max(seen.max_active, seen.active)
+            counted = parts.path == "/slow"
+            if counted:
+                seen.active += 1
+                seen.max_active = max(seen.max_active, seen.active)
         try:
             self.route(parts.path, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            with seen.lock:
-                seen.active -= 1
+            if counted:
+                with seen.lock:
+                    seen.active -= 1
 
     def send(
         self,
