@@ -436,3 +436,41 @@ def test_an_unreachable_or_refusing_broker_is_one_line_and_exit_2(tmp_path: Path
         assert result.stderr.strip().count("\n") == 0, result.stderr
         assert reason in result.stderr and "Traceback" not in result.stderr
         assert "wrong" not in result.stderr  # the password is not echoed
+
+
+def test_default_manifest_is_batch_jsonl_and_a_rerun_must_say_resume(fleet: Fleet) -> None:
+    fleet.worker("null")
+    fleet.queues.add(f"{fleet.prefix}.reply.plain")
+    urls = write_urls(fleet.tmp / "u.txt", ["https://a.test/1", "https://a.test/2"])
+    args = [
+        "dispatch",
+        str(urls),
+        "--broker",
+        fleet.url,
+        "--batch",
+        "plain",
+        "--engine",
+        "null",
+        "--allow-private",
+    ]
+    # Given no --manifest, the records go to BATCH.jsonl in the working directory
+    result = run_cli(*args, env=fleet.env(), cwd=fleet.tmp)
+    assert result.returncode == 0, result.stderr
+    assert len(read_manifest(fleet.tmp / "plain.jsonl")) == 2
+    # Running the same batch again must not append a second set of records silently
+    again = run_cli(*args, env=fleet.env(), cwd=fleet.tmp)
+    assert again.returncode == 2
+    assert "--resume plain" in again.stderr and "Traceback" not in again.stderr
+    assert len(read_manifest(fleet.tmp / "plain.jsonl")) == 2
+    # and resuming a batch that never ran says there is nothing to resume
+    missing = run_cli(
+        "dispatch",
+        str(urls),
+        "--broker",
+        fleet.url,
+        "--resume",
+        "never",
+        env=fleet.env(),
+        cwd=fleet.tmp,
+    )
+    assert missing.returncode == 2 and "nothing to resume" in missing.stderr

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from ..core.contracts import Engine, EngineConfig, Storage
+from ..core.errors import StorageError
 from ..plugins.manager import Registry, get_registry
 
 
@@ -47,8 +48,6 @@ class WorkerRuntime:
         """The storage for ``url`` (the request's, else the worker's default), made once."""
         url = url or self.default_storage
         if not url:
-            from ..core.errors import StorageError
-
             raise StorageError("no storage given: pass --storage to the dispatcher or the worker")
         with self._storage_lock:
             storage = self._storages.get(url)

@@ -28,7 +28,6 @@ class ShotRequest:
     storage: str | None = None
     allow_private: bool = False
     allow_networks: tuple[str, ...] = ()
-    cache_ttl: float | None = None
     sent_at: float | None = None  # epoch seconds, set by the dispatcher for queue_ms
 
     def policy(self) -> UrlPolicy:
@@ -62,7 +61,6 @@ class ShotRequest:
             "storage": self.storage,
             "allow_private": self.allow_private,
             "allow_networks": list(self.allow_networks),
-            "cache_ttl": self.cache_ttl,
             "sent_at": self.sent_at,
         }
 
@@ -89,7 +87,6 @@ class ShotRequest:
         networks = data.get("allow_networks") or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             raise InvalidRequest("request allow_networks must be a list of CIDR strings")
-        cache_ttl = data.get("cache_ttl")
         sent_at = data.get("sent_at")
         return cls(
             id=req_id,
@@ -101,7 +98,6 @@ class ShotRequest:
             storage=data.get("storage"),
             allow_private=bool(data.get("allow_private", False)),
             allow_networks=tuple(networks),
-            cache_ttl=float(cache_ttl) if isinstance(cache_ttl, int | float) else None,
             sent_at=float(sent_at) if isinstance(sent_at, int | float) else None,
         )
 

@@ -69,15 +69,15 @@ class PlaywrightEngine(Engine):
 
     async def open(self) -> None:
         async with self._lock:
-            if self._playwright is None:
-                from playwright.async_api import async_playwright
-
-                self._playwright = await async_playwright().start()
             if self._slot is None:
                 self._slot = await self._launch()
 
     async def _launch(self) -> _BrowserSlot:
-        assert self._playwright is not None
+        """Launch a browser (starting Playwright's driver first if need be). Call under the lock."""
+        if self._playwright is None:
+            from playwright.async_api import async_playwright
+
+            self._playwright = await async_playwright().start()
         try:
             browser = await self._playwright.chromium.launch(
                 executable_path=self.config.browser_path,
@@ -102,10 +102,6 @@ class PlaywrightEngine(Engine):
                 self._retire(slot)
                 slot = self._slot = None
             if slot is None:
-                if self._playwright is None:
-                    from playwright.async_api import async_playwright
-
-                    self._playwright = await async_playwright().start()
                 slot = self._slot = await self._launch()
             slot.jobs += 1
             slot.in_flight += 1
