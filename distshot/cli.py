@@ -22,7 +22,6 @@ import click
 
 from . import __version__
 from .core.config import Settings, load_settings
-from .core.contracts import EngineConfig
 from .core.errors import DistshotError
 from .core.inputs import RequestReader
 from .core.manifest import ManifestWriter
@@ -282,7 +281,7 @@ def shoot(
                 storage=storage_url,
                 concurrency=settings.concurrency,
                 max_attempts=settings.max_attempts,
-                engine_config=_engine_config(settings),
+                engine_config=settings.engine_config(),
             ),
             on_progress=progress,
         )
@@ -297,15 +296,6 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
         storage=storage_url,
         allow_private=settings.allow_private,
         allow_networks=settings.allow_networks,
-    )
-
-
-def _engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        browser_path=settings.browser_path,
-        driver_path=settings.driver_path,
-        recycle_after=settings.recycle_after,
-        concurrency=settings.concurrency,
     )
 
 

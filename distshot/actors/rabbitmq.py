@@ -12,7 +12,6 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 
 from ..core.config import Settings, load_settings
-from ..core.contracts import EngineConfig
 from .runtime import WorkerRuntime
 from .setup import install_worker
 
@@ -87,12 +86,7 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
     """A RabbitMQ broker with the worker middleware and the capture actor declared."""
     runtime = WorkerRuntime(
         settings.engine,
-        EngineConfig(
-            browser_path=settings.browser_path,
-            driver_path=settings.driver_path,
-            recycle_after=settings.recycle_after,
-            concurrency=settings.concurrency,
-        ),
+        settings.engine_config(),
         default_storage=settings.storage,
         queue_prefix=settings.queue_prefix,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contracts import EngineConfig
 from .errors import ConfigError, DistshotError
 from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 
@@ -37,6 +38,8 @@ class Settings:
     browser_path: str = "/usr/bin/chromium"
     driver_path: str = "/usr/bin/chromedriver"
     recycle_after: int = 500
+    #: Relaunch the browser when its process tree's resident memory passes this (MiB; 0: never).
+    recycle_memory_mb: int = 2048
     max_attempts: int = 3
     #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
     queue_prefix: str = "distshot"
@@ -44,6 +47,19 @@ class Settings:
     wait_timeout: float = 600.0
     capture: CaptureOptions = field(default_factory=CaptureOptions)
 
+    def engine_config(self) -> EngineConfig:
+        """What the engine factory receives from these settings."""
+        return EngineConfig(
+            browser_path=self.browser_path,
+            driver_path=self.driver_path,
+            recycle_after=self.recycle_after,
+            recycle_memory_mb=self.recycle_memory_mb,
+            concurrency=self.concurrency,
+        )
+
+
+#: Whole-number settings where 0 means "off".
+_ZERO_ALLOWED = frozenset({"recycle_memory_mb"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture"}
 
@@ -66,7 +82,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError(value)
         if kind is int:
             whole = int(value)
-            if whole < 1:
+            if whole < (0 if name in _ZERO_ALLOWED else 1):
                 raise ValueError(value)
             return whole
         if kind is float:

@@ -40,6 +40,8 @@ class EngineConfig:
     driver_path: str = "/usr/bin/chromedriver"
     #: Relaunch the browser after this many jobs (bounds leaks in long-running workers).
     recycle_after: int = 500
+    #: ... or as soon as its whole process tree's resident memory passes this (MiB; 0: never).
+    recycle_memory_mb: int = 2048
     #: Jobs this process runs at once; engines size their pools from it.
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()

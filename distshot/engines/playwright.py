@@ -24,7 +24,8 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
-from .chromium import launch_args, translate_error
+from .chromium import kill_process_tree, launch_args, translate_error
+from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Playwright
@@ -36,25 +37,6 @@ CAPABILITIES = Capabilities(
 _CLOSE_TIMEOUT = 5.0
 
 
-class _BrowserSlot:
-    """One launched browser and the jobs using it."""
-
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.jobs = 0
-        self.in_flight = 0
-        self.retired = False
-        self.crashed = False
-        browser.on("disconnected", self._on_disconnect)
-
-    def _on_disconnect(self, _browser: Any) -> None:
-        self.crashed = True
-
-    @property
-    def usable(self) -> bool:
-        return not (self.retired or self.crashed) and self.browser.is_connected()
-
-
 class PlaywrightEngine(Engine):
     name = "playwright"
     capabilities = CAPABILITIES
@@ -62,22 +44,29 @@ class PlaywrightEngine(Engine):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._playwright: Playwright | None = None
-        self._slot: _BrowserSlot | None = None
-        self._lock = asyncio.Lock()
-        self._closing: set[asyncio.Task[None]] = set()
-        self.launches = 0  # observable for tests: recycling and crash recovery
+        self._driver_lock = asyncio.Lock()
+        self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
+            config,
+            self._launch,
+            _close_browser,
+            connected=lambda browser: browser.is_connected(),
+            on_disconnect=lambda browser, gone: browser.on("disconnected", lambda _: gone()),
+        )
+
+    @property
+    def launches(self) -> int:
+        return self.browsers.launches
 
     async def open(self) -> None:
-        async with self._lock:
-            if self._slot is None:
-                self._slot = await self._launch()
+        await self.browsers.open()
 
-    async def _launch(self) -> _BrowserSlot:
-        """Launch a browser (starting Playwright's driver first if need be). Call under the lock."""
-        if self._playwright is None:
-            from playwright.async_api import async_playwright
+    async def _launch(self) -> tuple[Browser, int | None]:
+        """Launch a browser, starting Playwright's driver first if need be."""
+        async with self._driver_lock:
+            if self._playwright is None:
+                from playwright.async_api import async_playwright
 
-            self._playwright = await async_playwright().start()
+                self._playwright = await async_playwright().start()
         try:
             browser = await self._playwright.chromium.launch(
                 executable_path=self.config.browser_path,
@@ -92,62 +81,37 @@ class PlaywrightEngine(Engine):
             raise BrowserCrashed(
                 f"cannot start Chromium at {self.config.browser_path}: {str(exc).splitlines()[0]}"
             ) from None
-        self.launches += 1
-        return _BrowserSlot(browser)
-
-    async def _acquire(self) -> _BrowserSlot:
-        async with self._lock:
-            slot = self._slot
-            if slot is not None and (not slot.usable or slot.jobs >= self.config.recycle_after):
-                self._retire(slot)
-                slot = self._slot = None
-            if slot is None:
-                slot = self._slot = await self._launch()
-            slot.jobs += 1
-            slot.in_flight += 1
-            return slot
-
-    def _release(self, slot: _BrowserSlot) -> None:
-        slot.in_flight -= 1
-        if slot.retired and slot.in_flight == 0:
-            self._close_later(slot)
-
-    def _retire(self, slot: _BrowserSlot) -> None:
-        slot.retired = True
-        if slot.in_flight == 0:
-            self._close_later(slot)
-
-    def _close_later(self, slot: _BrowserSlot) -> None:
-        task = asyncio.get_running_loop().create_task(_close_browser(slot.browser))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        return browser, await _browser_pid(browser)
 
     async def capture(self, request: ShotRequest) -> Capture:
-        slot = await self._acquire()
+        slot = await self.browsers.acquire()
+        browser = slot.browser
         policy = request.policy()
         guard = EgressGuard(policy) if policy.enforcing else None
         context: BrowserContext | None = None
         try:
             proxy = {"server": await guard.start()} if guard else None
             try:
-                context = await slot.browser.new_context(**_context_options(request, proxy))
+                context = await browser.new_context(**_context_options(request, proxy))
             except Exception as exc:
                 slot.crashed = True
                 raise BrowserCrashed(f"the browser could not open a context: {exc}") from None
-            return await self._capture_in(context, request, guard, slot)
+            return await race_with_crash(
+                self._capture_in(context, request, guard, slot), slot, request.url
+            )
         finally:
             if context is not None:
                 await _close_context(context, slot)
             if guard is not None:
                 await guard.close()
-            self._release(slot)
+            self.browsers.release(slot)
 
     async def _capture_in(
         self,
         context: BrowserContext,
         request: ShotRequest,
         guard: EgressGuard | None,
-        slot: _BrowserSlot,
+        slot: BrowserSlot[Browser],
     ) -> Capture:
         from playwright.async_api import Error as PlaywrightError
 
@@ -200,7 +164,11 @@ class PlaywrightEngine(Engine):
         )
 
     def _explain(
-        self, exc: Exception, request: ShotRequest, guard: EgressGuard | None, slot: _BrowserSlot
+        self,
+        exc: Exception,
+        request: ShotRequest,
+        guard: EgressGuard | None,
+        slot: BrowserSlot[Browser],
     ) -> DistshotError:
         message = str(exc)
         opts = request.options
@@ -219,18 +187,15 @@ class PlaywrightEngine(Engine):
         if opts.wait_for and ("selector" in message.lower() and "parsing" in message.lower()):
             return InvalidOption(f"wait_for is not a valid CSS selector: {opts.wait_for!r}")
         error = translate_error(message, request.url)
-        if isinstance(error, BrowserCrashed) or not slot.browser.is_connected():
-            slot.crashed = True
+        if not slot.browser.is_connected():
+            slot.mark_crashed()
             return BrowserCrashed(error.message)
+        if isinstance(error, BrowserCrashed):  # a renderer died; the browser may be unwell
+            slot.crashed = True
         return error
 
     async def close(self) -> None:
-        async with self._lock:
-            slot, self._slot = self._slot, None
-        if slot is not None:
-            await _close_browser(slot.browser)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.browsers.close()
         if self._playwright is not None:
             # Stopping the driver also kills any browser it still owns.
             with contextlib.suppress(Exception):
@@ -255,18 +220,38 @@ def _context_options(request: ShotRequest, proxy: dict[str, str] | None) -> dict
     return options
 
 
-async def _close_context(context: BrowserContext, slot: _BrowserSlot) -> None:
+async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) -> None:
     """Close a job's context; a renderer stuck in a JavaScript loop can make this hang,
     and then the whole browser is retired rather than the worker waiting on it."""
     try:
         await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
     except Exception:
-        slot.crashed = True
+        slot.crashed = True  # retire it, but let its other jobs finish
 
 
-async def _close_browser(browser: Browser) -> None:
-    with contextlib.suppress(Exception):
+async def _close_browser(browser: Browser, pid: int | None) -> None:
+    """Close politely; a browser that does not go within the grace period is killed, so a
+    long-lived worker never accumulates hung browsers."""
+    try:
         await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+    except Exception:
+        if pid is not None:
+            kill_process_tree(pid)
+
+
+async def _browser_pid(browser: Browser) -> int | None:
+    """The Chromium process id, for memory checks and the kill fallback. Playwright keeps it
+    inside its driver (node) process, but the browser itself tells it over CDP."""
+    try:
+        session = await browser.new_browser_cdp_session()
+        info = await session.send("SystemInfo.getProcessInfo")
+        await session.detach()
+    except Exception:
+        return None
+    for process in info.get("processInfo", []):
+        if process.get("type") == "browser":
+            return int(process["id"])
+    return None
 
 
 def _ms_since(start: float) -> float:

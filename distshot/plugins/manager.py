@@ -22,6 +22,7 @@ from . import hookspecs
 BUILTIN_PLUGINS = (
     "distshot.engines.null",
     "distshot.engines.playwright",
+    "distshot.engines.pyppeteer",
     "distshot.storage.local",
 )
 

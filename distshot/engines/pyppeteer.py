@@ -1,0 +1,365 @@
+"""The ``pyppeteer`` engine: pyppeteer (a Python port of Puppeteer) on Debian's Chromium.
+
+Same shape as the playwright engine: one browser per process shared by concurrent jobs, a
+fresh browser context per job behind the job's own egress guard (its proxy is a parameter
+of CDP's ``Target.createBrowserContext``, which pyppeteer does not expose, so the context is
+made with a raw CDP call), recycling and crash relaunch through ``RecyclingBrowser``.
+
+pyppeteer's launcher would download a Chromium and register exit and signal handlers that
+print errors at interpreter exit; we pass ``executablePath`` and ``autoClose=False`` and close
+(and, if need be, kill) the browser ourselves. Each browser gets its own user-data folder,
+removed when it closes. Screenshots go through CDP directly (``captureBeyondViewport``), so
+full-page images match the other engines' pixel for pixel instead of resizing the viewport
+as pyppeteer's own ``fullPage`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+import shutil
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..core.contracts import Capabilities, Engine, EngineConfig
+from ..core.egress import EgressGuard
+from ..core.errors import (
+    BrowserCrashed,
+    ConfigError,
+    DistshotError,
+    DownloadRefused,
+    InvalidOption,
+    NavigationTimeout,
+)
+from ..core.models import Capture, ShotRequest
+from ..plugins.hookspecs import hookimpl
+from .chromium import kill_process_tree, launch_args, translate_error
+from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
+
+if TYPE_CHECKING:
+    from pyppeteer.browser import Browser, BrowserContext
+    from pyppeteer.network_manager import Response
+    from pyppeteer.page import Page
+
+CAPABILITIES = Capabilities(
+    formats=frozenset({"png", "jpeg"}),
+    description="Chromium through pyppeteer (async, CDP)",
+)
+_CLOSE_TIMEOUT = 5.0
+_WAIT_UNTIL = {
+    "load": "load",
+    "domcontentloaded": "domcontentloaded",
+    "networkidle": "networkidle0",
+}
+
+
+class PyppeteerEngine(Engine):
+    name = "pyppeteer"
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._profiles: dict[int, str] = {}  # browser pid -> its user-data folder
+        self._background: set[asyncio.Future[Any]] = set()  # held so they are not collected
+        self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
+            config,
+            self._launch,
+            self._close_browser,
+            connected=lambda browser: bool(browser._connection._connected),
+            on_disconnect=lambda browser, gone: browser.on("disconnected", gone),
+        )
+
+    @property
+    def launches(self) -> int:
+        return self.browsers.launches
+
+    async def open(self) -> None:
+        await self.browsers.open()
+
+    async def _launch(self) -> tuple[Browser, int | None]:
+        from pyppeteer import launch
+
+        profile = tempfile.mkdtemp(prefix="distshot-pyppeteer-")
+        try:
+            browser = await launch(
+                executablePath=self.config.browser_path,
+                userDataDir=profile,
+                headless=True,
+                args=launch_args(self.config.extra_args),
+                # We close the browser ourselves: pyppeteer's atexit and signal handlers
+                # would race the worker's shutdown and print errors at exit.
+                autoClose=False,
+                handleSIGINT=False,
+                handleSIGTERM=False,
+                handleSIGHUP=False,
+                defaultViewport=None,
+            )
+        except Exception as exc:
+            shutil.rmtree(profile, ignore_errors=True)
+            raise BrowserCrashed(
+                f"cannot start Chromium at {self.config.browser_path}: {str(exc).splitlines()[0]}"
+            ) from None
+        pid: int = browser.process.pid
+        self._profiles[pid] = profile
+        return browser, pid
+
+    async def _close_browser(self, browser: Browser, pid: int | None) -> None:
+        """Ask politely, then make sure: wait for the process, kill its tree if it lingers,
+        reap it (no zombie) and remove its user-data folder."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+        process = browser.process
+        try:
+            await asyncio.wait_for(asyncio.to_thread(process.wait), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            if pid is not None:
+                kill_process_tree(pid)
+            await asyncio.to_thread(process.wait)
+        if pid is not None and (profile := self._profiles.pop(pid, None)):
+            await asyncio.to_thread(shutil.rmtree, profile, True)
+
+    async def capture(self, request: ShotRequest) -> Capture:
+        slot = await self.browsers.acquire()
+        policy = request.policy()
+        guard = EgressGuard(policy) if policy.enforcing else None
+        context: BrowserContext | None = None
+        try:
+            proxy = await guard.start() if guard else None
+            try:
+                context = await race_with_crash(
+                    _new_context(slot.browser, proxy), slot, request.url
+                )
+            except DistshotError:
+                raise
+            except Exception as exc:
+                slot.crashed = True
+                raise BrowserCrashed(f"the browser could not open a context: {exc}") from None
+            return await race_with_crash(
+                self._capture_in(context, request, guard, slot), slot, request.url
+            )
+        finally:
+            if context is not None:
+                await _close_context(context, slot)
+            if guard is not None:
+                await guard.close()
+            self.browsers.release(slot)
+
+    async def _capture_in(
+        self,
+        context: BrowserContext,
+        request: ShotRequest,
+        guard: EgressGuard | None,
+        slot: BrowserSlot[Browser],
+    ) -> Capture:
+        from pyppeteer.errors import PyppeteerError
+        from pyppeteer.errors import TimeoutError as PyppeteerTimeout
+
+        opts = request.options
+        deadline = time.monotonic() + opts.timeout
+
+        def remaining_ms() -> float:
+            return max(1.0, (deadline - time.monotonic()) * 1000)
+
+        page = await context.newPage()
+        documents: list[Response] = []
+        self._guard_page(slot.browser, context, page, documents)
+        await page.setViewport(
+            {"width": opts.width, "height": opts.height, "deviceScaleFactor": opts.scale}
+        )
+        if opts.user_agent:
+            await page.setUserAgent(opts.user_agent)
+        if opts.headers:
+            await page.setExtraHTTPHeaders(dict(opts.headers))
+
+        started = time.monotonic()
+        try:
+            # pyppeteer bounds only the wait after Page.navigate, not Page.navigate itself,
+            # which a server that never answers holds forever: bound the whole call.
+            response = await asyncio.wait_for(
+                page.goto(
+                    request.url,
+                    {"waitUntil": _WAIT_UNTIL[opts.wait_until], "timeout": remaining_ms()},
+                ),
+                remaining_ms() / 1000,
+            )
+            if opts.wait_for:
+                await _check_selector(page, opts.wait_for)
+                await page.waitForSelector(
+                    opts.wait_for, {"visible": True, "timeout": remaining_ms()}
+                )
+            if opts.delay:
+                await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            navigate_ms = _ms_since(started)
+            shot_started = time.monotonic()
+            image = await asyncio.wait_for(_screenshot(page, request), remaining_ms() / 1000)
+            capture_ms = _ms_since(shot_started)
+            title = await asyncio.wait_for(page.title(), remaining_ms() / 1000)
+        except (PyppeteerTimeout, TimeoutError):
+            raise self._timeout(request, guard) from None
+        except DistshotError:
+            raise
+        except PyppeteerError as exc:
+            raise self._explain(exc, request, guard, documents) from None
+        return Capture(
+            image=image,
+            format=opts.format,
+            final_url=page.url,
+            http_status=response.status if response is not None else None,
+            title=title,
+            navigate_ms=navigate_ms,
+            capture_ms=capture_ms,
+        )
+
+    def _spawn(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # A dialog or pop-up that vanished first makes these fail; that is fine.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _guard_page(
+        self, browser: Browser, context: BrowserContext, page: Page, documents: list[Response]
+    ) -> None:
+        """Nothing may wait for a human: dialogs are dismissed and pop-ups closed. Main-frame
+        document responses are kept to tell a refused download from other aborts."""
+
+        def on_dialog(dialog: Any) -> None:
+            self._spawn(dialog.dismiss())
+
+        def on_response(response: Response) -> None:
+            if response.request.resourceType == "document" and response.request.frame is (
+                page.mainFrame
+            ):
+                documents.append(response)
+
+        def on_target(target: Any) -> None:
+            if (
+                target.type == "page"
+                and target.browserContext is context
+                and target is not (page.target)
+            ):
+                self._spawn(
+                    browser._connection.send("Target.closeTarget", {"targetId": target._targetId})
+                )
+
+        page.on("dialog", on_dialog)
+        page.on("response", on_response)
+        context.on("targetcreated", on_target)
+
+    def _timeout(self, request: ShotRequest, guard: EgressGuard | None) -> DistshotError:
+        if guard is not None and (refusal := guard.refusal_error()) is not None:
+            return refusal
+        opts = request.options
+        return NavigationTimeout(
+            f"{request.url} did not reach '{opts.wait_until}'"
+            f"{f' and show {opts.wait_for!r}' if opts.wait_for else ''} within {opts.timeout:g}s"
+        )
+
+    def _explain(
+        self,
+        exc: Exception,
+        request: ShotRequest,
+        guard: EgressGuard | None,
+        documents: list[Response],
+    ) -> DistshotError:
+        message = str(exc)
+        if guard is not None and (refusal := guard.refusal_error()) is not None:
+            return refusal
+        if "ERR_ABORTED" in message and documents and _is_download(documents[-1]):
+            return DownloadRefused(
+                f"{request.url} is a file download, not a page; downloads are refused"
+            )
+        return translate_error(message, request.url)
+
+    async def close(self) -> None:
+        await self.browsers.close()
+
+
+async def _new_context(browser: Browser, proxy: str | None) -> BrowserContext:
+    """A fresh incognito context (own cookies, storage, cache, permissions) whose every
+    connection goes through ``proxy``; downloads are denied at the browser level."""
+    from pyppeteer.browser import BrowserContext
+
+    params: dict[str, Any] = {}
+    if proxy:
+        # Chromium sends loopback traffic around any proxy unless told "<-loopback>":
+        # without it a redirect to 127.0.0.1 would skip the egress guard.
+        params = {"proxyServer": proxy, "proxyBypassList": "<-loopback>"}
+    created = await browser._connection.send("Target.createBrowserContext", params)
+    context_id = created["browserContextId"]
+    context = BrowserContext(browser, context_id)
+    browser._contexts[context_id] = context
+    await browser._connection.send(
+        "Browser.setDownloadBehavior", {"behavior": "deny", "browserContextId": context_id}
+    )
+    return context
+
+
+async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) -> None:
+    """A renderer stuck in a JavaScript loop can make this hang; then the browser is retired
+    (its other jobs finish first) rather than the worker waiting on it."""
+    if slot.crashed and slot.gone.done():
+        return
+    try:
+        await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
+    except Exception:
+        slot.crashed = True
+
+
+async def _check_selector(page: Page, selector: str) -> None:
+    valid = await page.evaluate(
+        "s => { try { document.createDocumentFragment().querySelector(s); return true }"
+        " catch (e) { return false } }",
+        selector,
+    )
+    if not valid:
+        raise InvalidOption(f"wait_for is not a valid CSS selector: {selector!r}")
+
+
+async def _screenshot(page: Page, request: ShotRequest) -> bytes:
+    opts = request.options
+    params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
+    if opts.format == "jpeg" and opts.quality is not None:
+        params["quality"] = opts.quality
+    if opts.full_page:
+        metrics = await page._client.send("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        params["clip"] = {
+            "x": 0,
+            "y": 0,
+            "width": max(opts.width, math.ceil(size["width"])),
+            "height": max(opts.height, math.ceil(size["height"])),
+            "scale": 1,
+        }
+        params["captureBeyondViewport"] = True
+    result = await page._client.send("Page.captureScreenshot", params)
+    return base64.b64decode(result["data"])
+
+
+def _is_download(response: Response) -> bool:
+    disposition = response.headers.get("content-disposition", "").lower()
+    content_type = response.headers.get("content-type", "").lower()
+    renderable = content_type.startswith(("text/", "image/", "application/xhtml"))
+    return "attachment" in disposition or (200 <= response.status < 300 and not renderable)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 1)
+
+
+def create(config: EngineConfig) -> PyppeteerEngine:
+    try:
+        import pyppeteer  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "the pyppeteer engine needs pyppeteer: pip install 'distshot[pyppeteer]'"
+        ) from None
+    return PyppeteerEngine(config)
+
+
+@hookimpl
+def distshot_engines(register):  # type: ignore[no-untyped-def]
+    register("pyppeteer", create, CAPABILITIES)

@@ -1,0 +1,148 @@
+"""One shared browser per process, replaced when it has done enough, grown too big or died.
+
+Engines that drive one browser for many concurrent jobs (playwright, pyppeteer) hand this
+class two coroutines, launch and close, and take a ``BrowserSlot`` per job. A slot is
+retired after ``recycle_after`` jobs, when the browser's process tree passes
+``recycle_memory_mb`` or after a crash; a retired browser closes once its last job is done,
+so recycling never cuts a job short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+from ..core.contracts import EngineConfig
+from .chromium import process_tree_rss
+
+B = TypeVar("B")
+
+#: Reading a process tree's memory walks /proc; once a second is plenty for a trend.
+_MEMORY_CHECK_INTERVAL = 1.0
+
+
+class BrowserSlot(Generic[B]):
+    """One launched browser and the jobs using it."""
+
+    def __init__(self, browser: B, pid: int | None) -> None:
+        self.browser = browser
+        self.pid = pid
+        self.jobs = 0
+        self.in_flight = 0
+        self.retired = False
+        #: Set when the browser died, or is too wedged to trust (a context that would not
+        #: close): no new job gets it, and it is closed when its last job ends.
+        self.crashed = False
+        self.checked_memory_at = time.monotonic()
+        #: Resolved when the browser goes away, so in-flight jobs can stop waiting at once.
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def mark_crashed(self) -> None:
+        """The browser is gone: fail its in-flight jobs now and never reuse it."""
+        self.crashed = True
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+
+class RecyclingBrowser(Generic[B]):
+    def __init__(
+        self,
+        config: EngineConfig,
+        launch: Callable[[], Awaitable[tuple[B, int | None]]],
+        close: Callable[[B, int | None], Coroutine[Any, Any, None]],
+        connected: Callable[[B], bool],
+        on_disconnect: Callable[[B, Callable[[], None]], None],
+    ) -> None:
+        self.config = config
+        self._launch, self._close, self._connected = launch, close, connected
+        self._on_disconnect = on_disconnect
+        self._slot: BrowserSlot[B] | None = None
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.launches = 0  # observable for tests: recycling and crash recovery
+        self.memory_recycles = 0
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._slot is None:
+                self._slot = await self._start()
+
+    async def _start(self) -> BrowserSlot[B]:
+        browser, pid = await self._launch()
+        self.launches += 1
+        slot = BrowserSlot(browser, pid)
+        self._on_disconnect(browser, slot.mark_crashed)
+        return slot
+
+    def _worn_out(self, slot: BrowserSlot[B]) -> bool:
+        if slot.crashed or not self._connected(slot.browser):
+            return True
+        if slot.jobs >= self.config.recycle_after:
+            return True
+        limit = self.config.recycle_memory_mb
+        now = time.monotonic()
+        if limit and slot.pid and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
+            slot.checked_memory_at = now
+            if process_tree_rss(slot.pid) > limit * 1024 * 1024:
+                self.memory_recycles += 1
+                return True
+        return False
+
+    async def acquire(self) -> BrowserSlot[B]:
+        async with self._lock:
+            slot = self._slot
+            if slot is not None and (slot.retired or self._worn_out(slot)):
+                self._retire(slot)
+                slot = self._slot = None
+            if slot is None:
+                slot = self._slot = await self._start()
+            slot.jobs += 1
+            slot.in_flight += 1
+            return slot
+
+    def release(self, slot: BrowserSlot[B]) -> None:
+        slot.in_flight -= 1
+        if slot.retired and slot.in_flight == 0:
+            self._close_later(slot)
+
+    def _retire(self, slot: BrowserSlot[B]) -> None:
+        if slot.retired:
+            return
+        slot.retired = True
+        if slot.in_flight == 0:
+            self._close_later(slot)
+
+    def _close_later(self, slot: BrowserSlot[B]) -> None:
+        task = asyncio.get_running_loop().create_task(self._close(slot.browser, slot.pid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        async with self._lock:
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.retired = True
+            await self._close(slot.browser, slot.pid)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def race_with_crash(job: Awaitable[B], slot: BrowserSlot[Any], what: str) -> B:
+    """Await ``job`` unless the browser dies first: a CDP call to a dead browser can wait
+    forever, so every in-flight job stops as soon as the browser is gone."""
+    from ..core.errors import BrowserCrashed
+
+    task = asyncio.ensure_future(job)
+    waiters: set[asyncio.Future[Any]] = {task, slot.gone}
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # cancelled by the service's backstop: stop the job too
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise BrowserCrashed(f"the browser crashed or closed while capturing {what}")

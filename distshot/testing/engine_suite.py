@@ -1,0 +1,514 @@
+"""The engine conformance suite: what every distshot engine must do, as pytest tests.
+
+An engine package runs it by subclassing ``EngineConformance`` in one of its test files::
+
+    from distshot.testing.engine_suite import EngineConformance
+
+    class TestMyEngine(EngineConformance):
+        engine = "my-engine"          # the name the plug-in registers
+
+The suite creates the engine through the plug-in registry (so the entry point is tested too),
+serves its pages from 127.0.0.1 (``distshot.testing.server``) and goes through the capture
+service, exactly as a worker does. Options the engine does not declare in its capabilities must
+be rejected with a reason; options it declares must visibly change the image. It needs pytest
+and Pillow (``pip install 'distshot[test]'``).
+
+Each class runs its jobs in a few batches (class-scoped fixtures), not one engine per test,
+so the whole suite costs about half a minute per engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from ..core.contracts import UNIVERSAL_OPTIONS, Engine, EngineConfig
+from ..core.models import ShotRequest, ShotResult
+from ..core.options import DEFAULT_OPTIONS, parse_options
+from ..core.service import capture_request
+from ..plugins.manager import get_registry
+from ..storage.local import LocalStorage
+from .processes import browser_processes
+from .server import PageServer, start_server, stop_server
+
+__all__ = ["EngineConformance"]
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+#: Time an engine may take beyond a job's timeout (the service's clean-up grace).
+GRACE_S = 5.0
+HOSTILE_TIMEOUT = 4.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One job of a batch: a path on the page server and the options it is sent with."""
+
+    path: str
+    options: dict[str, Any]
+
+    def needs(self) -> set[str]:
+        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
+
+
+# Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
+OPTION_CASES: dict[str, Case] = {
+    "default": Case("/solid.html", {}),
+    "size": Case("/solid.html", {"width": 640, "height": 480}),
+    "full_page": Case("/tall?h=3000", {"full_page": True}),
+    "viewport_only": Case("/tall?h=3000", {}),
+    "jpeg": Case("/solid.html", {"format": "jpeg", "quality": 30}),
+    "webp": Case("/solid.html", {"format": "webp"}),
+    "scale": Case("/solid.html", {"scale": 2, "width": 300, "height": 200}),
+    "dcl": Case("/slow-image.html?ms=5000", {"wait_until": "domcontentloaded"}),
+    "load": Case("/slow-image.html", {"wait_until": "load"}),
+    "idle_control": Case("/idle.html?ms=5000", {"wait_until": "load"}),
+    "networkidle": Case("/idle.html", {"wait_until": "networkidle"}),
+    "late_control": Case("/late.html?ms=5000", {}),
+    "wait_for": Case("/late.html", {"wait_for": "#late"}),
+    "bad_selector": Case("/solid.html", {"wait_for": "#["}),
+    "delay_control": Case("/delayed-color.html?ms=5000", {}),
+    "delay": Case("/delayed-color.html", {"delay": 1500}),
+    "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
+    "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
+    "timeout": Case("/hang", {"timeout": 2}),
+    "status_404": Case("/status/404", {}),
+    "redirect": Case("/redirect?to=/solid.html", {}),
+    "simple": Case("/simple.html", {}),
+}
+
+HOSTILE_CASES: dict[str, Case] = {
+    name: Case(path, {"timeout": HOSTILE_TIMEOUT})
+    for name, path in {
+        "hang": "/hang",  # accepts the connection, never answers
+        "never_loads": "/never-loads",  # an image that never arrives: 'load' never fires
+        "jsloop": "/jsloop.html",  # while(true){}
+        "dialogs": "/dialog.html",  # alert, confirm, prompt
+        "popups": "/popup.html",  # window.open twice
+        "download": "/download",  # Content-Disposition: attachment
+        "redirect_loop": "/loop",  # redirects to itself forever
+    }.items()
+}
+
+
+def _request(server: PageServer, number: int, case: Case, **extra: Any) -> ShotRequest:
+    return ShotRequest(
+        id=f"conformance:{number}",
+        line=number,
+        url=server.base + case.path,
+        options=parse_options(case.options, DEFAULT_OPTIONS),
+        allow_private=True,  # the pages are on loopback
+        **extra,
+    )
+
+
+async def _run_batch(
+    engine: Engine,
+    server: PageServer,
+    cases: dict[str, Case],
+    storage: LocalStorage,
+    concurrency: int,
+) -> dict[str, ShotResult]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(number: int, case: Case) -> ShotResult:
+        async with gate:
+            return await capture_request(_request(server, number, case), engine, storage)
+
+    results = await asyncio.gather(*(one(n, c) for n, c in enumerate(cases.values(), 1)))
+    return dict(zip(cases, results, strict=True))
+
+
+def _image(result: ShotResult) -> Any:
+    from PIL import Image
+
+    assert result.location is not None, result
+    data = Path(result.location.removeprefix("file://")).read_bytes()
+    return Image.open(io.BytesIO(data))
+
+
+def _pixel(result: ShotResult) -> tuple[int, int, int]:
+    rgb = _image(result).convert("RGB")
+    value: tuple[int, int, int] = rgb.getpixel((rgb.width // 2, rgb.height // 2))
+    return value
+
+
+def _close(a: tuple[int, int, int], b: tuple[int, int, int], tolerance: int = 40) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
+
+
+def _ok(result: ShotResult) -> ShotResult:
+    assert result.status == "ok", result.error
+    return result
+
+
+class EngineConformance:
+    """Subclass with ``engine = "name"``; every test below must pass for that engine."""
+
+    engine: ClassVar[str]
+    #: The engine whose image of a simple page this one must nearly match (None: skip).
+    reference_engine: ClassVar[str | None] = "playwright"
+    concurrency: ClassVar[int] = 4
+
+    # -- fixtures: one engine per batch, shared by the tests that read the batch ------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def page_server(cls) -> Iterator[PageServer]:
+        server = start_server()
+        yield server
+        stop_server(server)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def workdir(cls) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="distshot-conformance-") as folder:
+            yield Path(folder)
+
+    @classmethod
+    def make_engine(cls, name: str | None = None, **config: Any) -> Engine:
+        settings = {"concurrency": cls.concurrency, **config}
+        return get_registry().create_engine(name or cls.engine, EngineConfig(**settings))
+
+    @classmethod
+    def supports(cls, case: Case) -> bool:
+        caps = get_registry().engine_entry(cls.engine).capabilities
+        options = parse_options(case.options, DEFAULT_OPTIONS)
+        return (
+            case.needs() <= caps.options
+            and options.format in caps.formats
+            and options.wait_until in caps.wait_until
+        )
+
+    @classmethod
+    def _batch(
+        cls, server: PageServer, workdir: Path, cases: dict[str, Case], label: str
+    ) -> dict[str, ShotResult]:
+        storage = LocalStorage(str(workdir / label))
+        storage.check()
+
+        async def scenario() -> dict[str, ShotResult]:
+            engine = cls.make_engine()
+            await engine.open()
+            try:
+                return await _run_batch(engine, server, cases, storage, cls.concurrency)
+            finally:
+                await engine.close()
+
+        results = asyncio.run(scenario())
+        # A normal close leaves no browser or driver process behind.
+        deadline = time.monotonic() + 10
+        while browser_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert browser_processes() == [], "browser processes left after engine.close()"
+        return results
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def options_run(cls, page_server: PageServer, workdir: Path) -> dict[str, ShotResult]:
+        return cls._batch(page_server, workdir, OPTION_CASES, "options")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def hostile_run(cls, page_server: PageServer, workdir: Path) -> dict[str, ShotResult]:
+        cases = {**HOSTILE_CASES, "after": Case("/solid.html", {})}
+        return cls._batch(page_server, workdir, cases, "hostile")
+
+    def option_result(self, run: dict[str, ShotResult], name: str) -> ShotResult | None:
+        """The case's result if the engine supports it; else assert it was rejected."""
+        result, case = run[name], OPTION_CASES[name]
+        if self.supports(case):
+            return result
+        assert result.status == "rejected", f"{name}: unsupported option was not rejected"
+        assert result.error is not None and result.error["type"] == "UnsupportedOption"
+        assert self.engine in result.error["message"]
+        return None
+
+    # -- capture options -----------------------------------------------------------------
+
+    def test_default_is_a_1280x800_png_of_the_page(self, options_run: Any) -> None:
+        result = _ok(options_run["default"])
+        assert (result.width, result.height, result.format) == (1280, 800, "png")
+        image = _image(result)
+        assert image.format == "PNG" and image.size == (1280, 800)
+        assert _close(_pixel(result), RED)
+
+    def test_width_and_height_set_the_viewport(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "size"):
+            assert (_ok(result).width, result.height) == (640, 480)
+
+    def test_full_page_captures_the_whole_height(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "full_page"):
+            assert (_ok(result).width, result.height) == (1280, 3000)
+        assert _ok(options_run["viewport_only"]).height == 800
+
+    def test_jpeg_with_quality(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "jpeg"):
+            assert _ok(result).format == "jpeg" and _image(result).format == "JPEG"
+            assert result.location is not None and result.location.endswith(".jpg")
+            assert _close(_pixel(result), RED)
+
+    def test_webp_is_webp_or_rejected(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "webp"):
+            assert _ok(result).format == "webp" and _image(result).format == "WEBP"
+
+    def test_scale_multiplies_pixels(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "scale"):
+            assert (_ok(result).width, result.height) == (600, 400)
+
+    def test_wait_until_domcontentloaded_does_not_wait_for_images(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "dcl"):
+            assert _close(_pixel(_ok(result)), WHITE)
+        assert _close(_pixel(_ok(options_run["load"])), RED)
+
+    def test_wait_until_networkidle_waits_for_late_requests(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "networkidle"):
+            assert _close(_pixel(_ok(result)), BLUE)
+        assert _close(_pixel(_ok(options_run["idle_control"])), WHITE)
+
+    def test_wait_for_waits_for_the_element(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "wait_for"):
+            assert _close(_pixel(_ok(result)), GREEN)
+        assert _close(_pixel(_ok(options_run["late_control"])), WHITE)
+
+    def test_invalid_selector_is_a_permanent_invalid_option(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "bad_selector"):
+            assert result.status == "failed"
+            assert result.error is not None and result.error["type"] == "InvalidOption"
+            assert not result.transient
+
+    def test_delay_waits_before_capture(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "delay"):
+            assert _close(_pixel(_ok(result)), BLUE)
+        assert _close(_pixel(_ok(options_run["delay_control"])), WHITE)
+
+    def test_user_agent_and_headers_reach_the_server(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        ua = self.option_result(options_run, "user_agent")
+        hdr = self.option_result(options_run, "headers")
+        # Header names are case-insensitive (some clients lower-case them).
+        echoes = {
+            next(iter(r["query"]), ""): {k.lower(): v for k, v in r["headers"].items()}
+            for r in page_server.seen.requests
+            if r["path"] == "/echo"
+        }
+        if ua:
+            _ok(ua)
+            assert echoes["ua"]["user-agent"] == "distshot-conformance/1.0"
+            assert "x-distshot-conformance" not in echoes["ua"]
+        if hdr:
+            _ok(hdr)
+            assert echoes["hdr"]["x-distshot-conformance"] == "yes"
+            assert echoes["hdr"].get("user-agent") != "distshot-conformance/1.0"
+
+    def test_timeout_fails_the_job_in_time(self, options_run: Any) -> None:
+        result = options_run["timeout"]
+        assert result.status == "failed"
+        assert result.error["type"] == "NavigationTimeout"
+        assert result.transient
+        assert (result.timings["total_ms"] or 0) < (2 + GRACE_S) * 1000
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def test_error_pages_are_captured_with_status_and_title(self, options_run: Any) -> None:
+        result = _ok(options_run["status_404"])
+        assert (result.http_status, result.title) == (404, "Status 404")
+
+    def test_redirect_reports_the_final_url(self, options_run: Any) -> None:
+        result = _ok(options_run["redirect"])
+        assert result.final_url is not None and result.final_url.endswith("/solid.html")
+        assert (result.http_status, result.title) == (200, "solid")
+        assert result.sha256 is not None and len(result.sha256) == 64
+        assert result.location is not None
+        assert result.bytes == Path(result.location.removeprefix("file://")).stat().st_size
+
+    def test_image_nearly_matches_the_reference_engine(
+        self, options_run: Any, page_server: PageServer, workdir: Path
+    ) -> None:
+        if self.reference_engine is None or self.reference_engine == self.engine:
+            pytest.skip("this engine is the reference")
+        ours = _image(_ok(options_run["simple"])).convert("RGB")
+        storage = LocalStorage(str(workdir / "reference"))
+
+        async def reference() -> ShotResult:
+            engine = self.make_engine(self.reference_engine)
+            await engine.open()
+            try:
+                request = _request(page_server, 1, OPTION_CASES["simple"])
+                return await capture_request(request, engine, storage)
+            finally:
+                await engine.close()
+
+        theirs = _image(_ok(asyncio.run(reference()))).convert("RGB")
+        assert ours.size == theirs.size
+        differing, total = _pixel_difference(ours, theirs)
+        # Text anti-aliasing may differ by a few pixels; layout and colours may not.
+        assert differing / total < 0.01, f"{differing} of {total} pixels differ"
+
+    # -- hostile pages -------------------------------------------------------------------
+
+    def _hostile_failed_in_time(self, result: ShotResult, *types: str) -> None:
+        assert result.status == "failed", result
+        assert result.error is not None and result.error["type"] in types, result.error
+        assert (result.timings["total_ms"] or 0) < (HOSTILE_TIMEOUT + GRACE_S) * 1000
+
+    def test_server_that_never_answers_times_out(self, hostile_run: Any) -> None:
+        self._hostile_failed_in_time(hostile_run["hang"], "NavigationTimeout")
+
+    def test_page_that_never_finishes_loading_times_out(self, hostile_run: Any) -> None:
+        self._hostile_failed_in_time(hostile_run["never_loads"], "NavigationTimeout")
+
+    def test_endless_javascript_loop_is_cut_off(self, hostile_run: Any) -> None:
+        self._hostile_failed_in_time(hostile_run["jsloop"], "NavigationTimeout", "BrowserCrashed")
+
+    def test_dialogs_are_dismissed(self, hostile_run: Any) -> None:
+        result = _ok(hostile_run["dialogs"])
+        assert result.title == "dialogs done"
+
+    def test_popups_are_closed_and_the_opener_captured(self, hostile_run: Any) -> None:
+        assert _ok(hostile_run["popups"]).title == "popup"
+
+    def test_downloads_are_refused(
+        self, hostile_run: Any, page_server: PageServer, workdir: Path
+    ) -> None:
+        self._hostile_failed_in_time(hostile_run["download"], "DownloadRefused")
+        assert not hostile_run["download"].transient
+        assert "/download" in page_server.seen.paths()
+        # and the file was not saved anywhere we can see
+        assert not list(Path.cwd().glob("file.bin*"))
+        assert not list(workdir.rglob("file.bin*"))
+        assert not list((Path.home() / "Downloads").glob("file.bin*"))
+
+    def test_redirect_loop_fails_as_such(self, hostile_run: Any) -> None:
+        self._hostile_failed_in_time(hostile_run["redirect_loop"], "RedirectLoop")
+
+    def test_next_job_after_hostile_pages_works(self, hostile_run: Any) -> None:
+        assert _ok(hostile_run["after"]).title == "solid"
+
+    # -- isolation, address policy, crash ----------------------------------------------
+
+    def test_jobs_cannot_see_each_others_cookies_or_storage(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        storage = LocalStorage(str(workdir / "isolation"))
+
+        async def scenario() -> list[str | None]:
+            engine = self.make_engine(concurrency=2)
+            await engine.open()
+            try:
+                # Given a job whose page sets a cookie, localStorage and sessionStorage
+                setter = _request(page_server, 1, Case("/set-cookie", {}))
+                _ok(await capture_request(setter, engine, storage))
+                # When later jobs on the same engine, one after another and at once, read them
+                readers = [_request(page_server, n, Case("/cookies.html", {})) for n in (2, 3, 4)]
+                first = await capture_request(readers[0], engine, storage)
+                rest = await asyncio.gather(
+                    *(capture_request(r, engine, storage) for r in readers[1:])
+                )
+                return [_ok(r).title for r in (first, *rest)]
+            finally:
+                await engine.close()
+
+        # Then none of them sees anything
+        assert asyncio.run(scenario()) == ["no-cookie no-local no-session"] * 3
+        cookies = [
+            r["headers"].get("Cookie")
+            for r in page_server.seen.requests
+            if r["path"] == "/cookies.html"
+        ]
+        assert cookies and set(cookies) == {None}
+
+    def test_redirect_to_a_refused_address_sends_it_nothing(self, workdir: Path) -> None:
+        # Given a page server on 127.0.0.1 (admitted) and an "internal" one on 127.0.0.2
+        public, internal = start_server("127.0.0.1"), start_server("127.0.0.2")
+        storage = LocalStorage(str(workdir / "policy"))
+
+        async def scenario() -> ShotResult:
+            engine = self.make_engine()
+            await engine.open()
+            try:
+                request = ShotRequest(
+                    id="conformance:1",
+                    line=1,
+                    url=f"{public.base}/redirect?to={internal.base}/secret",
+                    options=parse_options({"timeout": 10}, DEFAULT_OPTIONS),
+                    allow_networks=("127.0.0.1/32",),
+                )
+                return await capture_request(request, engine, storage)
+            finally:
+                await engine.close()
+
+        try:
+            # When the engine follows the redirect
+            result = asyncio.run(scenario())
+        finally:
+            stop_server(public)
+            stop_server(internal)
+        # Then the egress guard refused it and the internal server saw no request
+        assert result.status == "failed"
+        assert result.error is not None and result.error["type"] == "BlockedAddress"
+        assert "127.0.0.2" in result.error["message"]
+        assert internal.seen.requests == []
+        assert "/redirect" in public.seen.paths()
+
+    def test_browser_crash_mid_job_is_transient_and_the_next_job_works(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        storage = LocalStorage(str(workdir / "crash"))
+
+        async def scenario() -> tuple[ShotResult, ShotResult]:
+            engine = self.make_engine(concurrency=1)
+            await engine.open()
+            try:
+                slow = _request(page_server, 1, Case("/slow?ms=4000", {"timeout": 15}))
+                job = asyncio.create_task(capture_request(slow, engine, storage))
+                deadline = time.monotonic() + 15
+                while "/slow" not in page_server.seen.paths():
+                    assert time.monotonic() < deadline, "the slow page was never requested"
+                    await asyncio.sleep(0.05)
+                # When every browser process is killed mid-job (a driver, if any, survives)
+                victims = browser_processes(name="chromium")
+                assert victims, "no browser process found under this test process"
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                crashed = await job
+                after = await capture_request(
+                    _request(page_server, 2, Case("/solid.html", {})), engine, storage
+                )
+                return crashed, after
+            finally:
+                await engine.close()
+
+        crashed, after = asyncio.run(scenario())
+        # Then the job fails as a crash, which is worth retrying, and the engine recovers
+        assert crashed.status == "failed"
+        assert crashed.error is not None and crashed.error["type"] == "BrowserCrashed"
+        assert crashed.transient
+        assert _ok(after).title == "solid"
+        assert browser_processes() == []
+
+    def test_capabilities_are_declared(self) -> None:
+        entry = get_registry().engine_entry(self.engine)
+        assert entry.capabilities.formats, "an engine must encode at least one format"
+        assert "png" in entry.capabilities.formats
+        json.dumps(entry.capabilities.describe())
+
+
+def _pixel_difference(a: Any, b: Any, tolerance: int = 48) -> tuple[int, int]:
+    """Pixels whose channels differ by more than ``tolerance``, and the pixel count."""
+    from PIL import ImageChops
+
+    diff = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > tolerance else 0)
+    histogram = diff.histogram()
+    return histogram[255], a.width * a.height
