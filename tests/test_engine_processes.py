@@ -1,0 +1,174 @@
+"""Every browser engine leaves no Chromium or chromedriver behind: after a normal exit, after
+SIGTERM, after a job cut off by its time limit, and it recycles a browser that grew too big.
+(A browser killed mid-job is the conformance suite's crash test.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DISTSHOT, PageServer, tagged_processes, wait_no_processes
+
+from distshot.core.contracts import EngineConfig
+from distshot.core.models import ShotRequest, ShotResult
+from distshot.core.options import CaptureOptions
+from distshot.core.service import capture_request
+from distshot.plugins.manager import get_registry
+from distshot.storage.local import LocalStorage
+
+BROWSER_ENGINES = ["playwright", "pyppeteer"]
+
+
+def request(url: str, number: int = 1, **options: object) -> ShotRequest:
+    return ShotRequest(
+        f"t:{number}",
+        number,
+        url,
+        CaptureOptions(**options),  # type: ignore[arg-type]
+        allow_private=True,
+    )
+
+
+@pytest.mark.parametrize("engine_name", BROWSER_ENGINES)
+def test_no_browser_left_after_a_normal_run(
+    engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    urls = tmp_path / "u.txt"
+    urls.write_text(f"{http_server.base}/solid.html\n{http_server.base}/jsloop.html\n")
+    result = subprocess.run(
+        [
+            *DISTSHOT,
+            "shoot",
+            str(urls),
+            "-o",
+            str(tmp_path / "out"),
+            "--allow-private",
+            "--timeout",
+            "3",
+            "--engine",
+            engine_name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DISTSHOT_MAX_ATTEMPTS": "1"},
+    )
+    assert result.returncode == 1, result.stderr  # the JS loop fails
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr
+    assert wait_no_processes(tag, timeout=5) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("engine_name", "signum"),
+    [("playwright", signal.SIGINT)] + [(name, signal.SIGTERM) for name in BROWSER_ENGINES],
+)
+def test_no_browser_left_after_sigterm_or_ctrl_c(
+    engine_name: str, signum: int, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    # Given a run busy with slow pages
+    urls = tmp_path / "u.txt"
+    urls.write_text("".join(f"{http_server.base}/slow?ms=4000&n={n}\n" for n in range(20)))
+    process = subprocess.Popen(
+        [
+            *DISTSHOT,
+            "shoot",
+            str(urls),
+            "-o",
+            str(tmp_path / "out"),
+            "--allow-private",
+            "--concurrency",
+            "2",
+            "--engine",
+            engine_name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len([r for r in http_server.seen.requests if r["path"] == "/slow"]) < 2:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    assert tagged_processes(tag)
+    # When it is interrupted
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    # Then it exits 130 with one line, leaves no browser and a readable manifest
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    assert wait_no_processes(tag, timeout=10) == []
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    if manifest.exists():
+        for line in manifest.read_text().splitlines():
+            json.loads(line)
+
+
+@pytest.mark.parametrize("engine_name", BROWSER_ENGINES)
+def test_job_cut_off_by_its_time_limit_leaves_nothing_behind(
+    engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    """A time limit cancels the job's coroutine (Dramatiq's TimeLimit and the service's own
+    backstop both do); the engine must stay usable and close without leftovers."""
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> ShotResult:
+        engine = get_registry().create_engine(engine_name, EngineConfig(concurrency=2))
+        await engine.open()
+        try:
+            # Given a job on a page that never answers, with a generous navigation timeout
+            stuck = capture_request(
+                request(f"{http_server.base}/hang", 1, timeout=60), engine, storage
+            )
+            # When its time limit (2 s) cuts it off
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stuck, 2)
+            # Then the next job on the same engine works
+            return await capture_request(
+                request(f"{http_server.base}/solid.html", 2), engine, storage
+            )
+        finally:
+            await engine.close()
+
+    after = asyncio.run(scenario())
+    assert after.status == "ok", after.error
+    # and nothing is left once the engine is closed
+    assert wait_no_processes(tag, timeout=10) == []
+
+
+@pytest.mark.parametrize("engine_name", BROWSER_ENGINES)
+def test_browser_is_recycled_when_its_memory_passes_the_limit(
+    engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[str], int]:
+        # Given a memory limit every browser exceeds (1 MiB) and a high job limit
+        config = EngineConfig(concurrency=1, recycle_after=1000, recycle_memory_mb=1)
+        engine = get_registry().create_engine(engine_name, config)
+        await engine.open()
+        try:
+            statuses = []
+            for n in range(3):
+                # memory is sampled at most once a second
+                await asyncio.sleep(1.1)
+                result = await capture_request(
+                    request(f"{http_server.base}/solid.html", n), engine, storage
+                )
+                statuses.append(result.status)
+            return statuses, engine.launches  # type: ignore[attr-defined]
+        finally:
+            await engine.close()
+
+    statuses, launches = asyncio.run(scenario())
+    # Then every job found the browser too big and got a fresh one; all succeeded
+    assert statuses == ["ok"] * 3
+    assert launches == 4  # open() plus one relaunch per job
+    assert wait_no_processes(tag, timeout=10) == []
