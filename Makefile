@@ -70,6 +70,7 @@ fmt: $(STAMPS)/venv
 
 bench: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/engines.py
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache
