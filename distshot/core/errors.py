@@ -11,7 +11,8 @@
     │   ├── UnsupportedOption       the chosen engine cannot honour an option
     │   ├── BlockedAddress          the host resolves to a refused address
     │   ├── DownloadRefused         the URL is a download, not a page
-    │   └── RedirectLoop            too many redirects
+    │   ├── RedirectLoop            too many redirects
+    │   └── AuthenticationRequired  the server wants HTTP credentials the URL did not give
     └── TransientError              may work on another attempt
         ├── NavigationTimeout       the page did not reach its wait condition in time
         ├── NetworkError            DNS failure, connection refused or reset
@@ -81,6 +82,10 @@ class DownloadRefused(PermanentError):
 
 
 class RedirectLoop(PermanentError):
+    pass
+
+
+class AuthenticationRequired(PermanentError):
     pass
 
 

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from ..core.errors import (
+    AuthenticationRequired,
     BrowserCrashed,
     DistshotError,
     DownloadRefused,
@@ -73,6 +74,13 @@ _CRASH_MARKERS = (
 def translate_error(message: str, url: str) -> DistshotError:
     """Map a browser-side failure text to our error tree (first line kept for the user)."""
     first = message.strip().splitlines()[0] if message.strip() else "unknown browser error"
+    if "ERR_INVALID_AUTH_CREDENTIALS" in message or "ERR_UNEXPECTED_PROXY_AUTH" in message:
+        # Headless Chromium has no one to ask for a password: a 401 without (or with wrong)
+        # credentials in the URL ends the navigation. No retry can fix that.
+        return AuthenticationRequired(
+            f"{url} requires HTTP authentication; give credentials in the URL "
+            "(https://user:password@host/...)"
+        )
     if "ERR_TOO_MANY_REDIRECTS" in message:
         return RedirectLoop(f"too many redirects from {url}")
     if "Download is starting" in message or (

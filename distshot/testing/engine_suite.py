@@ -429,6 +429,71 @@ class EngineConformance:
         ]
         assert cookies and set(cookies) == {None}
 
+    def _sequence(self, server: PageServer, workdir: Path, cases: list[Case]) -> list[ShotResult]:
+        """Run ``cases`` one after another on one engine with a single job slot, so that a
+        reused browser state would be handed from each job to the next."""
+        storage = LocalStorage(str(workdir / "sequence"))
+
+        async def scenario() -> list[ShotResult]:
+            engine = self.make_engine(concurrency=1)
+            await engine.open()
+            try:
+                return [
+                    await capture_request(_request(server, n, case), engine, storage)
+                    for n, case in enumerate(cases, 1)
+                ]
+            finally:
+                await engine.close()
+
+        return asyncio.run(scenario())
+
+    def test_http_auth_does_not_carry_over_to_the_next_job(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        # Given a job that logs in with HTTP Basic credentials in its URL, between two that
+        # do not, all on one engine with a single job slot
+        host = page_server.base.removeprefix("http://")
+        storage = LocalStorage(str(workdir / "auth"))
+
+        async def scenario() -> list[ShotResult]:
+            engine = self.make_engine(concurrency=1)
+            await engine.open()
+            try:
+                urls = [
+                    f"{page_server.base}/auth",
+                    f"http://user:secret@{host}/auth",
+                    f"{page_server.base}/auth",
+                ]
+                out = []
+                for n, url in enumerate(urls, 1):
+                    request = ShotRequest(
+                        id=f"conformance:{n}", line=n, url=url, allow_private=True
+                    )
+                    out.append(await capture_request(request, engine, storage))
+                return out
+            finally:
+                await engine.close()
+
+        before, authed, after = asyncio.run(scenario())
+        assert before.status == "failed" and not before.transient
+        assert before.error is not None and before.error["type"] == "AuthenticationRequired"
+        assert (_ok(authed).http_status, authed.title) == (200, "authed")
+        # Then the next job on the same engine is not logged in
+        assert after.status == "failed"
+        assert after.error is not None and after.error["type"] == "AuthenticationRequired"
+
+    def test_permissions_do_not_carry_over_to_the_next_job(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        report = Case("/permissions.html", {"wait_for": "#done"})
+        ask = Case("/permissions.html?ask=1", {"wait_for": "#done"})
+        # Given the states a first job sees, and a job that asks for permissions
+        first, asked, after = self._sequence(page_server, workdir, [report, ask, report])
+        _ok(asked)
+        # Then the next job sees exactly what the first one saw
+        assert _ok(first).title == _ok(after).title, (first.title, after.title)
+        assert first.title is not None and "geolocation=" in first.title
+
     def test_redirect_to_a_refused_address_sends_it_nothing(self, workdir: Path) -> None:
         # Given a page server on 127.0.0.1 (admitted) and an "internal" one on 127.0.0.2
         public, internal = start_server("127.0.0.1"), start_server("127.0.0.2")

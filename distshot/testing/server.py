@@ -8,6 +8,7 @@ never-finishing and script-heavy pages, plus an echo of the request headers. It 
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -126,6 +127,17 @@ class Handler(BaseHTTPRequestHandler):
                 "sessionStorage.setItem('s','leak');</script>",
                 headers={"Set-Cookie": "session=leak; Path=/"},
             )
+        elif path == "/auth":
+            # HTTP Basic auth for user:secret; browsers cache accepted credentials per realm.
+            expected = "Basic " + base64.b64encode(b"user:secret").decode()
+            if self.headers.get("Authorization") == expected:
+                self.send("<title>authed</title><p>welcome</p>")
+            else:
+                self.send(
+                    "<title>unauthorized</title><p>401</p>",
+                    status=401,
+                    headers={"WWW-Authenticate": 'Basic realm="distshot"'},
+                )
         elif path == "/tall":
             height = int(query.get("h", "3000"))
             self.send(
