@@ -40,6 +40,8 @@ class Settings:
     recycle_after: int = 500
     #: Relaunch the browser when its process tree's resident memory passes this (MiB; 0: never).
     recycle_memory_mb: int = 2048
+    #: Reuse a cleaned browser context between jobs; false gives every job a fresh one.
+    reuse_contexts: bool = True
     max_attempts: int = 3
     #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
     queue_prefix: str = "distshot"
@@ -54,6 +56,7 @@ class Settings:
             driver_path=self.driver_path,
             recycle_after=self.recycle_after,
             recycle_memory_mb=self.recycle_memory_mb,
+            reuse_contexts=self.reuse_contexts,
             concurrency=self.concurrency,
         )
 

@@ -45,6 +45,8 @@ class EngineConfig:
     #: Jobs this process runs at once; engines size their pools from it.
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()
+    #: Reuse a cleaned browser context between jobs (warm caches) instead of a fresh one.
+    reuse_contexts: bool = True
 
 
 class Engine(abc.ABC):

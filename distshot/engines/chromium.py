@@ -33,7 +33,8 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
         "--disable-quic",  # QUIC would bypass the SOCKS egress guard; TCP only.
         "--mute-audio",
         "--hide-scrollbars",
-        "--disable-features=Translate,MediaRouter,OptimizationHints",
+        # No back/forward cache: a reused page must not keep the previous job's page alive.
+        "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache",
     ]
     if os.geteuid() == 0:
         # Chromium's setuid/namespace sandbox refuses to start as root.

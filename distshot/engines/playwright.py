@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
 from ..core.egress import EgressGuard
@@ -28,13 +29,136 @@ from .chromium import kill_process_tree, launch_args, translate_error
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Playwright
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        CDPSession,
+        Page,
+        Playwright,
+        Request,
+        Response,
+    )
 
 CAPABILITIES = Capabilities(
     formats=frozenset({"png", "jpeg"}),
     description="Chromium through Playwright (async)",
 )
 _CLOSE_TIMEOUT = 5.0
+
+
+#: A lane serves this many jobs, then gets a fresh context (bounds what piles up in it).
+_LANE_JOBS = 100
+#: Storage a page can leave behind for an origin. Not the HTTP cache: keeping it is the point.
+_STORAGE_TYPES = ",".join(
+    [
+        "local_storage",  # clears sessionStorage too
+        "indexeddb",
+        "websql",
+        "service_workers",
+        "cache_storage",
+        "file_systems",
+        "shared_storage",
+        "storage_buckets",
+    ]
+)
+
+
+#: True when every permission a page can ask for is still "prompt" (on an insecure origin
+#: they read "denied" from the start, so lanes for http:// sites are never reused).
+_PERMISSIONS_UNTOUCHED = """async () => {
+  const names = ["geolocation", "notifications", "camera", "microphone", "midi",
+    "clipboard-read", "persistent-storage", "idle-detection", "window-management",
+    "local-fonts", "display-capture"];
+  if (window.Notification && Notification.permission !== "default") return false;
+  for (const name of names) {
+    try {
+      if ((await navigator.permissions.query({name})).state !== "prompt") return false;
+    } catch (e) {}
+  }
+  return true;
+}"""
+
+
+def _lane_key(request: ShotRequest) -> tuple[object, ...]:
+    """What a context fixes for its lifetime. The address policy is part of it, so that a
+    connection the guard admitted under one policy is never pooled into a job with another."""
+    opts = request.options
+    return (opts.scale, opts.user_agent, request.allow_private, request.allow_networks)
+
+
+class _Lane:
+    """A browser context with its one page, reused by jobs that share its settings.
+
+    Reusing the page keeps the HTTP cache and the renderer warm: a fresh context per job
+    fetches and compiles every stylesheet and script again and starts a new renderer
+    process (measured in docs/benchmarks.md). Between jobs ``reset`` removes what a page
+    can leave for the next one: cookies, local/session storage, IndexedDB, caches, service
+    workers, permissions, history. A lane that saw HTTP authentication, a cross-site frame
+    (whose storage is partitioned under another site) or a failure is closed instead.
+    """
+
+    def __init__(
+        self,
+        key: tuple[object, ...],
+        slot: BrowserSlot[Browser],
+        context: BrowserContext,
+        page: Page,
+        cdp: CDPSession,
+        guard: EgressGuard | None,
+    ) -> None:
+        self.key, self.slot, self.context, self.page, self.cdp = key, slot, context, page, cdp
+        self.guard = guard
+        self.jobs = 0
+        self.origins: set[str] = set()
+        self.documents: set[str] = set()  # origins of this job's top-level documents
+        self.reusable = True
+
+    def saw_request(self, request: Request) -> None:
+        origin = _origin(request.url)
+        if origin is None:
+            return
+        self.origins.add(origin)
+        if request.resource_type != "document":
+            return
+        if request.frame.parent_frame is None:
+            self.documents.add(origin)
+            if len(self.documents) > 1:
+                # Permission decisions are kept per origin; only the last one can be checked.
+                self.reusable = False
+        else:
+            top = _origin(self.page.url)
+            if top is not None and urlsplit(top).hostname != urlsplit(origin).hostname:
+                self.reusable = False
+
+    async def permissions_untouched(self) -> bool:
+        """Whether the page left every permission as a fresh context has it. Chromium keeps
+        a dismissed request as "denied" for the origin and no CDP call resets that, so a lane
+        whose page asked is closed rather than cleaned."""
+        return bool(await self.page.evaluate(_PERMISSIONS_UNTOUCHED))
+
+    def saw_response(self, response: Response) -> None:
+        if response.status in (401, 407):
+            self.reusable = False  # the context may now hold credentials
+
+    async def reset(self) -> None:
+        await self.page.goto("about:blank")  # unloads the page: its timers cannot write again
+        await self.cdp.send("Page.resetNavigationHistory")
+        for origin in self.origins:
+            await self.cdp.send(
+                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": _STORAGE_TYPES}
+            )
+        self.origins.clear()
+        self.documents.clear()
+        await self.context.clear_cookies()
+        await self.context.clear_permissions()
+        await self.page.evaluate("window.name = ''")
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class PlaywrightEngine(Engine):
@@ -45,6 +169,8 @@ class PlaywrightEngine(Engine):
         self.config = config
         self._playwright: Playwright | None = None
         self._driver_lock = asyncio.Lock()
+        self._idle: list[_Lane] = []  # clean lanes waiting for a job, least recently used first
+        self.lanes_opened = 0  # observable for tests: how often a context was created
         self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
             config,
             self._launch,
@@ -85,49 +211,97 @@ class PlaywrightEngine(Engine):
 
     async def capture(self, request: ShotRequest) -> Capture:
         slot = await self.browsers.acquire()
-        browser = slot.browser
-        policy = request.policy()
-        guard = EgressGuard(policy) if policy.enforcing else None
-        context: BrowserContext | None = None
+        lane: _Lane | None = None
         try:
-            proxy = {"server": await guard.start()} if guard else None
-            try:
-                context = await browser.new_context(**_context_options(request, proxy))
-            except Exception as exc:
-                slot.crashed = True
-                raise BrowserCrashed(f"the browser could not open a context: {exc}") from None
-            return await race_with_crash(
-                self._capture_in(context, request, guard, slot), slot, request.url
-            )
+            lane = self._take_idle(slot, _lane_key(request)) or await self._open_lane(slot, request)
+            lane.jobs += 1
+            if lane.guard is not None:
+                lane.guard.refusals.clear()
+            if not self.config.reuse_contexts or urlsplit(request.url).username:
+                # Credentials in the URL end up in the context's HTTP auth cache.
+                lane.reusable = False
+            return await race_with_crash(self._capture_in(lane, request), slot, request.url)
+        except BaseException:
+            if lane is not None:
+                lane.reusable = False  # a failed job may have left anything behind
+            raise
         finally:
-            if context is not None:
-                await _close_context(context, slot)
-            if guard is not None:
-                await guard.close()
+            if lane is not None:
+                await self._finish_lane(lane)
             self.browsers.release(slot)
 
-    async def _capture_in(
-        self,
-        context: BrowserContext,
-        request: ShotRequest,
-        guard: EgressGuard | None,
-        slot: BrowserSlot[Browser],
-    ) -> Capture:
+    # -- lanes: a context and its page, reused by jobs with the same settings ------------
+
+    def _take_idle(self, slot: BrowserSlot[Browser], key: tuple[object, ...]) -> _Lane | None:
+        for lane in reversed(self._idle):  # most recently used first: its caches are warm
+            if lane.slot is slot and lane.key == key:
+                self._idle.remove(lane)
+                return lane
+        return None
+
+    async def _open_lane(self, slot: BrowserSlot[Browser], request: ShotRequest) -> _Lane:
+        policy = request.policy()
+        guard = EgressGuard(policy) if policy.enforcing else None
+        try:
+            proxy = {"server": await guard.start()} if guard else None
+            context = await slot.browser.new_context(**_context_options(request, proxy))
+            page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+        except Exception as exc:
+            if guard is not None:
+                await guard.close()
+            slot.crashed = True
+            raise BrowserCrashed(f"the browser could not open a context: {exc}") from None
+        self.lanes_opened += 1
+        lane = _Lane(_lane_key(request), slot, context, page, cdp, guard)
+        # Pop-ups are closed, dialogs dismissed: nothing may wait for a human.
+        context.on("page", lambda extra: extra.close() if extra is not page else None)
+        page.on("dialog", lambda dialog: dialog.dismiss())
+        page.on("request", lane.saw_request)
+        page.on("response", lane.saw_response)
+        return lane
+
+    async def _finish_lane(self, lane: _Lane) -> None:
+        """Clean the lane for the next job, or close it if it cannot be trusted clean."""
+        slot = lane.slot
+        if slot.crashed or slot.retired or not lane.reusable or lane.jobs >= _LANE_JOBS:
+            await self._close_lane(lane)
+            return
+        try:
+            if not await asyncio.wait_for(lane.permissions_untouched(), _CLOSE_TIMEOUT):
+                await self._close_lane(lane)
+                return
+            await asyncio.wait_for(lane.reset(), _CLOSE_TIMEOUT)
+        except Exception:
+            await self._close_lane(lane)
+            return
+        self._idle.append(lane)
+        # Enough idle lanes for every job slot; beyond that, the least recently used goes.
+        while len(self._idle) > self.config.concurrency:
+            await self._close_lane(self._idle.pop(0))
+
+    async def _close_lane(self, lane: _Lane) -> None:
+        if lane in self._idle:
+            self._idle.remove(lane)
+        if not lane.slot.gone.done():
+            await _close_context(lane.context, lane.slot)
+        if lane.guard is not None:
+            await lane.guard.close()
+
+    async def _capture_in(self, lane: _Lane, request: ShotRequest) -> Capture:
         from playwright.async_api import Error as PlaywrightError
 
         opts = request.options
+        page = lane.page
         deadline = time.monotonic() + opts.timeout
 
         def remaining_ms() -> float:
             return max(1.0, (deadline - time.monotonic()) * 1000)
 
-        page = await context.new_page()
-        # Pop-ups are closed, dialogs dismissed: nothing may wait for a human.
-        context.on("page", lambda extra: extra.close() if extra is not page else None)
-        page.on("dialog", lambda dialog: dialog.dismiss())
-
         started = time.monotonic()
         try:
+            await page.set_viewport_size({"width": opts.width, "height": opts.height})
+            await page.set_extra_http_headers(dict(opts.headers))
             response = await page.goto(
                 request.url,
                 wait_until=opts.wait_until,  # type: ignore[arg-type]
@@ -148,7 +322,7 @@ class PlaywrightEngine(Engine):
             capture_ms = _ms_since(shot_started)
             title = await asyncio.wait_for(page.title(), remaining_ms() / 1000)
         except PlaywrightError as exc:
-            raise self._explain(exc, request, guard, slot) from None
+            raise self._explain(exc, request, lane.guard, lane.slot) from None
         except TimeoutError:
             raise NavigationTimeout(
                 f"{request.url} did not finish within its {opts.timeout:g}s timeout"
@@ -195,7 +369,11 @@ class PlaywrightEngine(Engine):
         return error
 
     async def close(self) -> None:
-        await self.browsers.close()
+        idle, self._idle = self._idle, []
+        for lane in idle:
+            if lane.guard is not None:
+                await lane.guard.close()
+        await self.browsers.close()  # closing a browser closes its contexts
         if self._playwright is not None:
             # Stopping the driver also kills any browser it still owns.
             with contextlib.suppress(Exception):
@@ -213,8 +391,6 @@ def _context_options(request: ShotRequest, proxy: dict[str, str] | None) -> dict
     }
     if opts.user_agent:
         options["user_agent"] = opts.user_agent
-    if opts.headers:
-        options["extra_http_headers"] = dict(opts.headers)
     if proxy is not None:
         options["proxy"] = proxy
     return options

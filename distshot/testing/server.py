@@ -124,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/set-cookie":
             self.send(
                 "<title>set</title><script>localStorage.setItem('k','leak');"
-                "sessionStorage.setItem('s','leak');</script>",
+                "sessionStorage.setItem('s','leak');window.name='leak';</script>",
                 headers={"Set-Cookie": "session=leak; Path=/"},
             )
         elif path == "/auth":
