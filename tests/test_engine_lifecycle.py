@@ -177,3 +177,33 @@ def test_invalid_selector_is_a_clear_permanent_failure(
     assert result.status == "failed"
     assert result.error["type"] == "InvalidOption"
     assert not result.transient
+
+
+@pytest.mark.parametrize(("reuse", "expected_contexts"), [(True, 1), (False, 5)])
+def test_contexts_are_reused_between_clean_jobs_and_isolation_holds(
+    http_server: PageServer, tmp_path: Path, reuse: bool, expected_contexts: int
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[str | None], int]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1, reuse_contexts=reuse))
+        await engine.open()
+        try:
+            titles = []
+            # Given jobs that alternately set and read cookies, storage and window.name
+            for n, path in enumerate(["/set-cookie", "/cookies.html"] * 2 + ["/cookies.html"]):
+                result = await capture_request(
+                    request(f"{http_server.base}{path}", n), engine, storage
+                )
+                assert result.status == "ok", result.error
+                titles.append(result.title)
+            return titles, engine.lanes_opened
+        finally:
+            await engine.close()
+
+    titles, contexts = run(scenario())
+    # Then a reused context still shows each reader nothing of the writer before it
+    assert titles[1::2] == ["no-cookie no-local no-session"] * 2
+    assert titles[4] == "no-cookie no-local no-session"
+    # and one context served all five jobs (or five, when reuse is off)
+    assert contexts == expected_contexts
