@@ -199,6 +199,27 @@ def test_a_request_for_an_engine_no_worker_serves_is_reported(fleet: Fleet) -> N
     assert f"{fleet.prefix}.playwright" in records[2]["error"]["message"]
 
 
+def test_a_requests_engine_field_routes_it_to_that_engines_workers(
+    fleet: Fleet, http_server: PageServer
+) -> None:
+    # Given one worker per engine on the same broker
+    fleet.worker("null")
+    fleet.worker("pyppeteer")
+    urls = fleet.tmp / "u.jsonl"
+    page = f"{http_server.base}/solid.html"
+    urls.write_text(
+        json.dumps({"url": page}) + "\n" + json.dumps({"url": page, "engine": "pyppeteer"}) + "\n"
+    )
+    # When a batch whose default engine is null names pyppeteer on one line
+    result = fleet.dispatch(urls, "routed", "--engine", "null")
+    assert result.returncode == 0, result.stderr
+    records = {r["line"]: r for r in fleet.manifest("routed")}
+    # Then each line was captured by the engine it asked for
+    assert records[1]["engine"] == "null" and records[1]["title"] is None
+    assert records[2]["engine"] == "pyppeteer" and records[2]["title"] == "solid"
+    assert (records[2]["width"], records[2]["height"]) == (1280, 800)
+
+
 def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(fleet: Fleet) -> None:
     fleet.worker("null")
     queue = f"{fleet.prefix}.null"
