@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "distshot.engines.null",
     "distshot.engines.playwright",
     "distshot.storage.local",
+    "distshot.storage.s3",
 )
 
 EngineFactory = Callable[[EngineConfig], Engine]
