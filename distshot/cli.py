@@ -112,6 +112,42 @@ def capture_options(func: F) -> F:
     return func
 
 
+def link_options(func: F) -> F:
+    """Flags folded into the storage URL, which is what travels to the workers."""
+    func = click.option(
+        "--link-ttl",
+        metavar="DURATION",
+        help="How long presigned s3 links last, e.g. 12h [7d, the most S3 allows].",
+    )(func)
+    func = click.option(
+        "--public-base-url",
+        metavar="URL",
+        help="Links are this base plus the object key, not presigned URLs.",
+    )(func)
+    return func
+
+
+def cache_option(func: F) -> F:
+    return click.option(
+        "--cache-ttl",
+        metavar="DURATION",
+        help="Answer from storage when the same URL and options were stored within "
+        "DURATION (90s, 30m, 12h, 7d) [off].",
+    )(func)
+
+
+def _check_storage(url: str) -> None:
+    """Open the storage once and check it: a missing bucket or folder, bad credentials or
+    an unreachable endpoint is one line and exit status 2 now, not one failure per URL."""
+    from .plugins.manager import get_registry
+
+    storage = get_registry().create_storage(url)
+    try:
+        storage.check()
+    finally:
+        storage.close()
+
+
 def _capture_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     headers = kwargs.pop("headers", ())
     overrides = {
@@ -230,6 +266,8 @@ def main() -> None:
     help="Override detection by extension.",
 )
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@cache_option
+@link_options
 @capture_options
 @_handle_errors
 def shoot(
@@ -241,6 +279,9 @@ def shoot(
     manifest_path: str | None,
     input_format: str | None,
     config_file: str | None,
+    cache_ttl: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
     **kwargs: Any,
 ) -> None:
     """Capture every URL in URLS (.txt, .csv, .jsonl or - for stdin) in this process."""
@@ -255,6 +296,9 @@ def shoot(
             "concurrency": concurrency,
             "storage": storage,
             "allow_private": allow_private,
+            "cache_ttl": cache_ttl,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
         capture_overrides=_capture_overrides(kwargs),
     )
@@ -262,7 +306,8 @@ def shoot(
         raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     registry = get_registry()
     registry.engine_entry(settings.engine)
-    storage_url = settings.storage or output_dir
+    storage_url = settings.storage_url(output_dir)
+    assert storage_url is not None
     registry.storage_entry(storage_url)
 
     batch = new_batch_id()
@@ -297,6 +342,7 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
         storage=storage_url,
         allow_private=settings.allow_private,
         allow_networks=settings.allow_networks,
+        cache_ttl=settings.cache_ttl,
     )
 
 
@@ -337,6 +383,8 @@ def _engine_config(settings: Settings) -> EngineConfig:
     help="Override detection by extension.",
 )
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@cache_option
+@link_options
 @capture_options
 @_handle_errors
 def dispatch(
@@ -351,6 +399,9 @@ def dispatch(
     engine: str | None,
     input_format: str | None,
     config_file: str | None,
+    cache_ttl: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
     **kwargs: Any,
 ) -> None:
     """Send every URL in URLS to the workers through RabbitMQ and record their replies."""
@@ -366,6 +417,9 @@ def dispatch(
             "wait_timeout": wait_timeout,
             "engine": engine,
             "allow_private": allow_private,
+            "cache_ttl": cache_ttl,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
         capture_overrides=_capture_overrides(kwargs),
     )
@@ -375,7 +429,10 @@ def dispatch(
         raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     batch_id = resume_batch or batch or new_batch_id()
     manifest_file = Path(manifest_path or f"{batch_id}.jsonl")
-    reader = _reader(batch_id, settings, settings.storage)
+    storage_url = settings.storage_url()
+    if storage_url is not None:
+        _check_storage(storage_url)
+    reader = _reader(batch_id, settings, storage_url)
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()
     counts = run_dispatch(
@@ -407,6 +464,7 @@ def dispatch(
 )
 @click.option("--threads", type=int, help="Jobs in flight per process [2 per core].")
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@link_options
 @_handle_errors
 def worker(
     broker_url: str | None,
@@ -415,6 +473,8 @@ def worker(
     processes: int,
     threads: int | None,
     config_file: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
 ) -> None:
     """Run capture workers: Dramatiq processes consuming this engine's queue."""
     from .actors.capture import queue_for
@@ -427,13 +487,16 @@ def worker(
             "engine": engine,
             "storage": storage,
             "concurrency": threads,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
     )
     get_registry().engine_entry(settings.engine)
-    if settings.storage:
-        get_registry().storage_entry(settings.storage)
     if processes < 1:
         raise click.BadParameter("must be at least 1", param_hint="--processes")
+    storage_url = settings.storage_url()
+    if storage_url is not None:
+        _check_storage(storage_url)
     env = dict(os.environ)
     env.update(
         {
@@ -443,8 +506,8 @@ def worker(
             "DISTSHOT_QUEUE_PREFIX": settings.queue_prefix,
         }
     )
-    if settings.storage:
-        env["DISTSHOT_STORAGE"] = settings.storage
+    if storage_url is not None:
+        env["DISTSHOT_STORAGE"] = storage_url
     if config_file:
         env["DISTSHOT_CONFIG"] = str(Path(config_file).resolve())
     command = [

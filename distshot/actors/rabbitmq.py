@@ -93,7 +93,7 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
             recycle_after=settings.recycle_after,
             concurrency=settings.concurrency,
         ),
-        default_storage=settings.storage,
+        default_storage=settings.storage_url(),
         queue_prefix=settings.queue_prefix,
     )
     broker = DistshotBroker(settings.broker_url, middleware=[])
