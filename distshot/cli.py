@@ -308,7 +308,7 @@ def shoot(
     registry.engine_entry(settings.engine)
     storage_url = settings.storage_url(output_dir)
     assert storage_url is not None
-    registry.storage_entry(storage_url)
+    _check_storage(storage_url)  # before the manifest: a run that cannot start leaves none
 
     batch = new_batch_id()
     manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
