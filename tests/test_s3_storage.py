@@ -393,3 +393,37 @@ def test_a_distributed_run_writes_to_s3_and_answers_from_its_cache(
             assert hashlib.sha256(fetch(record["link"])).hexdigest() == record["sha256"]
     finally:
         fleet.close()
+
+
+def test_storage_urls_carry_the_link_settings_and_refuse_what_they_do_not_know(
+    tmp_path: Path,
+) -> None:
+    from distshot.core.config import Settings, with_storage_options
+    from distshot.core.errors import ConfigError
+    from distshot.storage.local import LocalStorage
+    from distshot.storage.s3 import S3Location
+
+    location = S3Location.parse("s3://my-bucket//team/shots/?link_ttl=1h")
+    assert (location.bucket, location.prefix, location.link_ttl) == (
+        "my-bucket",
+        "team/shots",
+        3600,
+    )
+    assert location.key("b1/x.png") == "team/shots/b1/x.png"
+    assert S3Location.parse("s3://my-bucket").key("b1/x.png") == "b1/x.png"
+    for bad in ("s3://", "s3://a/p", "s3://bucket/../p", "s3://bucket/p?ttl=1", "s3://b_/p"):
+        with pytest.raises(ConfigError):
+            S3Location.parse(bad)
+    # The CLI folds its settings into the URL the requests carry; they win over the URL's own.
+    settings = Settings(link_ttl=600.0, public_base_url="https://cdn.example/")
+    folded = settings.storage_url("s3://bucket/p?link_ttl=60")
+    assert folded is not None
+    assert S3Location.parse(folded) == S3Location("bucket", "p", 600, "https://cdn.example/")
+    assert Settings().storage_url("s3://bucket/p") == "s3://bucket/p"
+    # A folder path becomes a file:// URL when something must be folded into it.
+    local = with_storage_options(str(tmp_path / "shots"), public_base_url="https://x.test/s")
+    storage = LocalStorage(local)
+    assert storage.root == tmp_path / "shots"
+    assert storage.put("b/x.png", b"x", "image/png", {}).link == "https://x.test/s/b/x.png"
+    with pytest.raises(ConfigError, match="link_ttl"):
+        LocalStorage(with_storage_options(str(tmp_path), link_ttl=60.0))
