@@ -47,6 +47,8 @@ def _handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except DistshotError as exc:
             _fail(exc.message)
+        except click.ClickException as exc:  # raised in a command's body, after parsing
+            _fail(exc.format_message())
         except KeyboardInterrupt:
             click.echo("\ndistshot: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -432,6 +434,9 @@ def dispatch(
     storage_url = settings.storage_url()
     if storage_url is not None:
         _check_storage(storage_url)
+    elif link_ttl or public_base_url:
+        # They travel inside the storage URL; without one they would be silently ignored.
+        raise click.UsageError("--link-ttl and --public-base-url need --storage")
     reader = _reader(batch_id, settings, storage_url)
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()

@@ -308,6 +308,11 @@ def test_start_up_fails_in_one_line_for_a_missing_bucket_or_unreachable_endpoint
         message = one_line_exit_2(run_cli(*args, "--storage", missing, timeout=60))
         assert "'no-such-bucket-anywhere'" in message and "does not exist" in message
     assert not (tmp_path / "m.jsonl").exists()
+    # Link settings travel inside the storage URL: without one they are an error, not ignored.
+    message = one_line_exit_2(
+        run_cli("dispatch", str(urls), "--batch", "b2", "--link-ttl", "1h", cwd=tmp_path)
+    )
+    assert "need --storage" in message
     # An endpoint nobody listens on: one line, quickly (bounded retries, no hang).
     started = time.monotonic()
     closed = f"http://127.0.0.1:{free_port()}"
