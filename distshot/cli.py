@@ -46,6 +46,8 @@ def _handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except DistshotError as exc:
             _fail(exc.message)
+        except click.ClickException as exc:  # raised in a command's body, after parsing
+            _fail(exc.format_message())
         except KeyboardInterrupt:
             click.echo("\ndistshot: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -109,6 +111,42 @@ def capture_options(func: F) -> F:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def link_options(func: F) -> F:
+    """Flags folded into the storage URL, which is what travels to the workers."""
+    func = click.option(
+        "--link-ttl",
+        metavar="DURATION",
+        help="How long presigned s3 links last, e.g. 12h [7d, the most S3 allows].",
+    )(func)
+    func = click.option(
+        "--public-base-url",
+        metavar="URL",
+        help="Links are this base plus the object key, not presigned URLs.",
+    )(func)
+    return func
+
+
+def cache_option(func: F) -> F:
+    return click.option(
+        "--cache-ttl",
+        metavar="DURATION",
+        help="Answer from storage when the same URL and options were stored within "
+        "DURATION (90s, 30m, 12h, 7d) [off].",
+    )(func)
+
+
+def _check_storage(url: str) -> None:
+    """Open the storage once and check it: a missing bucket or folder, bad credentials or
+    an unreachable endpoint is one line and exit status 2 now, not one failure per URL."""
+    from .plugins.manager import get_registry
+
+    storage = get_registry().create_storage(url)
+    try:
+        storage.check()
+    finally:
+        storage.close()
 
 
 def _capture_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +267,8 @@ def main() -> None:
     help="Override detection by extension.",
 )
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@cache_option
+@link_options
 @capture_options
 @_handle_errors
 def shoot(
@@ -240,6 +280,9 @@ def shoot(
     manifest_path: str | None,
     input_format: str | None,
     config_file: str | None,
+    cache_ttl: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
     **kwargs: Any,
 ) -> None:
     """Capture every URL in URLS (.txt, .csv, .jsonl or - for stdin) in this process."""
@@ -254,6 +297,9 @@ def shoot(
             "concurrency": concurrency,
             "storage": storage,
             "allow_private": allow_private,
+            "cache_ttl": cache_ttl,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
         capture_overrides=_capture_overrides(kwargs),
     )
@@ -261,8 +307,9 @@ def shoot(
         raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     registry = get_registry()
     registry.engine_entry(settings.engine)
-    storage_url = settings.storage or output_dir
-    registry.storage_entry(storage_url)
+    storage_url = settings.storage_url(output_dir)
+    assert storage_url is not None
+    _check_storage(storage_url)  # before the manifest: a run that cannot start leaves none
 
     batch = new_batch_id()
     manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
@@ -296,6 +343,7 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
         storage=storage_url,
         allow_private=settings.allow_private,
         allow_networks=settings.allow_networks,
+        cache_ttl=settings.cache_ttl,
     )
 
 
@@ -327,6 +375,8 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
     help="Override detection by extension.",
 )
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@cache_option
+@link_options
 @capture_options
 @_handle_errors
 def dispatch(
@@ -341,6 +391,9 @@ def dispatch(
     engine: str | None,
     input_format: str | None,
     config_file: str | None,
+    cache_ttl: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
     **kwargs: Any,
 ) -> None:
     """Send every URL in URLS to the workers through RabbitMQ and record their replies."""
@@ -356,6 +409,9 @@ def dispatch(
             "wait_timeout": wait_timeout,
             "engine": engine,
             "allow_private": allow_private,
+            "cache_ttl": cache_ttl,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
         capture_overrides=_capture_overrides(kwargs),
     )
@@ -365,7 +421,13 @@ def dispatch(
         raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     batch_id = resume_batch or batch or new_batch_id()
     manifest_file = Path(manifest_path or f"{batch_id}.jsonl")
-    reader = _reader(batch_id, settings, settings.storage)
+    storage_url = settings.storage_url()
+    if storage_url is not None:
+        _check_storage(storage_url)
+    elif link_ttl or public_base_url:
+        # They travel inside the storage URL; without one they would be silently ignored.
+        raise click.UsageError("--link-ttl and --public-base-url need --storage")
+    reader = _reader(batch_id, settings, storage_url)
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()
     counts = run_dispatch(
@@ -397,6 +459,7 @@ def dispatch(
 )
 @click.option("--threads", type=int, help="Jobs in flight per process [2 per core].")
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@link_options
 @_handle_errors
 def worker(
     broker_url: str | None,
@@ -405,6 +468,8 @@ def worker(
     processes: int,
     threads: int | None,
     config_file: str | None,
+    link_ttl: str | None,
+    public_base_url: str | None,
 ) -> None:
     """Run capture workers: Dramatiq processes consuming this engine's queue."""
     from .actors.capture import queue_for
@@ -417,13 +482,16 @@ def worker(
             "engine": engine,
             "storage": storage,
             "concurrency": threads,
+            "link_ttl": link_ttl,
+            "public_base_url": public_base_url,
         },
     )
     get_registry().engine_entry(settings.engine)
-    if settings.storage:
-        get_registry().storage_entry(settings.storage)
     if processes < 1:
         raise click.BadParameter("must be at least 1", param_hint="--processes")
+    storage_url = settings.storage_url()
+    if storage_url is not None:
+        _check_storage(storage_url)
     env = dict(os.environ)
     env.update(
         {
@@ -433,8 +501,8 @@ def worker(
             "DISTSHOT_QUEUE_PREFIX": settings.queue_prefix,
         }
     )
-    if settings.storage:
-        env["DISTSHOT_STORAGE"] = settings.storage
+    if storage_url is not None:
+        env["DISTSHOT_STORAGE"] = storage_url
     if config_file:
         env["DISTSHOT_CONFIG"] = str(Path(config_file).resolve())
     command = [

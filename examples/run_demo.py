@@ -7,6 +7,7 @@ address. Loopback is a private address, so the demo passes --allow-private.
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 import threading
@@ -43,8 +44,17 @@ def main() -> int:
         status = subprocess.call(command)
     finally:
         server.shutdown()
-    print(f"\nimages:   {out}/")
-    print(f"manifest: {out / 'manifest.jsonl'}")
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text(encoding="utf-8").splitlines() if manifest.exists() else []
+    folders = sorted(
+        {
+            str(Path(record["location"].removeprefix("file://")).parent)
+            for record in map(json.loads, lines)
+            if record.get("location")
+        }
+    )
+    print(f"\nimages:   {', '.join(folders) or out}/  (one folder per run)")
+    print(f"manifest: {manifest}")
     return status
 
 

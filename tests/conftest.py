@@ -70,3 +70,37 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def by_line(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return {r["line"]: r for r in records}
+
+
+# -- a real S3 API (moto_server) ----------------------------------------------------------
+
+from s3server import MotoServer  # noqa: E402 - the S3 helpers live in their own module
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto_server for the session; every test makes buckets of its own."""
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The session's S3 server, with this process's environment (and so every distshot
+    process a test starts) pointed at it through AWS_ENDPOINT_URL."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.env.items():
+        monkeypatch.setenv(name, value)
+    return moto_server
+
+
+@pytest.fixture
+def private_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """A moto_server of this test's own, which the test may stop (an outage)."""
+    server = MotoServer(tmp_path).start()
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    yield server
+    server.stop()

@@ -87,7 +87,7 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
     runtime = WorkerRuntime(
         settings.engine,
         settings.engine_config(),
-        default_storage=settings.storage,
+        default_storage=settings.storage_url(),
         queue_prefix=settings.queue_prefix,
     )
     broker = DistshotBroker(settings.broker_url, middleware=[])

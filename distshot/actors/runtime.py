@@ -45,14 +45,22 @@ class WorkerRuntime:
             return self._engine
 
     def storage(self, url: str | None) -> Storage:
-        """The storage for ``url`` (the request's, else the worker's default), made once."""
+        """The storage for ``url`` (the request's, else the worker's default), made and
+        checked once; a storage that fails its check is not kept, so the next request
+        checks again (a bucket created meanwhile is then found)."""
         url = url or self.default_storage
         if not url:
             raise StorageError("no storage given: pass --storage to the dispatcher or the worker")
         with self._storage_lock:
             storage = self._storages.get(url)
             if storage is None:
-                storage = self._storages[url] = self.registry.create_storage(url)
+                storage = self.registry.create_storage(url)
+                try:
+                    storage.check()
+                except BaseException:
+                    storage.close()
+                    raise
+                self._storages[url] = storage
             return storage
 
     async def close(self) -> None:

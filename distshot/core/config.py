@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .contracts import EngineConfig
 from .errors import ConfigError, DistshotError
@@ -19,6 +21,22 @@ from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 DEFAULT_CONFIG_FILE = "distshot.toml"
 ENV_PREFIX = "DISTSHOT_"
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,60}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, name: str = "duration") -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``7d`` (or a number of seconds)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value)) if isinstance(value, str) else None
+        if match is None:
+            raise ConfigError(f"{name} must be a duration like 90s, 30m, 12h or 7d, not {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a duration above zero, not {value!r}")
+    return seconds
 
 
 def default_concurrency() -> int:
@@ -47,6 +65,12 @@ class Settings:
     queue_prefix: str = "distshot"
     window: int = 200
     wait_timeout: float = 600.0
+    #: Seconds a stored image answers a request with the same URL and options (off: None).
+    cache_ttl: float | None = None
+    #: Seconds a presigned link (s3) stays valid; folded into the storage URL.
+    link_ttl: float | None = None
+    #: Links are this base URL plus the object's key instead; folded into the storage URL.
+    public_base_url: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
 
     def engine_config(self) -> EngineConfig:
@@ -60,9 +84,39 @@ class Settings:
             concurrency=self.concurrency,
         )
 
+    def storage_url(self, default: str | None = None) -> str | None:
+        """The storage URL (``storage`` or ``default``) with ``link_ttl`` and
+        ``public_base_url`` folded into its query: the URL is what travels to the workers,
+        so everything a worker needs to build links travels inside it."""
+        url = self.storage or default
+        if url is None:
+            return None
+        return with_storage_options(
+            url, link_ttl=self.link_ttl, public_base_url=self.public_base_url
+        )
+
 
 #: Whole-number settings where 0 means "off".
 _ZERO_ALLOWED = frozenset({"recycle_memory_mb"})
+
+
+def with_storage_options(url: str, **options: Any) -> str:
+    """``url`` with the given (non-None) options set in its query string, replacing the
+    URL's own values. A plain folder path becomes a ``file://`` URL first."""
+    chosen = {k: v for k, v in options.items() if v is not None}
+    if not chosen:
+        return url
+    parts = urlsplit(url)
+    if len(parts.scheme) <= 1:  # a plain path ('shots', '/abs/dir', 'C:/x')
+        parts = urlsplit(Path(url).expanduser().resolve().as_uri())
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in chosen]
+    for key, value in chosen.items():
+        text = str(value)
+        if isinstance(value, float):
+            text = str(int(value)) if value.is_integer() else repr(value)
+        query.append((key, text))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture"}
 
@@ -70,6 +124,10 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture
 def _coerce(name: str, value: Any) -> Any:
     if name == "allow_networks":
         return _networks(value)
+    if name in ("cache_ttl", "link_ttl"):
+        return parse_duration(value, name)
+    if name == "public_base_url":
+        return _base_url(value)
     kind = type(getattr(Settings(), name))
     if name == "storage":
         kind = str
@@ -99,6 +157,16 @@ def _coerce(name: str, value: Any) -> Any:
         return text
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a {kind.__name__} above zero, not {value!r}") from None
+
+
+def _base_url(value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"public_base_url must be an http(s) URL, not {value!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"public_base_url must not have a query or fragment: {value!r}")
+    return text
 
 
 def _networks(value: Any) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from .models import Capture, ShotRequest, StoredObject
+from .models import CacheEntry, CacheHit, Capture, ShotRequest, StoredObject
 from .options import OPTION_NAMES
 
 #: Options every engine must honour, since the service applies them itself.
@@ -70,7 +70,13 @@ class Engine(abc.ABC):
 
 
 class Storage(abc.ABC):
-    """Where images go. Methods block (file or network I/O); the service runs them in threads."""
+    """Where images go. Methods block (file or network I/O); the service runs them in threads,
+    possibly several at once. They raise ``StorageError`` (naming the bucket or folder), never
+    a library's own exception.
+
+    ``put`` is the whole contract. ``remember`` and ``lookup`` make the capture cache work
+    (``--cache-ttl``); a storage without them never answers from the cache.
+    """
 
     scheme: str = "storage"
 
@@ -78,10 +84,28 @@ class Storage(abc.ABC):
     def put(
         self, name: str, data: bytes, content_type: str, metadata: dict[str, str]
     ) -> StoredObject:
-        """Store ``data`` under ``name`` atomically: readers see all of it or none of it."""
+        """Store ``data`` under ``name`` atomically: readers see all of it or none of it.
+
+        ``name`` is ``batch/slug-hash.ext``, deterministic per request. ``metadata``
+        (source-url, captured-at, engine) travels with the object where the storage can.
+        """
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail fast (raise StorageError) if the destination is unusable: called at start-up."""
+
+    def remember(self, cache_key: str, entry: CacheEntry) -> None:  # noqa: B027 - optional
+        """Note that the image ``entry.name``, just ``put``, answers ``cache_key`` from now on.
+
+        ``cache_key`` is an opaque hex digest of what determines the image (URL, options,
+        engine). A later ``remember`` of the same key replaces the entry.
+        """
+
+    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+        """The image remembered for ``cache_key`` if it was stored at most ``max_age``
+        seconds ago and still exists, made available under ``name`` (copied on the storage's
+        side when it lives under another name); otherwise None. A hit must not make the
+        entry younger: the age is that of the capture, however often it is reused."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -17,7 +17,8 @@
         ├── NavigationTimeout       the page did not reach its wait condition in time
         ├── NetworkError            DNS failure, connection refused or reset
         ├── BrowserCrashed          the browser or its page process died
-        ├── StorageError            the image could not be stored (names the bucket/folder)
+        ├── StorageError            the image could not be stored (names the bucket/folder);
+        │                           a refusal (no such bucket, access denied) is not retried
         └── ReplyTimeout            no worker answered within the dispatcher's wait timeout
 
 The manifest's ``error.type`` is the class name.
@@ -106,7 +107,13 @@ class BrowserCrashed(TransientError):
 
 
 class StorageError(TransientError):
-    pass
+    """An outage or throttling is transient; a refusal (no such bucket, access denied, bad
+    credentials) is the same error type in the manifest but marked permanent: no retry can
+    fix it, and retrying would only multiply the failed requests' cost."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ReplyTimeout(TransientError):

@@ -60,6 +60,7 @@ class RequestReader:
         storage: str | None = None,
         allow_private: bool = False,
         allow_networks: tuple[str, ...] = (),
+        cache_ttl: float | None = None,
     ) -> None:
         self.batch = batch
         self.defaults = defaults
@@ -67,6 +68,7 @@ class RequestReader:
         self.storage = storage
         self.allow_private = allow_private
         self.allow_networks = allow_networks
+        self.cache_ttl = cache_ttl
 
     def read_path(self, path: str, fmt: str | None = None) -> Iterator[InputItem]:
         """Items from a file path, or from stdin when ``path`` is '-'."""
@@ -168,6 +170,7 @@ class RequestReader:
                 storage=self.storage,
                 allow_private=self.allow_private,
                 allow_networks=self.allow_networks,
+                cache_ttl=self.cache_ttl,
             )
         except DistshotError as exc:
             return self._reject(number, shown, exc)

@@ -1,8 +1,15 @@
-"""The three values that cross every boundary: a request, an engine's capture, a result."""
+"""The three values that cross every boundary: a request, an engine's capture, a result.
+
+Plus what a storage keeps about an image for the capture cache (``CacheEntry``).
+"""
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import hashlib
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +20,10 @@ from .options import CaptureOptions
 from .policy import UrlPolicy
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+#: A batch id is a folder of object keys: no slashes, no dots, nothing to escape.
+_BATCH_RE = re.compile(r"^[A-Za-z0-9_-]{0,100}$")
+#: The longest cache TTL a request may carry (ten years): anything longer is a typo.
+MAX_CACHE_TTL = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,8 @@ class ShotRequest:
     allow_private: bool = False
     allow_networks: tuple[str, ...] = ()
     sent_at: float | None = None  # epoch seconds, set by the dispatcher for queue_ms
+    #: Answer from storage when the same image was stored less than this many seconds ago.
+    cache_ttl: float | None = None
 
     def policy(self) -> UrlPolicy:
         """The address policy this request was sent with."""
@@ -50,6 +63,14 @@ class ShotRequest:
         ext = "jpg" if self.options.format == "jpeg" else self.options.format
         return f"{slug[:60] or 'page'}-{self.cache_key()[:16]}.{ext}"
 
+    def object_key(self) -> str:
+        """Where the image goes inside a storage: ``<batch>/<object_name>``.
+
+        Each batch is a folder, so a batch's images stay together and a later batch never
+        overwrites an earlier one's; within a batch, names are deterministic.
+        """
+        return f"{self.batch}/{self.object_name()}" if self.batch else self.object_name()
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -62,6 +83,7 @@ class ShotRequest:
             "allow_private": self.allow_private,
             "allow_networks": list(self.allow_networks),
             "sent_at": self.sent_at,
+            "cache_ttl": self.cache_ttl,
         }
 
     @classmethod
@@ -84,6 +106,19 @@ class ShotRequest:
         for key in ("batch", "engine", "storage"):
             if data.get(key) is not None and not isinstance(data.get(key), str):
                 raise InvalidRequest(f"request {key} must be text")
+        if not _BATCH_RE.match(data.get("batch") or ""):
+            raise InvalidRequest("request batch must be at most 100 of [A-Za-z0-9_-]")
+        cache_ttl = data.get("cache_ttl")
+        if cache_ttl is not None and (
+            not isinstance(cache_ttl, int | float)
+            or isinstance(cache_ttl, bool)
+            or not math.isfinite(cache_ttl)
+            or not 0 < cache_ttl <= MAX_CACHE_TTL
+        ):
+            raise InvalidRequest(
+                f"request cache_ttl must be seconds above 0 and at most {MAX_CACHE_TTL:g}, "
+                f"not {cache_ttl!r}"
+            )
         networks = data.get("allow_networks") or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             raise InvalidRequest("request allow_networks must be a list of CIDR strings")
@@ -99,6 +134,7 @@ class ShotRequest:
             allow_private=bool(data.get("allow_private", False)),
             allow_networks=tuple(networks),
             sent_at=float(sent_at) if isinstance(sent_at, int | float) else None,
+            cache_ttl=float(cache_ttl) if cache_ttl is not None else None,
         )
 
 
@@ -121,6 +157,77 @@ class StoredObject:
 
     location: str
     link: str | None
+    #: The storage's version tag of what it stored (an S3 ETag), if it has one.
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What a storage keeps beside a stored image so a later request can be answered from
+    storage: the record fields of the capture, without downloading the image again."""
+
+    #: The object's name inside the storage (``batch/slug-hash.png``).
+    name: str
+    format: str
+    bytes: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    engine: str | None = None
+    final_url: str | None = None
+    http_status: int | None = None
+    title: str | None = None
+    #: The storage's own version tag of the object (an S3 ETag), to detect replacement.
+    etag: str | None = None
+
+    def to_json(self) -> builtins.bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: builtins.bytes) -> CacheEntry | None:
+        """The entry, or None when the data is not a well-formed entry (a torn or foreign
+        file is a cache miss, never an error)."""
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return value if isinstance(value, str) else None
+
+        def number(key: str) -> int | None:
+            value = raw.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        name, fmt, sha256, size = text("name"), text("format"), text("sha256"), number("bytes")
+        if name is None or fmt is None or sha256 is None or size is None:
+            return None
+        return cls(
+            name=name,
+            format=fmt,
+            bytes=size,
+            sha256=sha256,
+            width=number("width"),
+            height=number("height"),
+            engine=text("engine"),
+            final_url=text("final_url"),
+            http_status=number("http_status"),
+            title=text("title"),
+            etag=text("etag"),
+        )
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached image, already present under the name the new request asked for."""
+
+    stored: StoredObject
+    entry: CacheEntry
+    #: Seconds since the image was stored.
+    age: float
 
 
 RECORD_FIELDS = (

@@ -1,4 +1,4 @@
-"""The capture service: policy -> engine -> storage -> result, for one request.
+"""The capture service: policy -> cache -> engine -> storage -> result, for one request.
 
 The actor, the embedded runner and the tests all call ``capture_request``; it never raises
 for a request's own failure but returns a ``ShotResult`` saying what happened.
@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from datetime import UTC, datetime
 
 from .contracts import UNIVERSAL_OPTIONS, Engine, Storage
 from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
 from .imageinfo import CONTENT_TYPES, image_size
-from .models import Capture, ShotRequest, ShotResult
+from .models import CacheEntry, CacheHit, Capture, ShotRequest, ShotResult, StoredObject
 from .policy import Resolver, system_resolver
+
+logger = logging.getLogger("distshot.service")
 
 #: Time an engine gets beyond the request's timeout to clean up before the service gives up.
 _CLEANUP_GRACE = 5.0
@@ -65,30 +68,42 @@ async def capture_request(
     except DistshotError as exc:
         return _fail(result, "failed" if exc.transient else "rejected", exc, started)
 
+    # The cache: an image of the same URL and options, stored within the TTL, answers the
+    # request without any browser work. An error here fails the attempt like a storage error.
+    if request.cache_ttl is not None:
+        lookup_started = time.time()
+        try:
+            hit = await asyncio.to_thread(
+                storage.lookup,
+                cache_id(request, engine.name),
+                request.object_key(),
+                request.cache_ttl,
+            )
+        except DistshotError as exc:
+            return _fail(result, "failed", exc, started)
+        except OSError as exc:
+            return _fail(result, "failed", StorageError(f"cache lookup failed: {exc}"), started)
+        if hit is not None:
+            return _answer_from_cache(result, hit, lookup_started, started)
+
     try:
         capture = await _run_engine(engine, request)
     except DistshotError as exc:
         return _fail(result, "failed", exc, started)
 
     store_started = time.time()
+    size = image_size(capture.image)
+    width, height = size if size else (None, None)
+    sha256 = hashlib.sha256(capture.image).hexdigest()
     try:
         stored = await asyncio.to_thread(
-            storage.put,
-            request.object_name(),
-            capture.image,
-            CONTENT_TYPES[capture.format],
-            {
-                "source-url": request.url[:1024],
-                "captured-at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "engine": engine.name,
-            },
+            _store, storage, request, engine.name, capture, (width, height), sha256
         )
     except DistshotError as exc:
         return _fail(result, "failed", exc, started)
     except OSError as exc:  # a storage plugin that leaked a raw I/O error
         return _fail(result, "failed", StorageError(f"could not store image: {exc}"), started)
 
-    size = image_size(capture.image)
     result.location, result.link = stored.location, stored.link
     result.final_url, result.http_status, result.title = (
         capture.final_url,
@@ -96,12 +111,78 @@ async def capture_request(
         capture.title,
     )
     result.format = capture.format
-    result.width, result.height = size if size else (None, None)
+    result.width, result.height = width, height
     result.bytes = len(capture.image)
-    result.sha256 = hashlib.sha256(capture.image).hexdigest()
+    result.sha256 = sha256
     result.timings["navigate_ms"] = capture.navigate_ms
     result.timings["capture_ms"] = capture.capture_ms
     result.timings["store_ms"] = _ms_since(store_started)
+    result.timings["total_ms"] = _ms_since(started)
+    return result
+
+
+def cache_id(request: ShotRequest, engine_name: str) -> str:
+    """What identifies equal images for the cache: URL, image-changing options, engine."""
+    return hashlib.sha256(f"{request.cache_key()}\n{engine_name}".encode()).hexdigest()
+
+
+def _store(
+    storage: Storage,
+    request: ShotRequest,
+    engine_name: str,
+    capture: Capture,
+    size: tuple[int | None, int | None],
+    sha256: str,
+) -> StoredObject:
+    """Put the image, then remember it for the cache (always, so that a later run with a
+    cache TTL finds what this one stored). A failure to remember costs only a cache miss."""
+    name = request.object_key()
+    stored = storage.put(
+        name,
+        capture.image,
+        CONTENT_TYPES[capture.format],
+        {
+            "source-url": request.url[:1024],
+            "captured-at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "engine": engine_name,
+        },
+    )
+    entry = CacheEntry(
+        name=name,
+        format=capture.format,
+        bytes=len(capture.image),
+        sha256=sha256,
+        width=size[0],
+        height=size[1],
+        engine=engine_name,
+        final_url=capture.final_url,
+        http_status=capture.http_status,
+        title=capture.title,
+        etag=stored.version,
+    )
+    try:
+        storage.remember(cache_id(request, engine_name), entry)
+    except (DistshotError, OSError) as exc:
+        logger.warning("stored %s but could not remember it for the cache: %s", name, exc)
+    return stored
+
+
+def _answer_from_cache(
+    result: ShotResult, hit: CacheHit, lookup_started: float, started: float
+) -> ShotResult:
+    entry = hit.entry
+    result.cached = True
+    result.location, result.link = hit.stored.location, hit.stored.link
+    result.final_url, result.http_status, result.title = (
+        entry.final_url,
+        entry.http_status,
+        entry.title,
+    )
+    result.format = entry.format
+    result.width, result.height = entry.width, entry.height
+    result.bytes = entry.bytes
+    result.sha256 = entry.sha256
+    result.timings["store_ms"] = _ms_since(lookup_started)
     result.timings["total_ms"] = _ms_since(started)
     return result
 

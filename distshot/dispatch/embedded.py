@@ -45,7 +45,7 @@ def run_embedded(
     runtime = WorkerRuntime(
         settings.engine, settings.engine_config, default_storage=settings.storage
     )
-    runtime.storage(settings.storage).check()  # a bad folder fails once, at start-up
+    runtime.storage(settings.storage)  # made and checked: a bad folder fails once, at start-up
 
     broker = StubBroker(middleware=[])
     install_worker(

@@ -24,6 +24,7 @@ BUILTIN_PLUGINS = (
     "distshot.engines.playwright",
     "distshot.engines.pyppeteer",
     "distshot.storage.local",
+    "distshot.storage.s3",
 )
 
 EngineFactory = Callable[[EngineConfig], Engine]
