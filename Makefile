@@ -32,9 +32,14 @@ system-deps: $(STAMPS)/system
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMPS)/venv: pyproject.toml $(BIN)/python | $(STAMPS)
+EXAMPLE_ENGINE := examples/distshot-engine-example
+
+# The project with every engine and S3, plus the example third-party engine package, which
+# the test suite runs the conformance suite against (a plug-in installed like any other).
+$(STAMPS)/venv: pyproject.toml $(EXAMPLE_ENGINE)/pyproject.toml $(BIN)/python | $(STAMPS)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e $(EXAMPLE_ENGINE)
 	@touch $@
 
 venv: $(STAMPS)/venv
@@ -62,6 +67,7 @@ test-fast: $(STAMPS)/system $(STAMPS)/venv services
 check: $(STAMPS)/venv
 	$(BIN)/ruff check distshot tests examples bench
 	$(BIN)/ruff format --check distshot tests examples bench
+	$(BIN)/mypy --strict $(EXAMPLE_ENGINE)/distshot_engine_cdp
 	$(BIN)/mypy
 
 fmt: $(STAMPS)/venv

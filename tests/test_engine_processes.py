@@ -22,7 +22,8 @@ from distshot.core.service import capture_request
 from distshot.plugins.manager import get_registry
 from distshot.storage.local import LocalStorage
 
-BROWSER_ENGINES = ["playwright", "pyppeteer"]
+# cdp is the example third-party engine (examples/distshot-engine-example), installed by make.
+BROWSER_ENGINES = ["playwright", "pyppeteer", "cdp"]
 
 
 def request(url: str, number: int = 1, **options: object) -> ShotRequest:

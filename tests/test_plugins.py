@@ -17,7 +17,7 @@ from distshot.plugins.manager import Registry, storage_scheme
 
 def test_builtins_register_through_the_hooks() -> None:
     registry = Registry(entry_points=False)
-    assert {"null", "playwright"} <= set(registry.engines)
+    assert {"null", "playwright", "pyppeteer"} <= set(registry.engines)
     assert registry.engines["playwright"].plugin == "distshot.engines.playwright"
     assert "file" in registry.storages
 
@@ -87,3 +87,15 @@ def test_engines_command_lists_capabilities() -> None:
     assert "not supported" in lines["null"] and "full_page" in lines["null"]
     storages = run_cli("storages")
     assert storages.returncode == 0 and storages.stdout.split()[0] == "file"
+
+
+def test_the_example_third_party_engine_is_listed_from_its_entry_point() -> None:
+    # Given examples/distshot-engine-example installed as a package (make venv does it)
+    result = run_cli("engines")
+    # Then `distshot engines` lists its engine, registered by its own plug-in module
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert lines["cdp"].rstrip().endswith("[cdp]")
+    assert "DevTools pipe" in result.stdout
+    # and the built-in browser engines are there beside it
+    assert {"playwright", "pyppeteer"} <= set(lines)
