@@ -13,3 +13,7 @@ class TestPlaywrightConformance(EngineConformance):
 
 class TestPyppeteerConformance(EngineConformance):
     engine = "pyppeteer"
+
+
+class TestSeleniumConformance(EngineConformance):
+    engine = "selenium"

@@ -23,7 +23,7 @@ from distshot.plugins.manager import get_registry
 from distshot.storage.local import LocalStorage
 
 # cdp is the example third-party engine (examples/distshot-engine-example), installed by make.
-BROWSER_ENGINES = ["playwright", "pyppeteer", "cdp"]
+BROWSER_ENGINES = ["playwright", "pyppeteer", "selenium", "cdp"]
 
 
 def request(url: str, number: int = 1, **options: object) -> ShotRequest:

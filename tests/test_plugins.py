@@ -98,4 +98,4 @@ def test_the_example_third_party_engine_is_listed_from_its_entry_point() -> None
     assert lines["cdp"].rstrip().endswith("[cdp]")
     assert "DevTools pipe" in result.stdout
     # and the built-in browser engines are there beside it
-    assert {"playwright", "pyppeteer"} <= set(lines)
+    assert {"playwright", "pyppeteer", "selenium"} <= set(lines)

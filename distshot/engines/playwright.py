@@ -25,7 +25,14 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
-from .chromium import kill_process_tree, launch_args, translate_error
+from .chromium import (
+    LANE_STORAGE_TYPES,
+    PERMISSIONS_UNTOUCHED,
+    kill_process_tree,
+    launch_args,
+    origin_of,
+    translate_error,
+)
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
 
 if TYPE_CHECKING:
@@ -48,35 +55,6 @@ _CLOSE_TIMEOUT = 5.0
 
 #: A lane serves this many jobs, then gets a fresh context (bounds what piles up in it).
 _LANE_JOBS = 100
-#: Storage a page can leave behind for an origin. Not the HTTP cache: keeping it is the point.
-_STORAGE_TYPES = ",".join(
-    [
-        "local_storage",  # clears sessionStorage too
-        "indexeddb",
-        "websql",
-        "service_workers",
-        "cache_storage",
-        "file_systems",
-        "shared_storage",
-        "storage_buckets",
-    ]
-)
-
-
-#: True when every permission a page can ask for is still "prompt" (on an insecure origin
-#: they read "denied" from the start, so lanes for http:// sites are never reused).
-_PERMISSIONS_UNTOUCHED = """async () => {
-  const names = ["geolocation", "notifications", "camera", "microphone", "midi",
-    "clipboard-read", "persistent-storage", "idle-detection", "window-management",
-    "local-fonts", "display-capture"];
-  if (window.Notification && Notification.permission !== "default") return false;
-  for (const name of names) {
-    try {
-      if ((await navigator.permissions.query({name})).state !== "prompt") return false;
-    } catch (e) {}
-  }
-  return true;
-}"""
 
 
 def _lane_key(request: ShotRequest) -> tuple[object, ...]:
@@ -114,7 +92,7 @@ class _Lane:
         self.reusable = True
 
     def saw_request(self, request: Request) -> None:
-        origin = _origin(request.url)
+        origin = origin_of(request.url)
         if origin is None:
             return
         self.origins.add(origin)
@@ -126,7 +104,7 @@ class _Lane:
                 # Permission decisions are kept per origin; only the last one can be checked.
                 self.reusable = False
         else:
-            top = _origin(self.page.url)
+            top = origin_of(self.page.url)
             if top is not None and urlsplit(top).hostname != urlsplit(origin).hostname:
                 self.reusable = False
 
@@ -134,7 +112,7 @@ class _Lane:
         """Whether the page left every permission as a fresh context has it. Chromium keeps
         a dismissed request as "denied" for the origin and no CDP call resets that, so a lane
         whose page asked is closed rather than cleaned."""
-        return bool(await self.page.evaluate(_PERMISSIONS_UNTOUCHED))
+        return bool(await self.page.evaluate(PERMISSIONS_UNTOUCHED))
 
     def saw_response(self, response: Response) -> None:
         if response.status in (401, 407):
@@ -145,20 +123,13 @@ class _Lane:
         await self.cdp.send("Page.resetNavigationHistory")
         for origin in self.origins:
             await self.cdp.send(
-                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": _STORAGE_TYPES}
+                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": LANE_STORAGE_TYPES}
             )
         self.origins.clear()
         self.documents.clear()
         await self.context.clear_cookies()
         await self.context.clear_permissions()
         await self.page.evaluate("window.name = ''")
-
-
-def _origin(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class PlaywrightEngine(Engine):

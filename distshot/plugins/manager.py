@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "distshot.engines.null",
     "distshot.engines.playwright",
     "distshot.engines.pyppeteer",
+    "distshot.engines.selenium",
     "distshot.storage.local",
     "distshot.storage.s3",
 )

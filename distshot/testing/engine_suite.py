@@ -545,10 +545,14 @@ class EngineConformance:
             engine = self.make_engine(concurrency=1)
             await engine.open()
             try:
-                slow = _request(page_server, 1, Case("/slow?ms=4000", {"timeout": 15}))
+                slow = _request(page_server, 1, Case("/slow?ms=4000&crash=1", {"timeout": 15}))
                 job = asyncio.create_task(capture_request(slow, engine, storage))
                 deadline = time.monotonic() + 15
-                while "/slow" not in page_server.seen.paths():
+                # (other tests of the class requested /slow too: wait for this job's request)
+                while not any(
+                    r["path"] == "/slow" and "crash" in r["query"]
+                    for r in list(page_server.seen.requests)
+                ):
                     assert time.monotonic() < deadline, "the slow page was never requested"
                     await asyncio.sleep(0.05)
                 # When every browser process is killed mid-job (a driver, if any, survives)

@@ -1,0 +1,1304 @@
+"""The ``selenium`` engine: Selenium WebDriver and chromedriver driving Debian's Chromium.
+
+A bounded pool of driver slots (``config.concurrency``), each one chromedriver and the one
+Chromium it started; ``open`` starts them all, replacements start on demand. Selenium's
+API blocks, so every slot has its own thread and every call to its driver runs there, never
+on the event loop. chromedriver is always started from ``config.driver_path`` and Chromium
+from ``config.browser_path``, so Selenium Manager never runs (it would try to download both).
+
+What WebDriver has no command for goes through one more DevTools connection per slot, to
+the browser itself (chromedriver's ``execute_cdp_cmd`` speaks to a page, and a page may not
+create browser contexts). A job runs in a browser context of its own (cookies, storage,
+cache, permissions, HTTP auth) whose proxy is the slot's egress guard for the job's address
+policy, with downloads denied, and in that context's one page: chromedriver's window handles
+are target ids, so the driver switches to the page and navigates it. The same connection
+watches the page: lifecycle events (``load``, ``DOMContentLoaded``, Chromium's own
+``networkIdle``), the document's status, failed navigations, downloads, dialogs (dismissed)
+and pop-ups (closed). Screenshots are CDP's ``Page.captureScreenshot``, full pages with
+``captureBeyondViewport``, the viewport set by ``Emulation.setDeviceMetricsOverride`` with
+scrollbars hidden, so images match the other engines' pixel for pixel.
+
+After a clean job the page is reset (blank page, history, cookies, storage of every origin
+it touched, permissions, ``window.name``) and kept for the slot's next job with the same user
+agent and address policy, as the playwright engine keeps its lanes: a new context and page
+cost about 0.35 s, a reset 0.06 s. A failed job, HTTP authentication, a cross-site frame,
+a second top-level origin or a permission the page asked for disposes of the context
+instead; ``reuse_contexts = false`` gives every job a new one.
+
+Time: each job runs against its deadline in its slot's thread, and a page stuck in a
+JavaScript loop cannot hold it, since waits are on DevTools events, not on the renderer.
+Should a driver call still not return (chromedriver waiting on a hung renderer), or the job
+be cancelled from outside, the slot is killed, whole process group, and replaced: no thread
+stays busy and no process outlives the job's slot. A slot is replaced too after
+``recycle_after`` jobs, when its browser's memory passes ``recycle_memory_mb``, and after a
+crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..core.contracts import Capabilities, Engine, EngineConfig
+from ..core.egress import EgressGuard
+from ..core.errors import (
+    BrowserCrashed,
+    ConfigError,
+    DistshotError,
+    DownloadRefused,
+    InvalidOption,
+    NavigationTimeout,
+    NetworkError,
+)
+from ..core.models import Capture, ShotRequest
+from ..plugins.hookspecs import hookimpl
+from .chromium import (
+    LANE_STORAGE_TYPES,
+    PERMISSIONS_UNTOUCHED,
+    kill_process_tree,
+    launch_args,
+    origin_of,
+    process_tree_rss,
+    translate_error,
+)
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
+
+CAPABILITIES = Capabilities(
+    formats=frozenset({"png", "jpeg", "webp"}),
+    description="Chromium through Selenium WebDriver (chromedriver) and CDP",
+)
+
+#: Time a job's thread gets past the job's deadline to clean up (close its context) before
+#: the slot is killed; well inside the capture service's own 5 s backstop.
+_THREAD_GRACE = 2.5
+#: A polite driver quit may take this long before the slot's processes are killed.
+_QUIT_TIMEOUT = 5.0
+#: chromedriver plus Chromium normally start in 1-2 s; this bounds a start that hangs.
+_START_TIMEOUT = 60.0
+_START_ATTEMPTS = 2
+#: Bounds for DevTools calls that are not part of a job's own time budget.
+_CLEANUP_CALL_TIMEOUT = 3.0
+#: A navigation aborted without a download event may still see one arrive this late.
+_ABORT_SETTLE = 0.5
+#: Reading a process tree's memory walks /proc; once a second per slot is plenty.
+_MEMORY_CHECK_INTERVAL = 1.0
+_SELECTOR_POLL = 0.1
+#: A kept page serves this many jobs, then gets a fresh context (bounds what piles up).
+_PAGE_JOBS = 100
+
+#: Page states each ``wait_until`` needs, as Chromium's lifecycle events name them;
+#: ``networkIdle`` is Chromium's own: no request in flight for 500 ms.
+_LIFECYCLE = {
+    "domcontentloaded": frozenset({"DOMContentLoaded"}),
+    "load": frozenset({"load"}),
+    "networkidle": frozenset({"load", "networkIdle"}),
+}
+
+#: Nothing may wait for a human: dialogs answer at once (as a dismissal would), before any
+#: page script runs. Dialogs that slip through (beforeunload) are dismissed over CDP.
+_NO_DIALOGS = """(() => {
+  const w = window;
+  w.alert = function alert() {};
+  w.confirm = function confirm() { return false; };
+  w.prompt = function prompt() { return null; };
+  w.print = function print() {};
+})();"""
+
+#: Playwright and pyppeteer pass these too: a page that lost the foreground to a pop-up
+#: (or any page, on a loaded machine) must not be throttled into missing its deadline.
+_FOREGROUND_ARGS = (
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+)
+
+#: chromedriver's words for a browser or page that went away under it.
+_DRIVER_GONE = (
+    "chrome not reachable",
+    "not connected to DevTools",
+    "disconnected",
+    "invalid session id",
+    "session deleted",
+    "tab crashed",
+    "target frame detached",
+    "target window already closed",
+    "no such window",
+    "Max retries exceeded",
+    "Connection refused",
+    "Connection aborted",
+    "RemoteDisconnected",
+)
+
+
+# -- DevTools ----------------------------------------------------------------------------
+
+
+class _CdpError(Exception):
+    """A DevTools command failed (the message is Chromium's)."""
+
+
+class _CdpClosed(_CdpError):
+    """The DevTools connection is gone: the browser died or is being shut down."""
+
+
+@dataclass
+class _Reply:
+    done: threading.Event = field(default_factory=threading.Event)
+    message: dict[str, Any] | None = None
+
+
+@dataclass
+class _Pending:
+    cdp: _Cdp
+    method: str
+    ident: int
+    reply: _Reply
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        if not self.reply.done.wait(max(0.0, timeout)):
+            self.cdp._drop(self.ident)
+            raise TimeoutError(f"DevTools {self.method} did not answer within {timeout:.1f}s")
+        message = self.reply.message or {}
+        if "error" in message:
+            error = message["error"]
+            if error.get("code") == "closed":
+                raise _CdpClosed(f"DevTools connection closed during {self.method}")
+            raise _CdpError(f"{self.method}: {error.get('message', error)}")
+        result: dict[str, Any] = message.get("result", {})
+        return result
+
+
+class _PageWatch:
+    """What one job's page did, from DevTools events (written by the reader thread)."""
+
+    def __init__(self, target_id: str) -> None:
+        self.target_id = target_id
+        self.session_id: str | None = None
+        self.cond = threading.Condition()
+        self.lifecycle: dict[str, set[str]] = {}  # loader id -> lifecycle events seen
+        self.status: dict[str, int] = {}  # loader id -> the document's HTTP status
+        self.documents: set[str] = set()  # request ids of main-frame document loads
+        self.loader: str | None = None  # the committed document's loader id
+        self.url: str | None = None
+        self.error_page = False
+        self.failure: str | None = None
+        self.failed_at = 0.0
+        self.download: str | None = None
+        self.crashed = False
+        self.closed = False
+        # what a reset must undo, or what forbids keeping the page
+        self.origins: set[str] = set()  # every origin a request went to
+        self.top_origins: set[str] = set()  # origins of main-frame documents
+        self.auth = False  # a 401 or 407: the context may now hold credentials
+        self.foreign_frames = False  # a cross-site frame (storage partitioned elsewhere)
+        self.blank = False  # the page shows about:blank (after a reset)
+
+    def on_event(self, method: str, params: dict[str, Any]) -> None:
+        with self.cond:
+            self._apply(method, params)
+            self.cond.notify_all()
+
+    def _apply(self, method: str, params: dict[str, Any]) -> None:
+        main = params.get("frameId") == self.target_id
+        if method == "Network.requestWillBeSent":
+            origin = origin_of(params["request"]["url"])
+            if origin is not None:
+                self.origins.add(origin)
+                if main and params.get("type") == "Document":
+                    self.top_origins.add(origin)
+        elif method == "Network.responseReceived" and params["response"]["status"] in (401, 407):
+            self.auth = True
+        elif method == "Target.attachedToTarget" and params["targetInfo"]["type"] == "iframe":
+            self.foreign_frames = True
+        if method == "Page.lifecycleEvent" and main:
+            self.lifecycle.setdefault(params["loaderId"], set()).add(params["name"])
+        elif method == "Page.frameNavigated":
+            frame = params["frame"]
+            if frame.get("parentId") or frame["id"] != self.target_id:
+                return
+            url = frame["url"] + frame.get("urlFragment", "")
+            self.blank = url == "about:blank"
+            if url.startswith("chrome-error:"):
+                self.error_page = True
+            elif not self.blank:
+                self.loader, self.url = frame["loaderId"], url
+                self.error_page, self.failure = False, None
+        elif method == "Page.navigatedWithinDocument" and main:
+            self.url = params["url"]
+        elif method == "Network.requestWillBeSent" and main and params.get("type") == "Document":
+            self.documents.add(params["requestId"])
+            if "redirectResponse" not in params:
+                self.failure = None  # a new navigation supersedes an aborted one
+        elif method == "Network.responseReceived" and main and params.get("type") == "Document":
+            self.status[params["loaderId"]] = params["response"]["status"]
+        elif method == "Network.loadingFailed" and params["requestId"] in self.documents:
+            self.failure = params.get("errorText") or "net::ERR_FAILED"
+            self.failed_at = time.monotonic()
+        elif method == "Browser.downloadWillBegin":
+            self.download = params.get("url") or "?"
+        elif method in ("Inspector.targetCrashed", "Target.targetCrashed"):
+            self.crashed = True
+        elif method in ("Inspector.detached", "Target.detachedFromTarget"):
+            self.closed = True
+
+    def wait(self, ready: Callable[[], bool], deadline: float, stop: threading.Event) -> bool:
+        """Wait until ``ready()`` (checked under the lock) or the deadline; False on time out."""
+        with self.cond:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0 or stop.is_set():
+                    return False
+                self.cond.wait(min(left, 0.25))
+            return True
+
+
+class _Cdp:
+    """A browser-level DevTools connection (websocket-client, blocking calls) with a reader
+    thread that answers calls, feeds job pages their events, dismisses dialogs and closes
+    pop-ups. Calls may come from any thread."""
+
+    def __init__(self, address: str, on_lost: Callable[[], None]) -> None:
+        import websocket
+
+        # The browser is on loopback: never through an HTTP proxy from the environment.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{address}/json/version", timeout=10) as answer:
+            url = json.load(answer)["webSocketDebuggerUrl"]
+        self._ws = websocket.create_connection(
+            url, timeout=10, suppress_origin=True, enable_multithread=True
+        )
+        self._ws.settimeout(None)
+        self._on_lost = on_lost
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._replies: dict[int, _Reply | None] = {}
+        self._sessions: dict[str, _PageWatch] = {}
+        self._targets: dict[str, _PageWatch] = {}
+        #: browser context id -> its job's page (None until that page exists): any other
+        #: page in the context is a pop-up and is closed.
+        self._contexts: dict[str, str | None] = {}
+        self.closed = False
+        self._closing = False
+        self._reader = threading.Thread(target=self._read, name="distshot-cdp", daemon=True)
+        self._reader.start()
+
+    # calls
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+        session: str | None = None,
+    ) -> dict[str, Any]:
+        return self.begin(method, params, session=session).result(timeout)
+
+    def begin(
+        self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None
+    ) -> _Pending:
+        """Send now, read the answer later: lets the browser work while we do something else."""
+        reply = _Reply()
+        ident = self._send(method, params, session, reply)
+        return _Pending(self, method, ident, reply)
+
+    def _drop(self, ident: int) -> None:
+        with self._lock:
+            self._replies.pop(ident, None)
+
+    def post(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> None:
+        """Send without waiting for the answer (from the reader thread too)."""
+        with contextlib.suppress(Exception):
+            self._send(method, params, session, None)
+
+    def _send(
+        self, method: str, params: dict[str, Any] | None, session: str | None, reply: _Reply | None
+    ) -> int:
+        message: dict[str, Any] = {"method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        with self._lock:
+            if self.closed:
+                raise _CdpClosed(f"DevTools connection closed before {method}")
+            ident = message["id"] = next(self._ids)
+            self._replies[ident] = reply
+        try:
+            self._ws.send(json.dumps(message))
+        except Exception as exc:
+            with self._lock:
+                self._replies.pop(ident, None)
+            raise _CdpClosed(f"DevTools connection lost during {method}: {exc}") from None
+        return ident
+
+    # job pages
+
+    def expect_context(self, context_id: str) -> None:
+        with self._lock:
+            self._contexts[context_id] = None
+
+    def watch(self, watch: _PageWatch, session_id: str) -> None:
+        with self._lock:
+            watch.session_id = session_id
+            self._sessions[session_id] = watch
+            self._targets[watch.target_id] = watch
+
+    def forget(self, target_id: str, session_id: str, context_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+            self._targets.pop(target_id, None)
+            self._contexts.pop(context_id, None)
+
+    # reading
+
+    def _read(self) -> None:
+        try:
+            while True:
+                raw = self._ws.recv()
+                if not raw:
+                    break
+                self._dispatch(json.loads(raw))
+        except Exception:
+            pass
+        finally:
+            self._lost()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "id" in message:
+            with self._lock:
+                reply = self._replies.pop(message["id"], None)
+            if reply is not None:
+                reply.message = message
+                reply.done.set()
+            return
+        method: str = message.get("method", "")
+        params: dict[str, Any] = message.get("params", {})
+        session = message.get("sessionId")
+        if method == "Page.javascriptDialogOpening" and session:
+            self.post("Page.handleJavaScriptDialog", {"accept": False}, session)
+        elif method == "Target.targetCreated":
+            self._close_popup(params["targetInfo"])
+        with self._lock:
+            if session is not None:
+                watch = self._sessions.get(session)
+            elif method == "Browser.downloadWillBegin":
+                watch = self._targets.get(params.get("frameId", ""))
+            elif method == "Target.targetCrashed":
+                watch = self._targets.get(params.get("targetId", ""))
+            elif method == "Target.detachedFromTarget":
+                watch = self._sessions.get(params.get("sessionId", ""))
+            else:
+                watch = None
+        if watch is not None:
+            watch.on_event(method, params)
+
+    def _close_popup(self, info: dict[str, Any]) -> None:
+        if info.get("type") != "page":
+            return
+        with self._lock:
+            context = info.get("browserContextId", "")
+            if context not in self._contexts:
+                return
+            if self._contexts[context] is None:  # the job's own page: the first one
+                self._contexts[context] = info["targetId"]
+                return
+            if self._contexts[context] == info["targetId"]:
+                return
+        self.post("Target.closeTarget", {"targetId": info["targetId"]})
+
+    def _lost(self) -> None:
+        with self._lock:
+            self.closed = True
+            replies = [r for r in self._replies.values() if r is not None]
+            self._replies.clear()
+            watches = list(self._targets.values())
+        for reply in replies:
+            reply.message = {"error": {"code": "closed"}}
+            reply.done.set()
+        for watch in watches:
+            with watch.cond:
+                watch.closed = True
+                watch.cond.notify_all()
+        if not self._closing:
+            self._on_lost()
+
+    def expect_close(self) -> None:
+        self._closing = True
+
+    def close(self) -> None:
+        self._closing = True
+        with contextlib.suppress(Exception):
+            self._ws.abort()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
+
+
+# -- one driver slot (runs in its own thread) --------------------------------------------
+
+
+@dataclass
+class _Job:
+    request: ShotRequest
+    proxy: str | None
+    deadline: float
+    #: What a page fixes for its lifetime; a kept page serves only jobs with the same key.
+    key: tuple[object, ...] = ()
+    #: Whether the page may be kept for the next job, should this one end clean.
+    reuse: bool = False
+    #: Set when the engine gave up on the job (cancelled, or past its grace): stop waiting.
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: Where the job is, for a time-out message that says what did not happen in time.
+    phase: str = "navigate"
+    #: The capture, as soon as it is taken (before the page is reset for the next job).
+    outcome: Capture | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@dataclass
+class _Page:
+    """A browser context and its one page, kept between clean jobs."""
+
+    key: tuple[object, ...]
+    context_id: str
+    target_id: str = ""
+    session_id: str = ""
+    jobs: int = 0
+
+
+class _Slot:
+    """One chromedriver, the Chromium it started, and the thread that talks to them."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"distshot-selenium-{number}")
+        self.driver: WebDriver | None = None
+        self.service: Any = None  # selenium's Service: it holds chromedriver's process
+        self.browser_pid: int | None = None
+        self.browser_started: str | None = None  # /proc start time, against pid reuse
+        self.tmp: str | None = None
+        self.cdp: _Cdp | None = None
+        self.page: _Page | None = None  # the kept page (only the slot's thread touches it)
+        self.contexts_opened = 0
+        #: Egress guards, one per address policy, each the proxy of the contexts made for
+        #: that policy (a kept page serves only jobs with the same policy).
+        self.guards: dict[tuple[object, ...], tuple[EgressGuard, str]] = {}
+        self.jobs = 0
+        self.busy = False
+        self.broken = False  # do not reuse: a crash, or state we cannot vouch for
+        self.checked_memory_at = time.monotonic()
+        self.lost: Callable[[], None] = lambda: None
+        self.teardown: asyncio.Task[None] | None = None
+
+    # start and stop
+
+    def start(self, config: EngineConfig) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = config.browser_path
+        for arg in launch_args(config.extra_args):
+            options.add_argument(arg)
+        options.add_argument("--headless=new")
+        for arg in _FOREGROUND_ARGS:
+            options.add_argument(arg)
+        # chromedriver turns Chromium's pop-up blocker off; the other engines leave it on.
+        options.add_experimental_option("excludeSwitches", ["disable-popup-blocking"])
+        # We wait for DevTools lifecycle events ourselves, with the job's deadline.
+        options.page_load_strategy = "none"
+        options.set_capability("unhandledPromptBehavior", "dismiss")
+        # chromedriver and Chromium keep their temporary folders (profile, singleton socket,
+        # chromedriver's own) in one folder of ours, removed whole however the slot ends.
+        self.tmp = tempfile.mkdtemp(prefix="distshot-selenium-")
+        service = Service(
+            executable_path=config.driver_path,
+            log_output=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": self.tmp},
+            # Its own process group: one killpg() reaches chromedriver and every Chromium
+            # process, even those whose parent already died; and a terminal's Ctrl-C goes to
+            # the worker, which closes the engine, not straight to the browsers.
+            popen_kw={"start_new_session": True},
+        )
+        self.service = service
+        driver = webdriver.Chrome(service=service, options=options)
+        self.driver = driver
+        caps = driver.capabilities
+        pid = caps.get("goog:processID")
+        self.browser_pid = int(pid) if pid else None
+        if self.browser_pid is not None:
+            self.browser_started = _start_time(self.browser_pid)
+        address = caps["goog:chromeOptions"]["debuggerAddress"]
+        self.cdp = _Cdp(address, lambda: self.lost())
+        self.cdp.call("Target.setDiscoverTargets", {"discover": True}, timeout=10)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """chromedriver's process, once started."""
+        return getattr(self.service, "process", None)
+
+    def quit(self) -> None:
+        """Politely: Chromium closes (and removes its own temporary files), then chromedriver,
+        which has nothing left to drive, is stopped."""
+        cdp = self.cdp
+        if cdp is not None and not cdp.closed:
+            cdp.expect_close()  # the connection dropping now is no crash
+            with contextlib.suppress(Exception):
+                cdp.call("Browser.close", timeout=_QUIT_TIMEOUT)
+            deadline = time.monotonic() + _QUIT_TIMEOUT
+            while self._browser_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if cdp is not None:
+            cdp.close()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+
+    def _browser_alive(self) -> bool:
+        pid = self.browser_pid
+        if pid is None or _start_time(pid) != self.browser_started:
+            return False
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    def kill(self) -> None:
+        """SIGKILL chromedriver and every Chromium process (safe to call from any thread)."""
+        if self.cdp is not None:
+            self.cdp.close()
+        process = self.process
+        if process is not None and process.returncode is None:
+            # Not reaped yet, so its pid (and group id) cannot have been reused.
+            with contextlib.suppress(OSError):
+                if os.getpgid(process.pid) == process.pid:  # it leads its own group
+                    os.killpg(process.pid, signal.SIGKILL)
+            kill_process_tree(process.pid)
+        pid = self.browser_pid
+        if pid is not None and _start_time(pid) == self.browser_started:
+            kill_process_tree(pid)
+
+    def reap(self) -> None:
+        """Wait for chromedriver (no zombie) and remove the slot's temporary folder."""
+        if self.process is not None:
+            try:
+                self.process.wait(_QUIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(_QUIT_TIMEOUT)
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def memory(self) -> int:
+        return process_tree_rss(self.browser_pid) if self.browser_pid else 0
+
+    # one job
+
+    def run(self, job: _Job) -> Capture:
+        """Capture ``job`` on the slot's clean page or a new one; raises DistshotError only.
+
+        After a clean job the page is reset and kept for the next job with the same settings
+        (``reuse_contexts``); any other outcome disposes of its context."""
+        assert self.cdp is not None and self.driver is not None
+        try:
+            try:
+                page = self._page_for(job)
+                watch = self._start_job(job, page)
+                capture = self._capture(job, watch)
+            except BaseException:
+                self._discard_page()  # a failed job may have left anything behind
+                raise
+            job.outcome = capture  # the capture stands, whatever the clean-up below does
+            self._finish(job, page, watch)
+            return capture
+        except DistshotError:
+            raise
+        except _CdpClosed:
+            self.broken = True
+            raise BrowserCrashed(
+                f"the browser crashed or closed while capturing {job.request.url}"
+            ) from None
+        except (_CdpError, TimeoutError) as exc:
+            if job.left() <= 0 or job.stop.is_set():
+                raise _timed_out(job) from None
+            raise NetworkError(f"{job.request.url}: {exc}") from None
+        except Exception as exc:
+            raise self._driver_error(exc, job) from None
+
+    # pages: a browser context and its one page
+
+    def _page_for(self, job: _Job) -> _Page:
+        page = self.page
+        if page is not None and page.key == job.key:
+            return page
+        self._discard_page()
+        page = self.page = self._new_page(job)
+        return page
+
+    def _new_page(self, job: _Job) -> _Page:
+        assert self.cdp is not None and self.driver is not None
+        cdp, opts = self.cdp, job.request.options
+        params: dict[str, Any] = {"disposeOnDetach": True}
+        if job.proxy:
+            # Chromium sends loopback traffic around any proxy unless told "<-loopback>":
+            # without it a redirect to 127.0.0.1 would skip the egress guard.
+            params.update(proxyServer=job.proxy, proxyBypassList="<-loopback>")
+        context_id = cdp.call("Target.createBrowserContext", params, timeout=job.left())[
+            "browserContextId"
+        ]
+        cdp.expect_context(context_id)
+        page = _Page(job.key, context_id)
+        self.page = page  # from here on, _discard_page() disposes of the context
+        self.contexts_opened += 1
+        cdp.call(
+            "Browser.setDownloadBehavior",
+            {"behavior": "deny", "browserContextId": context_id, "eventsEnabled": True},
+            timeout=job.left(),
+        )
+        page.target_id = cdp.call(
+            "Target.createTarget",
+            {"url": "about:blank", "browserContextId": context_id},
+            timeout=job.left(),
+        )["targetId"]
+        page.session_id = session = cdp.call(
+            "Target.attachToTarget",
+            {"targetId": page.target_id, "flatten": True},
+            timeout=job.left(),
+        )["sessionId"]
+        setup: list[tuple[str, dict[str, Any]]] = [
+            ("Page.enable", {}),
+            ("Page.setLifecycleEventsEnabled", {"enabled": True}),
+            ("Network.enable", {}),
+            ("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_DIALOGS}),
+            # As Playwright does: the page believes it has focus, whatever else is open.
+            ("Emulation.setFocusEmulationEnabled", {"enabled": True}),
+            # Cross-site frames run in their own processes: being told of them is how a
+            # page that had one (its storage is partitioned elsewhere) is not reused.
+            (
+                "Target.setAutoAttach",
+                {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True},
+            ),
+        ]
+        if opts.user_agent:
+            setup.append(("Network.setUserAgentOverride", {"userAgent": opts.user_agent}))
+        pending = [cdp.begin(method, args, session=session) for method, args in setup]
+        # launch_args hide scrollbars too; this makes sure of it, where supported.
+        optional = cdp.begin("Emulation.setScrollbarsHidden", {"hidden": True}, session=session)
+        # chromedriver attaches to the new page meanwhile (its window handle is the target id).
+        self.driver.switch_to.window(page.target_id)
+        for call in pending:
+            call.result(job.left())
+        with contextlib.suppress(_CdpError, TimeoutError):
+            optional.result(min(job.left(), _CLEANUP_CALL_TIMEOUT))
+        return page
+
+    def _start_job(self, job: _Job, page: _Page) -> _PageWatch:
+        """The job's own settings on the page, and a fresh record of what it does."""
+        assert self.cdp is not None
+        opts = job.request.options
+        watch = _PageWatch(page.target_id)
+        self.cdp.watch(watch, page.session_id)
+        page.jobs += 1
+        calls = [
+            self.cdp.begin(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": opts.width,
+                    "height": opts.height,
+                    "deviceScaleFactor": opts.scale,
+                    "mobile": False,
+                },
+                session=page.session_id,
+            ),
+            self.cdp.begin(
+                "Network.setExtraHTTPHeaders",
+                {"headers": dict(opts.headers)},
+                session=page.session_id,
+            ),
+        ]
+        for call in calls:
+            call.result(job.left())
+        return watch
+
+    def _finish(self, job: _Job, page: _Page, watch: _PageWatch) -> None:
+        """Reset the page for the next job, or dispose of it if it cannot be trusted clean.
+        Never fails the job: its capture is taken already."""
+        try:
+            if (
+                job.reuse
+                and page.jobs < _PAGE_JOBS
+                and self._clean(watch)
+                and self._reset(page, watch)
+            ):
+                return
+        except Exception:
+            pass
+        self._discard_page()
+
+    def _clean(self, watch: _PageWatch) -> bool:
+        """Whether the job left nothing a reset cannot remove (see the playwright engine's
+        lanes, whose rules these are)."""
+        assert self.cdp is not None
+        with watch.cond:
+            if watch.auth or watch.foreign_frames or len(watch.top_origins) > 1:
+                return False
+        answer = self.cdp.call(
+            "Runtime.evaluate",
+            {
+                "expression": f"({PERMISSIONS_UNTOUCHED})()",
+                "awaitPromise": True,
+                "returnByValue": True,
+            },
+            session=watch.session_id,
+            timeout=_CLEANUP_CALL_TIMEOUT,
+        )
+        return answer.get("result", {}).get("value") is True
+
+    def _reset(self, page: _Page, watch: _PageWatch) -> bool:
+        assert self.cdp is not None
+        cdp, session = self.cdp, page.session_id
+        # Unload the page first, so that none of its timers can write anything again; the
+        # blank page may live in another process: wait until the page is back on it.
+        with watch.cond:
+            watch.blank = False
+        cdp.call(
+            "Page.navigate", {"url": "about:blank"}, session=session, timeout=_CLEANUP_CALL_TIMEOUT
+        )
+        if not watch.wait(
+            lambda: watch.blank, time.monotonic() + _CLEANUP_CALL_TIMEOUT, threading.Event()
+        ):
+            return False
+        with watch.cond:
+            origins = sorted(watch.origins)
+        calls = [
+            cdp.begin(
+                "Storage.clearDataForOrigin",
+                {"origin": origin, "storageTypes": LANE_STORAGE_TYPES},
+                session=session,
+            )
+            for origin in origins
+        ]
+        calls += [
+            cdp.begin("Storage.clearCookies", {"browserContextId": page.context_id}),
+            cdp.begin("Browser.resetPermissions", {"browserContextId": page.context_id}),
+            cdp.begin("Runtime.evaluate", {"expression": "window.name = ''"}, session=session),
+        ]
+        for call in calls:
+            call.result(_CLEANUP_CALL_TIMEOUT)
+        # Back and forward must not lead to the last job's pages. Right after a change of
+        # renderer the browser side of the session may not have caught up: try again.
+        for _ in range(20):
+            try:
+                cdp.call(
+                    "Page.resetNavigationHistory", session=session, timeout=_CLEANUP_CALL_TIMEOUT
+                )
+                return True
+            except _CdpClosed:
+                return False
+            except _CdpError:
+                time.sleep(0.05)
+        return False
+
+    def _discard_page(self) -> None:
+        """Dispose of the page's context (and with it any pop-up it opened)."""
+        page, self.page = self.page, None
+        cdp = self.cdp
+        if page is None or cdp is None or cdp.closed:
+            return
+        cdp.forget(page.target_id, page.session_id, page.context_id)
+        try:
+            cdp.call(
+                "Target.disposeBrowserContext",
+                {"browserContextId": page.context_id},
+                timeout=_CLEANUP_CALL_TIMEOUT,
+            )
+        except (_CdpError, TimeoutError):
+            # A context that will not go away is state the next job must not inherit.
+            self.broken = True
+
+    def _capture(self, job: _Job, watch: _PageWatch) -> Capture:
+        from selenium.common.exceptions import TimeoutException
+
+        assert self.cdp is not None and self.driver is not None
+        driver, opts, url = self.driver, job.request.options, job.request.url
+        started = time.monotonic()
+        driver.set_page_load_timeout(max(0.1, job.left()))
+        try:
+            driver.get(url)
+        except TimeoutException:
+            # chromedriver gave up waiting for the response: a failure we saw explains it.
+            self._raise_failure(job, watch)
+            raise _timed_out(job) from None
+        self._wait_until(job, watch)
+        if opts.wait_for:
+            job.phase = "wait_for"
+            self._wait_for_selector(job, opts.wait_for)
+        job.phase = "capture"
+        if opts.delay:
+            job.stop.wait(max(0.0, min(opts.delay / 1000, job.left())))
+            if job.stop.is_set():
+                raise _timed_out(job)
+        navigate_ms = _ms_since(started)
+        shot_started = time.monotonic()
+        image = self._screenshot(job, watch)
+        capture_ms = _ms_since(shot_started)
+        title = self.cdp.call(
+            "Runtime.evaluate",
+            {"expression": "document.title", "returnByValue": True},
+            session=watch.session_id,
+            timeout=job.left(),
+        )
+        with watch.cond:
+            final_url, status = watch.url, watch.status.get(watch.loader or "")
+        return Capture(
+            image=image,
+            format=opts.format,
+            final_url=final_url or url,
+            http_status=status,
+            title=str(title.get("result", {}).get("value", "")),
+            navigate_ms=navigate_ms,
+            capture_ms=capture_ms,
+        )
+
+    def _wait_until(self, job: _Job, watch: _PageWatch) -> None:
+        wanted = _LIFECYCLE[job.request.options.wait_until]
+
+        def settled() -> bool:
+            if self._verdict(job, watch) is not None:
+                return True
+            return watch.loader is not None and wanted <= watch.lifecycle.get(watch.loader, set())
+
+        done = watch.wait(settled, job.deadline, job.stop)
+        self._raise_failure(job, watch)
+        if not done:
+            raise _timed_out(job)
+
+    def _raise_failure(self, job: _Job, watch: _PageWatch) -> None:
+        with watch.cond:
+            error = self._verdict(job, watch)
+        if error is not None:
+            raise error
+
+    def _verdict(self, job: _Job, watch: _PageWatch) -> DistshotError | None:
+        """Why the navigation cannot succeed, if it cannot (call with ``watch.cond`` held)."""
+        url = job.request.url
+        if watch.crashed:
+            return BrowserCrashed(f"the page's renderer crashed while capturing {url}")
+        if watch.closed:
+            if self.cdp is None or self.cdp.closed:
+                self.broken = True
+            return BrowserCrashed(f"the browser closed the page while capturing {url}")
+        committed = watch.loader is not None
+        if watch.download and not committed:
+            return DownloadRefused(f"{url} is a file download, not a page; downloads are refused")
+        failure = watch.failure
+        if watch.error_page or (failure is not None and "ERR_ABORTED" not in failure):
+            return translate_error(f"{failure or 'navigation failed'} at {url}", url)
+        if (
+            failure is not None
+            and not committed
+            and time.monotonic() - watch.failed_at > _ABORT_SETTLE
+        ):
+            # Aborted and nothing else came (no download event either): e.g. a 204.
+            return NetworkError(f"navigation to {url} was aborted ({failure})")
+        return None
+
+    def _wait_for_selector(self, job: _Job, selector: str) -> None:
+        from selenium.common.exceptions import (
+            InvalidSelectorException,
+            StaleElementReferenceException,
+        )
+        from selenium.webdriver.common.by import By
+
+        assert self.driver is not None
+        while True:
+            try:
+                found = self.driver.find_elements(By.CSS_SELECTOR, selector)
+                if found and found[0].is_displayed():
+                    return
+            except InvalidSelectorException:
+                raise InvalidOption(f"wait_for is not a valid CSS selector: {selector!r}") from None
+            except StaleElementReferenceException:
+                pass
+            if job.left() <= 0 or job.stop.is_set():
+                raise _timed_out(job)
+            job.stop.wait(min(_SELECTOR_POLL, max(0.0, job.left())))
+
+    def _screenshot(self, job: _Job, watch: _PageWatch) -> bytes:
+        assert self.cdp is not None
+        opts = job.request.options
+        # A pop-up may have taken the foreground before it was closed: a background page
+        # draws no frames, so a screenshot of it would wait in vain.
+        self.cdp.call("Page.bringToFront", session=watch.session_id, timeout=job.left())
+        params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
+        if opts.format != "png" and opts.quality is not None:
+            params["quality"] = opts.quality
+        if opts.full_page:
+            metrics = self.cdp.call(
+                "Page.getLayoutMetrics", session=watch.session_id, timeout=job.left()
+            )
+            size = metrics.get("cssContentSize") or metrics["contentSize"]
+            params["clip"] = {
+                "x": 0,
+                "y": 0,
+                "width": max(opts.width, math.ceil(size["width"])),
+                "height": max(opts.height, math.ceil(size["height"])),
+                "scale": 1,
+            }
+            params["captureBeyondViewport"] = True
+        result = self.cdp.call(
+            "Page.captureScreenshot", params, session=watch.session_id, timeout=job.left()
+        )
+        return base64.b64decode(result["data"])
+
+    def _driver_error(self, exc: Exception, job: _Job) -> DistshotError:
+        message = str(getattr(exc, "msg", None) or exc)
+        url = job.request.url
+        if self.cdp is None or self.cdp.closed or any(m in message for m in _DRIVER_GONE):
+            self.broken = True
+            return BrowserCrashed(f"the browser crashed or closed while capturing {url}")
+        if job.left() <= 0 or job.stop.is_set():
+            return _timed_out(job)
+        return translate_error(message, url)
+
+
+def _page_key(request: ShotRequest) -> tuple[object, ...]:
+    """What a page fixes for its lifetime: its user agent and its proxy, that is its address
+    policy (so that a connection the guard admitted under one policy is never pooled into a
+    job with another). Size, scale and headers are set per job."""
+    return (request.options.user_agent, request.allow_private, request.allow_networks)
+
+
+def _timed_out(job: _Job) -> NavigationTimeout:
+    opts, url = job.request.options, job.request.url
+    if job.phase == "navigate":
+        return NavigationTimeout(
+            f"{url} did not reach '{opts.wait_until}' within {opts.timeout:g}s"
+        )
+    if job.phase == "wait_for":
+        return NavigationTimeout(
+            f"element {opts.wait_for!r} did not appear within {opts.timeout:g}s"
+        )
+    return NavigationTimeout(f"{url} did not finish within its {opts.timeout:g}s timeout")
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _swallow(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _ms_since(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 1)
+
+
+# -- the engine: a pool of slots on the event loop ---------------------------------------
+
+
+class SeleniumEngine(Engine):
+    name = "selenium"
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._size = max(1, config.concurrency)
+        self._permits: asyncio.Semaphore | None = None
+        self._idle: list[_Slot] = []
+        self._slots: set[_Slot] = set()  # every slot whose processes may be alive
+        self._background: set[asyncio.Task[None]] = set()
+        self._numbers = itertools.count(1)
+        self._closed = False
+        self.launches = 0  # observable for tests: recycling and crash recovery
+        self.memory_recycles = 0
+        self._contexts_of_stopped_slots = 0
+
+    @property
+    def contexts_opened(self) -> int:
+        """Browser contexts made so far (observable for tests: reuse between clean jobs)."""
+        return self._contexts_of_stopped_slots + sum(s.contexts_opened for s in self._slots)
+
+    @property
+    def _gate(self) -> asyncio.Semaphore:
+        if self._permits is None:
+            self._permits = asyncio.Semaphore(self._size)
+        return self._permits
+
+    async def open(self) -> None:
+        """Start the whole pool, all at once: a launch inside ``capture`` counts against the
+        service's backstop (timeout + 5 s), and several launches at once on a busy machine
+        take longer than that. Replacements (recycling, crashes) start on demand."""
+        missing = self._size - len(self._slots)
+        if self._slots or missing <= 0:
+            return
+        started = await asyncio.gather(
+            *(self._start_slot() for _ in range(missing)), return_exceptions=True
+        )
+        slots = [s for s in started if isinstance(s, _Slot)]
+        errors = [e for e in started if not isinstance(e, _Slot)]
+        if errors:
+            # The caller will not close an engine whose open() failed: stop what started.
+            await asyncio.gather(*(self._shutdown(s, polite=True) for s in slots))
+            raise errors[0]
+        self._idle.extend(slots)
+
+    async def _start_slot(self) -> _Slot:
+        """Start a driver; a failed start is tried once more (Selenium picks chromedriver's
+        port by binding and releasing it, and on a busy machine another process can take it
+        in between)."""
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                return await self._start_slot_once()
+            except BrowserCrashed:
+                if attempt == _START_ATTEMPTS - 1 or self._closed:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _start_slot_once(self) -> _Slot:
+        slot = _Slot(next(self._numbers))
+        loop = asyncio.get_running_loop()
+        self._slots.add(slot)
+
+        def lost() -> None:  # from the DevTools reader thread: the browser went away
+            slot.broken = True
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(self._on_lost, slot)
+
+        slot.lost = lost
+        starting = loop.run_in_executor(slot.executor, slot.start, self.config)
+        try:
+            await asyncio.wait_for(asyncio.shield(starting), _START_TIMEOUT)
+        except asyncio.CancelledError:
+            # The start goes on in its thread: whatever it makes must still be stopped.
+            self._spawn(self._discard_start(slot, starting))
+            raise
+        except Exception as exc:
+            self._spawn(self._discard_start(slot, starting))
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BrowserCrashed(
+                f"cannot start chromedriver {self.config.driver_path} with Chromium "
+                f"{self.config.browser_path}: {first}"
+            ) from None
+        self.launches += 1
+        return slot
+
+    async def _discard_start(self, slot: _Slot, starting: asyncio.Future[None]) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(starting), _START_TIMEOUT)
+        await self._shutdown(slot, polite=False)
+
+    def _on_lost(self, slot: _Slot) -> None:
+        """The browser died: kill chromedriver too, so that a driver call waiting on the dead
+        browser returns at once and the job fails as a crash now, not at its deadline."""
+        slot.broken = True
+        slot.kill()
+        if slot in self._idle:  # nobody is using it: clean up now
+            self._idle.remove(slot)
+            self._spawn(self._shutdown(slot, polite=False))
+        # A busy slot's job fails (its calls do) and hands the slot back broken.
+
+    def _worn_out(self, slot: _Slot) -> bool:
+        if slot.broken or (slot.cdp is not None and slot.cdp.closed):
+            return True
+        if slot.jobs >= self.config.recycle_after:
+            return True
+        limit = self.config.recycle_memory_mb
+        now = time.monotonic()
+        if limit and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
+            slot.checked_memory_at = now
+            if slot.memory() > limit * 1024 * 1024:
+                self.memory_recycles += 1
+                return True
+        return False
+
+    async def _take_slot(self) -> _Slot:
+        """An idle, healthy slot, or a new one (the caller holds a permit, so slots in use
+        never outnumber ``concurrency``)."""
+        while self._idle:
+            slot = self._idle.pop()
+            if not self._worn_out(slot):
+                return slot
+            self._spawn(self._shutdown(slot, polite=not slot.broken))
+        return await self._start_slot()
+
+    async def capture(self, request: ShotRequest) -> Capture:
+        if self._closed:
+            raise BrowserCrashed("the selenium engine is closed")
+        async with self._gate:
+            if self._closed:  # closed while this job waited for a slot
+                raise BrowserCrashed("the selenium engine is closed")
+            slot = await self._take_slot()
+            # The job's time starts once it has a browser, as with the other engines (a
+            # launch is not the page's fault); the service's backstop still bounds it all.
+            deadline = time.monotonic() + request.options.timeout
+            slot.jobs += 1
+            slot.busy = True
+            job: _Job | None = None
+            guard: EgressGuard | None = None
+            try:
+                guard, proxy = await self._guard(slot, request)
+                job = _Job(
+                    request,
+                    proxy,
+                    deadline,
+                    key=_page_key(request),
+                    # Credentials in the URL end up in the context's HTTP auth cache.
+                    reuse=self.config.reuse_contexts and not urlsplit(request.url).username,
+                )
+                try:
+                    return await self._run(slot, job)
+                except DistshotError as exc:
+                    # A navigation that failed because the guard refused a connection is
+                    # explained by the refusal (it may look like a timeout or a proxy error).
+                    refusal = guard.refusal_error() if guard else None
+                    if refusal is not None and not isinstance(exc, InvalidOption):
+                        raise refusal from None
+                    raise
+            finally:
+                slot.busy = False
+                if job is not None:
+                    job.stop.set()
+                self._give_back(slot)
+
+    async def _guard(
+        self, slot: _Slot, request: ShotRequest
+    ) -> tuple[EgressGuard | None, str | None]:
+        """The slot's egress guard for the request's address policy (None: not enforcing),
+        started on first use, with the refusals of earlier jobs forgotten."""
+        policy = request.policy()
+        if not policy.enforcing:
+            return None, None
+        key = (request.allow_private, request.allow_networks)
+        if key not in slot.guards:
+            guard = EgressGuard(policy)
+            slot.guards[key] = (guard, await guard.start())
+        guard, proxy = slot.guards[key]
+        guard.refusals.clear()
+        return guard, proxy
+
+    async def _run(self, slot: _Slot, job: _Job) -> Capture:
+        """Run the job in the slot's thread; kill the slot if the thread overstays."""
+        running: Future[Capture] = slot.executor.submit(slot.run, job)
+        result = asyncio.wrap_future(running)
+        try:
+            done, _ = await asyncio.wait([result], timeout=max(0.0, job.left()) + _THREAD_GRACE)
+        except asyncio.CancelledError:
+            self._abandon(slot, job, running)
+            result.add_done_callback(_swallow)
+            raise
+        if not done:
+            self._abandon(slot, job, running)
+            result.add_done_callback(_swallow)  # its outcome no longer matters
+            if job.outcome is not None:  # stuck resetting the page after a good capture
+                return job.outcome
+            raise _timed_out(job)
+        return result.result()
+
+    def _abandon(self, slot: _Slot, job: _Job, running: Future[Capture]) -> None:
+        """The job's thread may be stuck in a driver call: kill the slot's processes now
+        (that ends the call), and finish the clean-up in the background."""
+        job.stop.set()
+        if running.done():
+            return
+        slot.broken = True
+        slot.kill()
+
+    def _give_back(self, slot: _Slot) -> None:
+        if slot.broken or self._closed or (slot.cdp is not None and slot.cdp.closed):
+            self._spawn(self._shutdown(slot, polite=False))
+        else:
+            self._idle.append(slot)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shutdown(self, slot: _Slot, *, polite: bool) -> None:
+        """Stop a slot for good (once, however many callers ask)."""
+        if slot.teardown is None:
+            slot.teardown = asyncio.get_running_loop().create_task(self._stop(slot, polite))
+        await asyncio.shield(slot.teardown)
+
+    async def _stop(self, slot: _Slot, polite: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if polite and not slot.busy:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        loop.run_in_executor(slot.executor, slot.quit), _QUIT_TIMEOUT
+                    )
+            slot.kill()
+            await asyncio.to_thread(slot.reap)
+        finally:
+            guards, slot.guards = list(slot.guards.values()), {}
+            for guard, _ in guards:
+                await guard.close()
+            slot.executor.shutdown(wait=False, cancel_futures=True)
+            if slot in self._slots:
+                self._slots.discard(slot)
+                self._contexts_of_stopped_slots += slot.contexts_opened
+
+    async def close(self) -> None:
+        self._closed = True
+        slots, self._idle = list(self._slots), []
+        await asyncio.gather(
+            *(self._shutdown(slot, polite=not slot.busy) for slot in slots),
+            return_exceptions=True,
+        )
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        # Anything a background task started meanwhile (a start cancelled mid-way).
+        for slot in list(self._slots):
+            await self._shutdown(slot, polite=False)
+
+
+def create(config: EngineConfig) -> SeleniumEngine:
+    try:
+        import selenium.webdriver  # noqa: F401
+        import websocket  # noqa: F401  (websocket-client, a dependency of selenium)
+    except ImportError:
+        raise ConfigError(
+            "the selenium engine needs selenium: pip install 'distshot[selenium]'"
+        ) from None
+    for what, path in (("chromedriver", config.driver_path), ("Chromium", config.browser_path)):
+        if not os.access(path, os.X_OK):
+            raise ConfigError(
+                f"the selenium engine needs {what} at {path} (Debian: apt-get install "
+                "chromium chromium-driver); Selenium Manager is never used to download it"
+            )
+    return SeleniumEngine(config)
+
+
+@hookimpl
+def distshot_engines(register):  # type: ignore[no-untyped-def]
+    register("selenium", create, CAPABILITIES)
