@@ -173,3 +173,30 @@ def test_browser_is_recycled_when_its_memory_passes_the_limit(
     assert statuses == ["ok"] * 3
     assert launches == 4  # open() plus one relaunch per job
     assert wait_no_processes(tag, timeout=10) == []
+
+
+@pytest.mark.parametrize("engine_name", BROWSER_ENGINES)
+def test_browser_is_relaunched_after_n_jobs(
+    engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[str], int]:
+        config = EngineConfig(concurrency=1, recycle_after=2)
+        engine = get_registry().create_engine(engine_name, config)
+        await engine.open()
+        try:
+            statuses = []
+            for n in range(5):
+                result = await capture_request(
+                    request(f"{http_server.base}/solid.html", n), engine, storage
+                )
+                statuses.append(result.status)
+            return statuses, engine.launches  # type: ignore[attr-defined]
+        finally:
+            await engine.close()
+
+    statuses, launches = asyncio.run(scenario())
+    assert statuses == ["ok"] * 5
+    assert launches == 3  # jobs 1-2, 3-4, 5
+    assert wait_no_processes(tag, timeout=10) == []
