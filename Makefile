@@ -74,9 +74,15 @@ fmt: $(STAMPS)/venv
 	$(BIN)/ruff format distshot tests examples bench
 	$(BIN)/ruff check --fix distshot tests examples bench
 
+# Figures, not tests (docs/benchmarks.md). shot-scraper is optional: throughput.py says so
+# and skips it when its venv could not be made.
 bench: $(STAMPS)/system $(STAMPS)/venv services
+	$(BIN)/python bench/corpus.py --install
+	-$(BIN)/python bench/shot_scraper_env.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache
