@@ -95,30 +95,6 @@ def test_concurrent_jobs_share_one_browser(
     assert wait_no_processes(tag) == []
 
 
-def test_browser_is_relaunched_after_n_jobs(
-    http_server: PageServer, tmp_path: Path, tag: str
-) -> None:
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> tuple[int, list[str]]:
-        engine = PlaywrightEngine(EngineConfig(recycle_after=2))
-        try:
-            statuses = []
-            for n in range(5):
-                result = await capture_request(
-                    request(f"{http_server.base}/solid.html", n), engine, storage
-                )
-                statuses.append(result.status)
-            return engine.launches, statuses
-        finally:
-            await engine.close()
-
-    launches, statuses = run(scenario())
-    assert statuses == ["ok"] * 5
-    assert launches == 3  # jobs 1-2, 3-4, 5
-    assert wait_no_processes(tag) == []
-
-
 def test_browser_crash_fails_the_job_transiently_and_the_next_job_relaunches(
     http_server: PageServer, tmp_path: Path, tag: str
 ) -> None:

@@ -225,52 +225,6 @@ def test_pool_is_bounded_by_concurrency(http_server: PageServer, tmp_path: Path,
     assert wait_no_processes(tag) == []
 
 
-def test_driver_is_replaced_after_n_jobs(http_server: PageServer, tmp_path: Path, tag: str) -> None:
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> tuple[list[str], int]:
-        engine = SeleniumEngine(EngineConfig(concurrency=1, recycle_after=2))
-        await engine.open()
-        try:
-            statuses = []
-            for n in range(5):
-                result = await shoot(engine, storage, request(f"{http_server.base}/solid.html", n))
-                statuses.append(result.status)
-            return statuses, engine.launches
-        finally:
-            await engine.close()
-
-    statuses, launches = asyncio.run(scenario())
-    assert statuses == ["ok"] * 5
-    assert launches == 3  # jobs 1-2, 3-4, 5
-    assert wait_no_processes(tag) == []
-
-
-def test_driver_is_replaced_when_its_browser_grows_too_big(
-    http_server: PageServer, tmp_path: Path, tag: str
-) -> None:
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> tuple[list[str], int, int]:
-        # Given a memory limit every browser passes (1 MiB)
-        engine = SeleniumEngine(EngineConfig(concurrency=1, recycle_memory_mb=1))
-        await engine.open()
-        try:
-            statuses = []
-            for n in range(2):
-                await asyncio.sleep(1.1)  # memory is read at most once a second
-                result = await shoot(engine, storage, request(f"{http_server.base}/solid.html", n))
-                statuses.append(result.status)
-            return statuses, engine.launches, engine.memory_recycles
-        finally:
-            await engine.close()
-
-    statuses, launches, recycles = asyncio.run(scenario())
-    assert statuses == ["ok"] * 2
-    assert (launches, recycles) == (3, 2)
-    assert wait_no_processes(tag) == []
-
-
 def test_browser_crash_mid_job_is_transient_and_the_next_job_works(
     http_server: PageServer, tmp_path: Path, tag: str
 ) -> None:
@@ -436,26 +390,6 @@ def test_a_driver_call_that_never_returns_gets_its_driver_killed(
     while any(t.name.startswith("distshot-selenium") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "a driver thread is still busy"
         time.sleep(0.1)
-    assert wait_no_processes(tag) == []
-
-
-def test_job_cut_off_by_a_time_limit_leaves_nothing_behind(
-    http_server: PageServer, tmp_path: Path, tag: str
-) -> None:
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> ShotResult:
-        engine = SeleniumEngine(EngineConfig(concurrency=1))
-        await engine.open()
-        try:
-            stuck = shoot(engine, storage, request(f"{http_server.base}/hang", 1, timeout=60))
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(stuck, 2)
-            return await shoot(engine, storage, request(f"{http_server.base}/solid.html", 2))
-        finally:
-            await engine.close()
-
-    assert asyncio.run(scenario()).status == "ok"
     assert wait_no_processes(tag) == []
 
 

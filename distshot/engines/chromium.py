@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..core.errors import (
@@ -17,6 +20,7 @@ from ..core.errors import (
     NetworkError,
     RedirectLoop,
 )
+from ..core.options import CaptureOptions
 
 
 def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
@@ -192,3 +196,29 @@ def origin_of(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def screenshot_params(opts: CaptureOptions, layout: dict[str, Any] | None) -> dict[str, Any]:
+    """``Page.captureScreenshot`` parameters for the options. For a full page pass the
+    ``Page.getLayoutMetrics`` answer: the clip then covers the whole content and
+    ``captureBeyondViewport`` draws it without resizing the viewport (so ``vh`` units and
+    the image width stay what the viewport gives, as in Playwright)."""
+    params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
+    if opts.format != "png" and opts.quality is not None:
+        params["quality"] = opts.quality
+    if opts.full_page and layout is not None:
+        size = layout.get("cssContentSize") or layout["contentSize"]
+        params["clip"] = {
+            "x": 0,
+            "y": 0,
+            "width": max(opts.width, math.ceil(size["width"])),
+            "height": max(opts.height, math.ceil(size["height"])),
+            "scale": 1,
+        }
+        params["captureBeyondViewport"] = True
+    return params
+
+
+def ms_since(start: float) -> float:
+    """Milliseconds since a ``time.monotonic()`` reading, as the manifest's timings give them."""
+    return round((time.monotonic() - start) * 1000, 1)

@@ -30,6 +30,7 @@ from .chromium import (
     PERMISSIONS_UNTOUCHED,
     kill_process_tree,
     launch_args,
+    ms_since,
     origin_of,
     translate_error,
 )
@@ -282,7 +283,7 @@ class PlaywrightEngine(Engine):
                 await page.wait_for_selector(opts.wait_for, state="visible", timeout=remaining_ms())
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
-            navigate_ms = _ms_since(started)
+            navigate_ms = ms_since(started)
             shot_started = time.monotonic()
             image = await page.screenshot(
                 type=opts.format,  # type: ignore[arg-type]
@@ -290,7 +291,7 @@ class PlaywrightEngine(Engine):
                 full_page=opts.full_page,
                 timeout=remaining_ms(),
             )
-            capture_ms = _ms_since(shot_started)
+            capture_ms = ms_since(shot_started)
             title = await asyncio.wait_for(page.title(), remaining_ms() / 1000)
         except PlaywrightError as exc:
             raise self._explain(exc, request, lane.guard, lane.slot) from None
@@ -399,10 +400,6 @@ async def _browser_pid(browser: Browser) -> int | None:
         if process.get("type") == "browser":
             return int(process["id"])
     return None
-
-
-def _ms_since(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 1)
 
 
 def create(config: EngineConfig) -> PlaywrightEngine:

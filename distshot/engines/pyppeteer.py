@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import math
 import shutil
 import tempfile
 import time
@@ -36,7 +35,13 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
-from .chromium import kill_process_tree, launch_args, translate_error
+from .chromium import (
+    kill_process_tree,
+    launch_args,
+    ms_since,
+    screenshot_params,
+    translate_error,
+)
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
 
 if TYPE_CHECKING:
@@ -192,10 +197,10 @@ class PyppeteerEngine(Engine):
                 )
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
-            navigate_ms = _ms_since(started)
+            navigate_ms = ms_since(started)
             shot_started = time.monotonic()
             image = await asyncio.wait_for(_screenshot(page, request), remaining_ms() / 1000)
-            capture_ms = _ms_since(shot_started)
+            capture_ms = ms_since(shot_started)
             title = await asyncio.wait_for(page.title(), remaining_ms() / 1000)
         except (PyppeteerTimeout, TimeoutError):
             raise self._timeout(request, guard) from None
@@ -321,21 +326,8 @@ async def _check_selector(page: Page, selector: str) -> None:
 
 async def _screenshot(page: Page, request: ShotRequest) -> bytes:
     opts = request.options
-    params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
-    if opts.format == "jpeg" and opts.quality is not None:
-        params["quality"] = opts.quality
-    if opts.full_page:
-        metrics = await page._client.send("Page.getLayoutMetrics")
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
-        params["clip"] = {
-            "x": 0,
-            "y": 0,
-            "width": max(opts.width, math.ceil(size["width"])),
-            "height": max(opts.height, math.ceil(size["height"])),
-            "scale": 1,
-        }
-        params["captureBeyondViewport"] = True
-    result = await page._client.send("Page.captureScreenshot", params)
+    layout = await page._client.send("Page.getLayoutMetrics") if opts.full_page else None
+    result = await page._client.send("Page.captureScreenshot", screenshot_params(opts, layout))
     return base64.b64decode(result["data"])
 
 
@@ -344,10 +336,6 @@ def _is_download(response: Response) -> bool:
     content_type = response.headers.get("content-type", "").lower()
     renderable = content_type.startswith(("text/", "image/", "application/xhtml"))
     return "attachment" in disposition or (200 <= response.status < 300 and not renderable)
-
-
-def _ms_since(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 1)
 
 
 def create(config: EngineConfig) -> PyppeteerEngine:

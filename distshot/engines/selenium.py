@@ -41,7 +41,6 @@ import base64
 import contextlib
 import itertools
 import json
-import math
 import os
 import shutil
 import signal
@@ -75,8 +74,10 @@ from .chromium import (
     PERMISSIONS_UNTOUCHED,
     kill_process_tree,
     launch_args,
+    ms_since,
     origin_of,
     process_tree_rss,
+    screenshot_params,
     translate_error,
 )
 
@@ -862,10 +863,10 @@ class _Slot:
             job.stop.wait(max(0.0, min(opts.delay / 1000, job.left())))
             if job.stop.is_set():
                 raise _timed_out(job)
-        navigate_ms = _ms_since(started)
+        navigate_ms = ms_since(started)
         shot_started = time.monotonic()
         image = self._screenshot(job, watch)
-        capture_ms = _ms_since(shot_started)
+        capture_ms = ms_since(shot_started)
         title = self.cdp.call(
             "Runtime.evaluate",
             {"expression": "document.title", "returnByValue": True},
@@ -954,22 +955,12 @@ class _Slot:
         # A pop-up may have taken the foreground before it was closed: a background page
         # draws no frames, so a screenshot of it would wait in vain.
         self.cdp.call("Page.bringToFront", session=watch.session_id, timeout=job.left())
-        params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
-        if opts.format != "png" and opts.quality is not None:
-            params["quality"] = opts.quality
-        if opts.full_page:
-            metrics = self.cdp.call(
-                "Page.getLayoutMetrics", session=watch.session_id, timeout=job.left()
-            )
-            size = metrics.get("cssContentSize") or metrics["contentSize"]
-            params["clip"] = {
-                "x": 0,
-                "y": 0,
-                "width": max(opts.width, math.ceil(size["width"])),
-                "height": max(opts.height, math.ceil(size["height"])),
-                "scale": 1,
-            }
-            params["captureBeyondViewport"] = True
+        layout = (
+            self.cdp.call("Page.getLayoutMetrics", session=watch.session_id, timeout=job.left())
+            if opts.full_page
+            else None
+        )
+        params = screenshot_params(opts, layout)
         result = self.cdp.call(
             "Page.captureScreenshot", params, session=watch.session_id, timeout=job.left()
         )
@@ -1016,10 +1007,6 @@ def _start_time(pid: int) -> str | None:
 def _swallow(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _ms_since(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 1)
 
 
 # -- the engine: a pool of slots on the event loop ---------------------------------------
