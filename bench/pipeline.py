@@ -22,10 +22,10 @@ import uuid
 from pathlib import Path
 
 import pika
+from machine import BROKER
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTSHOT = [sys.executable, "-m", "distshot.cli"]
-BROKER = os.environ.get("DISTSHOT_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
 def rss_kib(pid: int) -> int:
@@ -38,8 +38,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def wait_consumers(queue: str, count: int) -> None:
-    deadline = time.monotonic() + 60
+def wait_consumers(queue: str, count: int, timeout: float = 60) -> None:
+    """Wait until ``count`` consumers (worker processes) listen on ``queue``."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         connection = pika.BlockingConnection(pika.URLParameters(BROKER))
         try:

@@ -60,6 +60,7 @@ import pika
 import shot_scraper_env
 from corpus import DEFAULT_PAGES, Corpus, write_urls
 from machine import BROKER, describe, load
+from pipeline import wait_consumers
 
 from distshot.engines.chromium import launch_args, process_tree
 
@@ -260,7 +261,7 @@ def rabbitmq(processes: int) -> Callable[[Setup, Path, int], Run]:
         )
         batches: list[str] = []
         try:
-            wait_consumers(f"{prefix}.{ENGINE_QUEUE}", processes)
+            wait_consumers(f"{prefix}.{ENGINE_QUEUE}", processes, timeout=120)
             # Warm up every process (browser launched) with the synthetic pages: not timed.
             warm = setup.work / f"warm-{prefix}"
             warmup = _dispatch(setup, env, setup.warmup_file, warm, batches)
@@ -308,23 +309,6 @@ def _dispatch(
 
 def _capture_flags(setup: Setup) -> list[str]:
     return ["--width", str(setup.width), "--height", str(setup.height), "--format", "png"]
-
-
-def wait_consumers(queue: str, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        connection = pika.BlockingConnection(pika.URLParameters(BROKER))
-        try:
-            frame = connection.channel().queue_declare(queue, passive=True)
-            if frame.method.consumer_count >= count:
-                return
-        except pika.exceptions.ChannelClosedByBroker:
-            pass
-        finally:
-            if connection.is_open:
-                connection.close()
-        time.sleep(0.3)
-    raise RuntimeError(f"{count} worker process(es) did not start consuming {queue}")
 
 
 def delete_queues(prefix: str, batches: list[str]) -> None:
