@@ -183,3 +183,40 @@ def test_contexts_are_reused_between_clean_jobs_and_isolation_holds(
     assert titles[4] == "no-cookie no-local no-session"
     # and one context served all five jobs (or five, when reuse is off)
     assert contexts == expected_contexts
+
+
+def test_a_reused_page_takes_each_jobs_viewport_and_headers_and_drops_the_last_ones(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+    jobs = [
+        request(f"{http_server.base}/echo?one", 1, headers=(("X-Job", "one"),)),
+        request(f"{http_server.base}/echo?two", 2, width=640, height=480),
+        request(f"{http_server.base}/echo?three", 3),
+    ]
+
+    async def scenario() -> tuple[list[tuple[int | None, int | None]], int]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            sizes = []
+            for job in jobs:
+                result = await capture_request(job, engine, storage)
+                assert result.status == "ok", result.error
+                sizes.append((result.width, result.height))
+            return sizes, engine.lanes_opened
+        finally:
+            await engine.close()
+
+    sizes, contexts = run(scenario())
+    # Given three jobs on one reused page, each gets its own viewport ...
+    assert contexts == 1
+    assert sizes == [(1280, 800), (640, 480), (1280, 800)]
+    # ... and a header set by one job does not reach the server for the next ones
+    headers = {
+        next(iter(r["query"])): r["headers"]
+        for r in http_server.seen.requests
+        if r["path"] == "/echo"
+    }
+    assert headers["one"].get("X-Job") == "one"
+    assert "X-Job" not in headers["two"] and "X-Job" not in headers["three"]
