@@ -12,6 +12,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 
 from ..core.config import Settings, load_settings
+from .replying import ReplyingConsumer
 from .runtime import WorkerRuntime
 from .setup import install_worker
 
@@ -23,8 +24,15 @@ class DistshotBroker(RabbitmqBroker):
     """RabbitMQ with delivery confirms, plus ``publish_reply``: publishing to a reply queue
     without declaring it here, since a worker consumes every queue it declares."""
 
+    #: The reply middleware hands replies to the consumer (see ``ReplyingConsumer``).
+    defers_replies = True
+
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url=url, confirm_delivery=True, **kwargs)
+
+    @property
+    def consumer_class(self) -> type[ReplyingConsumer]:
+        return ReplyingConsumer
 
     def publish_batch(self, messages: list[dramatiq.Message[Any]]) -> None:
         """Publish requests in one AMQP transaction: one round trip for the whole batch,

@@ -11,6 +11,7 @@ from dramatiq.middleware import Middleware
 
 from ..core.errors import InvalidRequest
 from .capture import CAPTURE_ACTOR, DEFAULT_PREFIX, CaptureFailed, pop_outcome, result_for_payload
+from .replying import attach_reply
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
@@ -57,7 +58,12 @@ class ReplyMiddleware(Middleware):
             record = _unexpected_failure(message, exception)
             if record is None:
                 logger.error("dead-lettered message %s: %s", message.message_id, exception)
-        if record is not None:
+        if record is None:
+            return
+        if getattr(broker, "defers_replies", False):
+            # The consumer publishes it and acks the request once the reply is confirmed.
+            attach_reply(message, reply_to, reply_message(reply_to, record).encode())
+        else:
             send_reply(broker, reply_to, record)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
@@ -74,12 +80,16 @@ def _unexpected_failure(message: MessageProxy, exception: BaseException) -> dict
     return result.to_record() if result is not None else None
 
 
+def reply_message(queue_name: str, record: dict[str, Any]) -> dramatiq.Message[Any]:
+    return dramatiq.Message(
+        queue_name=queue_name, actor_name=REPLY_ACTOR, args=(record,), kwargs={}, options={}
+    )
+
+
 def send_reply(broker: dramatiq.Broker, queue_name: str, record: dict[str, Any]) -> None:
     """Put one reply on ``queue_name`` without declaring it on this broker: a declared
     queue would make this very worker start consuming it."""
-    reply: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue_name, actor_name=REPLY_ACTOR, args=(record,), kwargs={}, options={}
-    )
+    reply = reply_message(queue_name, record)
     publish = getattr(broker, "publish_reply", None)
     if publish is not None:
         publish(queue_name, reply)

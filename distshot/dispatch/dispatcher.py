@@ -258,8 +258,12 @@ class Dispatcher:
             return
         self.manifest.sync()
         try:
-            for message in self._unacked:
-                self._consumer.ack(message)
+            ack_all = getattr(self._consumer, "ack_all_received", None)
+            if ack_all is not None:
+                ack_all(self._unacked)  # one frame for the group (RabbitMQ)
+            else:
+                for message in self._unacked:
+                    self._consumer.ack(message)
         except BrokerConnectionError:
             logger.warning("could not ack replies; they will be redelivered and dropped as dupes")
         self._unacked.clear()
