@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from distshot.core.errors import StorageError
 from distshot.core.manifest import ManifestWriter, recorded_lines
-from distshot.core.models import ShotRequest
+from distshot.core.models import Capture, ShotRequest
 from distshot.core.options import CaptureOptions
+from distshot.core.service import capture_request
+from distshot.engines.null import NullEngine
 from distshot.storage.local import LocalStorage
 
 
@@ -92,3 +99,49 @@ def test_manifest_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None
         writer.write({"id": "b:3", "line": 3, "status": "ok"})
     lines = path.read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["b:1", "b:3"]
+
+
+class ThreadRecordingStorage(LocalStorage):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.put_threads: list[str] = []
+
+    def put(self, name: str, data: bytes, content_type: str, metadata: dict[str, str]) -> Any:
+        self.put_threads.append(threading.current_thread().name)
+        return super().put(name, data, content_type, metadata)
+
+
+class LargeImageEngine(NullEngine):
+    """Answers with 2 MiB of bytes, above local storage's inline limit (1 MiB)."""
+
+    async def capture(self, request: ShotRequest) -> Capture:
+        capture = await super().capture(request)
+        return dataclasses.replace(capture, image=capture.image + os.urandom(2 << 20))
+
+
+@pytest.mark.parametrize(
+    ("url_suffix", "large", "on_loop"),
+    [
+        ("", False, True),  # a small image without fsync: written from the loop's thread
+        ("", True, False),  # above the inline limit: a worker thread
+        ("?fsync=1", False, False),  # a disk flush never runs on the loop
+    ],
+)
+def test_only_small_unsynced_writes_run_on_the_event_loop(
+    tmp_path: Path, url_suffix: str, large: bool, on_loop: bool
+) -> None:
+    storage = ThreadRecordingStorage(f"file://{tmp_path}{url_suffix}")
+    engine = LargeImageEngine() if large else NullEngine()
+
+    async def shoot() -> str:
+        await engine.open()
+        try:
+            request = ShotRequest(id="b:1", line=1, url="https://a.test/", allow_private=True)
+            result = await capture_request(request, engine, storage)
+            assert result.status == "ok", result.error
+            return threading.current_thread().name
+        finally:
+            await engine.close()
+
+    loop_thread = asyncio.run(shoot())
+    assert (storage.put_threads == [loop_thread]) is on_loop, storage.put_threads

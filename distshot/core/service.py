@@ -7,6 +7,7 @@ for a request's own failure but returns a ``ShotResult`` saying what happened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -96,9 +97,13 @@ async def capture_request(
     width, height = size if size else (None, None)
     sha256 = hashlib.sha256(capture.image).hexdigest()
     try:
-        stored = await asyncio.to_thread(
+        store = functools.partial(
             _store, storage, request, engine.name, capture, (width, height), sha256
         )
+        if len(capture.image) <= storage.inline_write_limit:
+            stored = store()
+        else:
+            stored = await asyncio.to_thread(store)
     except DistshotError as exc:
         return _fail(result, "failed", exc, started)
     except OSError as exc:  # a storage plugin that leaked a raw I/O error

@@ -33,6 +33,7 @@ OPTIONS = ("fsync", "public_base_url")
 CACHE_FOLDER = ".cache"
 _CACHE_KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
 _SEQ = itertools.count()
+_INLINE_WRITE_LIMIT = 1 << 20  # 1 MiB: a viewport PNG, not a 20 MiB full-page one
 
 
 def parse_location(url: str) -> tuple[Path, dict[str, str]]:
@@ -58,6 +59,9 @@ class LocalStorage(Storage):
     def __init__(self, url: str) -> None:
         self.root, options = parse_location(url)
         self.fsync = options.get("fsync", "0").lower() in ("1", "true", "yes")
+        # Small writes without fsync land in the page cache in microseconds: the service
+        # may run them on the event loop (see Storage.inline_write_limit).
+        self.inline_write_limit = 0 if self.fsync else _INLINE_WRITE_LIMIT
         self._made: set[Path] = set()  # folders known to exist (made by this object)
         base = options.get("public_base_url")
         if base is not None and urlsplit(base).scheme.lower() not in ("http", "https"):
