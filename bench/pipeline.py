@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -194,6 +196,23 @@ def broker_baseline(count: int, confirms: bool = True) -> float:
     return count / elapsed
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU used so far by distshot's processes (this script's waited-for children: the
+    dispatchers and workers) and by the RabbitMQ node (beam.smp)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    beam = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if "(beam.smp)" in stat:
+                fields = stat.rsplit(")", 1)[1].split()
+                beam += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {"distshot": children.ru_utime + children.ru_stime, "rabbitmq": beam}
+
+
 def _rss_at(samples: list[tuple[float, int]], when: float) -> float:
     later = [value for at, value in samples if at >= when]
     return float(later[0]) if later else 0.0
@@ -204,6 +223,7 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--memory",
         type=int,
@@ -222,12 +242,27 @@ def main() -> None:
                 f"broker baseline, one bare hop (pika, persistent, acks, {kind} publisher "
                 f"confirms): {rate:.0f} messages/s"
             )
-        print("throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest)")
+        print(
+            "throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest), "
+            f"{args.rounds} rounds alternating between process counts"
+        )
+        rates: dict[int, list[float]] = {processes: [] for processes in args.processes}
+        cpu: dict[int, list[dict[str, float]]] = {processes: [] for processes in args.processes}
+        for _ in range(args.rounds):
+            for processes in args.processes:
+                before = cpu_seconds()
+                result = run(args.urls, processes, args.threads, work)
+                after = cpu_seconds()
+                rates[processes].append(result["rate"])
+                cpu[processes].append({k: (after[k] - before[k]) * 1000 / args.urls for k in after})
         for processes in args.processes:
-            result = run(args.urls, processes, args.threads, work)
+            runs = ", ".join(f"{rate:.0f}" for rate in rates[processes])
+            per = {k: statistics.median(c[k] for c in cpu[processes]) for k in cpu[processes][0]}
             print(
                 f"  {processes} worker process(es) x {args.threads} threads: "
-                f"{result['rate']:.0f} requests/s ({args.urls} URLs in {result['seconds']:.1f}s)"
+                f"{statistics.median(rates[processes]):.0f} requests/s median ({runs}); "
+                f"CPU ms per request: distshot {per['distshot']:.2f}, "
+                f"RabbitMQ {per['rabbitmq']:.2f}"
             )
         for count in args.memory:
             result = run(count, max(args.processes), args.threads, work, sample=True)

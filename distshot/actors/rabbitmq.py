@@ -18,6 +18,7 @@ from .setup import install_worker
 
 logger = logging.getLogger("distshot.rabbitmq")
 _REPLY_ATTEMPTS = 8
+_PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
 
 class DistshotBroker(RabbitmqBroker):
@@ -39,14 +40,18 @@ class DistshotBroker(RabbitmqBroker):
         and on commit every message is with the broker (pika's blocking channel waits for
         each publisher confirm separately, which capped a dispatcher at a few hundred/s)."""
         try:
+            for queue_name in {message.queue_name for message in messages}:
+                self.declare_queue(queue_name, ensure=True)
             channel = self._tx_channel()
+            # The callback-style channel under the blocking one only buffers the frames;
+            # the blocking channel's own publish would flush the socket once per message.
+            # tx_commit sends them all and waits for the broker once.
             for message in messages:
-                self.declare_queue(message.queue_name, ensure=True)
-                channel.basic_publish(
+                channel._impl.basic_publish(
                     exchange="",
                     routing_key=message.queue_name,
                     body=message.encode(),
-                    properties=pika.BasicProperties(delivery_mode=2),
+                    properties=_PERSISTENT,
                 )
             channel.tx_commit()
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
