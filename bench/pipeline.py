@@ -255,7 +255,7 @@ def main() -> None:
                 after = cpu_seconds()
                 rates[processes].append(result["rate"])
                 cpu[processes].append({k: (after[k] - before[k]) * 1000 / args.urls for k in after})
-        for processes in args.processes:
+        for processes in args.processes if args.rounds else []:
             runs = ", ".join(f"{rate:.0f}" for rate in rates[processes])
             per = {k: statistics.median(c[k] for c in cpu[processes]) for k in cpu[processes][0]}
             print(
