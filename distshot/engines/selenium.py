@@ -6,17 +6,18 @@ API blocks, so every slot has its own thread and every call to its driver runs t
 on the event loop. chromedriver is always started from ``config.driver_path`` and Chromium
 from ``config.browser_path``, so Selenium Manager never runs (it would try to download both).
 
-What WebDriver has no command for goes through one more DevTools connection per slot, to
-the browser itself (chromedriver's ``execute_cdp_cmd`` speaks to a page, and a page may not
-create browser contexts). A job runs in a browser context of its own (cookies, storage,
-cache, permissions, HTTP auth) whose proxy is the slot's egress guard for the job's address
-policy, with downloads denied, and in that context's one page: chromedriver's window handles
-are target ids, so the driver switches to the page and navigates it. The same connection
-watches the page: lifecycle events (``load``, ``DOMContentLoaded``, Chromium's own
-``networkIdle``), the document's status, failed navigations, downloads, dialogs (dismissed)
-and pop-ups (closed). Screenshots are CDP's ``Page.captureScreenshot``, full pages with
-``captureBeyondViewport``, the viewport set by ``Emulation.setDeviceMetricsOverride`` with
-scrollbars hidden, so images match the other engines' pixel for pixel.
+What WebDriver has no command for goes through one more DevTools connection per slot, to the
+browser itself (``selenium_devtools.py``; chromedriver's ``execute_cdp_cmd`` speaks to a
+page, and a page may not create browser contexts). A job runs in a browser context of its
+own (cookies, storage, cache, permissions, HTTP auth) whose proxy is the slot's egress guard
+for the job's address policy, with downloads denied, and in that context's one page:
+chromedriver's window handles are target ids, so the driver switches to the page and
+navigates it. The same connection watches the page: lifecycle events (``load``,
+``DOMContentLoaded``, Chromium's own ``networkIdle``), the document's status, failed
+navigations, downloads, dialogs (dismissed) and pop-ups (closed). Screenshots are CDP's
+``Page.captureScreenshot``, full pages with ``captureBeyondViewport``, the viewport set by
+``Emulation.setDeviceMetricsOverride`` with scrollbars hidden, so images match the other
+engines' pixel for pixel.
 
 After a clean job the page is reset (blank page, history, cookies, storage of every origin
 it touched, permissions, ``window.name``) and kept for the slot's next job with the same user
@@ -40,7 +41,6 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -48,7 +48,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,11 +74,11 @@ from .chromium import (
     kill_process_tree,
     launch_args,
     ms_since,
-    origin_of,
     process_tree_rss,
     screenshot_params,
     translate_error,
 )
+from .selenium_devtools import Cdp, CdpClosed, CdpError, PageWatch
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -151,313 +150,6 @@ _DRIVER_GONE = (
 )
 
 
-# -- DevTools ----------------------------------------------------------------------------
-
-
-class _CdpError(Exception):
-    """A DevTools command failed (the message is Chromium's)."""
-
-
-class _CdpClosed(_CdpError):
-    """The DevTools connection is gone: the browser died or is being shut down."""
-
-
-@dataclass
-class _Reply:
-    done: threading.Event = field(default_factory=threading.Event)
-    message: dict[str, Any] | None = None
-
-
-@dataclass
-class _Pending:
-    cdp: _Cdp
-    method: str
-    ident: int
-    reply: _Reply
-
-    def result(self, timeout: float) -> dict[str, Any]:
-        if not self.reply.done.wait(max(0.0, timeout)):
-            self.cdp._drop(self.ident)
-            raise TimeoutError(f"DevTools {self.method} did not answer within {timeout:.1f}s")
-        message = self.reply.message or {}
-        if "error" in message:
-            error = message["error"]
-            if error.get("code") == "closed":
-                raise _CdpClosed(f"DevTools connection closed during {self.method}")
-            raise _CdpError(f"{self.method}: {error.get('message', error)}")
-        result: dict[str, Any] = message.get("result", {})
-        return result
-
-
-class _PageWatch:
-    """What one job's page did, from DevTools events (written by the reader thread)."""
-
-    def __init__(self, target_id: str) -> None:
-        self.target_id = target_id
-        self.session_id: str | None = None
-        self.cond = threading.Condition()
-        self.lifecycle: dict[str, set[str]] = {}  # loader id -> lifecycle events seen
-        self.status: dict[str, int] = {}  # loader id -> the document's HTTP status
-        self.documents: set[str] = set()  # request ids of main-frame document loads
-        self.loader: str | None = None  # the committed document's loader id
-        self.url: str | None = None
-        self.error_page = False
-        self.failure: str | None = None
-        self.failed_at = 0.0
-        self.download: str | None = None
-        self.crashed = False
-        self.closed = False
-        # what a reset must undo, or what forbids keeping the page
-        self.origins: set[str] = set()  # every origin a request went to
-        self.top_origins: set[str] = set()  # origins of main-frame documents
-        self.auth = False  # a 401 or 407: the context may now hold credentials
-        self.foreign_frames = False  # a cross-site frame (storage partitioned elsewhere)
-        self.blank = False  # the page shows about:blank (after a reset)
-
-    def on_event(self, method: str, params: dict[str, Any]) -> None:
-        with self.cond:
-            self._apply(method, params)
-            self.cond.notify_all()
-
-    def _apply(self, method: str, params: dict[str, Any]) -> None:
-        main = params.get("frameId") == self.target_id
-        if method == "Network.requestWillBeSent":
-            origin = origin_of(params["request"]["url"])
-            if origin is not None:
-                self.origins.add(origin)
-                if main and params.get("type") == "Document":
-                    self.top_origins.add(origin)
-        elif method == "Network.responseReceived" and params["response"]["status"] in (401, 407):
-            self.auth = True
-        elif method == "Target.attachedToTarget" and params["targetInfo"]["type"] == "iframe":
-            self.foreign_frames = True
-        if method == "Page.lifecycleEvent" and main:
-            self.lifecycle.setdefault(params["loaderId"], set()).add(params["name"])
-        elif method == "Page.frameNavigated":
-            frame = params["frame"]
-            if frame.get("parentId") or frame["id"] != self.target_id:
-                return
-            url = frame["url"] + frame.get("urlFragment", "")
-            self.blank = url == "about:blank"
-            if url.startswith("chrome-error:"):
-                self.error_page = True
-            elif not self.blank:
-                self.loader, self.url = frame["loaderId"], url
-                self.error_page, self.failure = False, None
-        elif method == "Page.navigatedWithinDocument" and main:
-            self.url = params["url"]
-        elif method == "Network.requestWillBeSent" and main and params.get("type") == "Document":
-            self.documents.add(params["requestId"])
-            if "redirectResponse" not in params:
-                self.failure = None  # a new navigation supersedes an aborted one
-        elif method == "Network.responseReceived" and main and params.get("type") == "Document":
-            self.status[params["loaderId"]] = params["response"]["status"]
-        elif method == "Network.loadingFailed" and params["requestId"] in self.documents:
-            self.failure = params.get("errorText") or "net::ERR_FAILED"
-            self.failed_at = time.monotonic()
-        elif method == "Browser.downloadWillBegin":
-            self.download = params.get("url") or "?"
-        elif method in ("Inspector.targetCrashed", "Target.targetCrashed"):
-            self.crashed = True
-        elif method in ("Inspector.detached", "Target.detachedFromTarget"):
-            self.closed = True
-
-    def wait(self, ready: Callable[[], bool], deadline: float, stop: threading.Event) -> bool:
-        """Wait until ``ready()`` (checked under the lock) or the deadline; False on time out."""
-        with self.cond:
-            while not ready():
-                left = deadline - time.monotonic()
-                if left <= 0 or stop.is_set():
-                    return False
-                self.cond.wait(min(left, 0.25))
-            return True
-
-
-class _Cdp:
-    """A browser-level DevTools connection (websocket-client, blocking calls) with a reader
-    thread that answers calls, feeds job pages their events, dismisses dialogs and closes
-    pop-ups. Calls may come from any thread."""
-
-    def __init__(self, address: str, on_lost: Callable[[], None]) -> None:
-        import websocket
-
-        # The browser is on loopback: never through an HTTP proxy from the environment.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{address}/json/version", timeout=10) as answer:
-            url = json.load(answer)["webSocketDebuggerUrl"]
-        self._ws = websocket.create_connection(
-            url, timeout=10, suppress_origin=True, enable_multithread=True
-        )
-        self._ws.settimeout(None)
-        self._on_lost = on_lost
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._replies: dict[int, _Reply | None] = {}
-        self._sessions: dict[str, _PageWatch] = {}
-        self._targets: dict[str, _PageWatch] = {}
-        #: browser context id -> its job's page (None until that page exists): any other
-        #: page in the context is a pop-up and is closed.
-        self._contexts: dict[str, str | None] = {}
-        self.closed = False
-        self._closing = False
-        self._reader = threading.Thread(target=self._read, name="distshot-cdp", daemon=True)
-        self._reader.start()
-
-    # calls
-
-    def call(
-        self,
-        method: str,
-        params: dict[str, Any] | None = None,
-        *,
-        timeout: float,
-        session: str | None = None,
-    ) -> dict[str, Any]:
-        return self.begin(method, params, session=session).result(timeout)
-
-    def begin(
-        self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None
-    ) -> _Pending:
-        """Send now, read the answer later: lets the browser work while we do something else."""
-        reply = _Reply()
-        ident = self._send(method, params, session, reply)
-        return _Pending(self, method, ident, reply)
-
-    def _drop(self, ident: int) -> None:
-        with self._lock:
-            self._replies.pop(ident, None)
-
-    def post(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
-    ) -> None:
-        """Send without waiting for the answer (from the reader thread too)."""
-        with contextlib.suppress(Exception):
-            self._send(method, params, session, None)
-
-    def _send(
-        self, method: str, params: dict[str, Any] | None, session: str | None, reply: _Reply | None
-    ) -> int:
-        message: dict[str, Any] = {"method": method, "params": params or {}}
-        if session is not None:
-            message["sessionId"] = session
-        with self._lock:
-            if self.closed:
-                raise _CdpClosed(f"DevTools connection closed before {method}")
-            ident = message["id"] = next(self._ids)
-            self._replies[ident] = reply
-        try:
-            self._ws.send(json.dumps(message))
-        except Exception as exc:
-            with self._lock:
-                self._replies.pop(ident, None)
-            raise _CdpClosed(f"DevTools connection lost during {method}: {exc}") from None
-        return ident
-
-    # job pages
-
-    def expect_context(self, context_id: str) -> None:
-        with self._lock:
-            self._contexts[context_id] = None
-
-    def watch(self, watch: _PageWatch, session_id: str) -> None:
-        with self._lock:
-            watch.session_id = session_id
-            self._sessions[session_id] = watch
-            self._targets[watch.target_id] = watch
-
-    def forget(self, target_id: str, session_id: str, context_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
-            self._targets.pop(target_id, None)
-            self._contexts.pop(context_id, None)
-
-    # reading
-
-    def _read(self) -> None:
-        try:
-            while True:
-                raw = self._ws.recv()
-                if not raw:
-                    break
-                self._dispatch(json.loads(raw))
-        except Exception:
-            pass
-        finally:
-            self._lost()
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        if "id" in message:
-            with self._lock:
-                reply = self._replies.pop(message["id"], None)
-            if reply is not None:
-                reply.message = message
-                reply.done.set()
-            return
-        method: str = message.get("method", "")
-        params: dict[str, Any] = message.get("params", {})
-        session = message.get("sessionId")
-        if method == "Page.javascriptDialogOpening" and session:
-            self.post("Page.handleJavaScriptDialog", {"accept": False}, session)
-        elif method == "Target.targetCreated":
-            self._close_popup(params["targetInfo"])
-        with self._lock:
-            if session is not None:
-                watch = self._sessions.get(session)
-            elif method == "Browser.downloadWillBegin":
-                watch = self._targets.get(params.get("frameId", ""))
-            elif method == "Target.targetCrashed":
-                watch = self._targets.get(params.get("targetId", ""))
-            elif method == "Target.detachedFromTarget":
-                watch = self._sessions.get(params.get("sessionId", ""))
-            else:
-                watch = None
-        if watch is not None:
-            watch.on_event(method, params)
-
-    def _close_popup(self, info: dict[str, Any]) -> None:
-        if info.get("type") != "page":
-            return
-        with self._lock:
-            context = info.get("browserContextId", "")
-            if context not in self._contexts:
-                return
-            if self._contexts[context] is None:  # the job's own page: the first one
-                self._contexts[context] = info["targetId"]
-                return
-            if self._contexts[context] == info["targetId"]:
-                return
-        self.post("Target.closeTarget", {"targetId": info["targetId"]})
-
-    def _lost(self) -> None:
-        with self._lock:
-            self.closed = True
-            replies = [r for r in self._replies.values() if r is not None]
-            self._replies.clear()
-            watches = list(self._targets.values())
-        for reply in replies:
-            reply.message = {"error": {"code": "closed"}}
-            reply.done.set()
-        for watch in watches:
-            with watch.cond:
-                watch.closed = True
-                watch.cond.notify_all()
-        if not self._closing:
-            self._on_lost()
-
-    def expect_close(self) -> None:
-        self._closing = True
-
-    def close(self) -> None:
-        self._closing = True
-        with contextlib.suppress(Exception):
-            self._ws.abort()  # type: ignore[no-untyped-call]
-        with contextlib.suppress(Exception):
-            self._ws.shutdown()  # type: ignore[no-untyped-call]
-
-
-# -- one driver slot (runs in its own thread) --------------------------------------------
-
-
 @dataclass
 class _Job:
     request: ShotRequest
@@ -500,7 +192,7 @@ class _Slot:
         self.browser_pid: int | None = None
         self.browser_started: str | None = None  # /proc start time, against pid reuse
         self.tmp: str | None = None
-        self.cdp: _Cdp | None = None
+        self.cdp: Cdp | None = None
         self.page: _Page | None = None  # the kept page (only the slot's thread touches it)
         self.contexts_opened = 0
         #: Egress guards, one per address policy, each the proxy of the contexts made for
@@ -552,7 +244,7 @@ class _Slot:
         if self.browser_pid is not None:
             self.browser_started = _start_time(self.browser_pid)
         address = caps["goog:chromeOptions"]["debuggerAddress"]
-        self.cdp = _Cdp(address, lambda: self.lost())
+        self.cdp = Cdp(address, lambda: self.lost())
         self.cdp.call("Target.setDiscoverTargets", {"discover": True}, timeout=10)
 
     @property
@@ -638,12 +330,12 @@ class _Slot:
             return capture
         except DistshotError:
             raise
-        except _CdpClosed:
+        except CdpClosed:
             self.broken = True
             raise BrowserCrashed(
                 f"the browser crashed or closed while capturing {job.request.url}"
             ) from None
-        except (_CdpError, TimeoutError) as exc:
+        except (CdpError, TimeoutError) as exc:
             if job.left() <= 0 or job.stop.is_set():
                 raise _timed_out(job) from None
             raise NetworkError(f"{job.request.url}: {exc}") from None
@@ -713,15 +405,15 @@ class _Slot:
         self.driver.switch_to.window(page.target_id)
         for call in pending:
             call.result(job.left())
-        with contextlib.suppress(_CdpError, TimeoutError):
+        with contextlib.suppress(CdpError, TimeoutError):
             optional.result(min(job.left(), _CLEANUP_CALL_TIMEOUT))
         return page
 
-    def _start_job(self, job: _Job, page: _Page) -> _PageWatch:
+    def _start_job(self, job: _Job, page: _Page) -> PageWatch:
         """The job's own settings on the page, and a fresh record of what it does."""
         assert self.cdp is not None
         opts = job.request.options
-        watch = _PageWatch(page.target_id)
+        watch = PageWatch(page.target_id)
         self.cdp.watch(watch, page.session_id)
         page.jobs += 1
         calls = [
@@ -745,7 +437,7 @@ class _Slot:
             call.result(job.left())
         return watch
 
-    def _finish(self, job: _Job, page: _Page, watch: _PageWatch) -> None:
+    def _finish(self, job: _Job, page: _Page, watch: PageWatch) -> None:
         """Reset the page for the next job, or dispose of it if it cannot be trusted clean.
         Never fails the job: its capture is taken already."""
         try:
@@ -760,7 +452,7 @@ class _Slot:
             pass
         self._discard_page()
 
-    def _clean(self, watch: _PageWatch) -> bool:
+    def _clean(self, watch: PageWatch) -> bool:
         """Whether the job left nothing a reset cannot remove (see the playwright engine's
         lanes, whose rules these are)."""
         assert self.cdp is not None
@@ -779,7 +471,7 @@ class _Slot:
         )
         return answer.get("result", {}).get("value") is True
 
-    def _reset(self, page: _Page, watch: _PageWatch) -> bool:
+    def _reset(self, page: _Page, watch: PageWatch) -> bool:
         assert self.cdp is not None
         cdp, session = self.cdp, page.session_id
         # Unload the page first, so that none of its timers can write anything again; the
@@ -818,9 +510,9 @@ class _Slot:
                     "Page.resetNavigationHistory", session=session, timeout=_CLEANUP_CALL_TIMEOUT
                 )
                 return True
-            except _CdpClosed:
+            except CdpClosed:
                 return False
-            except _CdpError:
+            except CdpError:
                 time.sleep(0.05)
         return False
 
@@ -837,11 +529,11 @@ class _Slot:
                 {"browserContextId": page.context_id},
                 timeout=_CLEANUP_CALL_TIMEOUT,
             )
-        except (_CdpError, TimeoutError):
+        except (CdpError, TimeoutError):
             # A context that will not go away is state the next job must not inherit.
             self.broken = True
 
-    def _capture(self, job: _Job, watch: _PageWatch) -> Capture:
+    def _capture(self, job: _Job, watch: PageWatch) -> Capture:
         from selenium.common.exceptions import TimeoutException
 
         assert self.cdp is not None and self.driver is not None
@@ -885,7 +577,7 @@ class _Slot:
             capture_ms=capture_ms,
         )
 
-    def _wait_until(self, job: _Job, watch: _PageWatch) -> None:
+    def _wait_until(self, job: _Job, watch: PageWatch) -> None:
         wanted = _LIFECYCLE[job.request.options.wait_until]
 
         def settled() -> bool:
@@ -898,13 +590,13 @@ class _Slot:
         if not done:
             raise _timed_out(job)
 
-    def _raise_failure(self, job: _Job, watch: _PageWatch) -> None:
+    def _raise_failure(self, job: _Job, watch: PageWatch) -> None:
         with watch.cond:
             error = self._verdict(job, watch)
         if error is not None:
             raise error
 
-    def _verdict(self, job: _Job, watch: _PageWatch) -> DistshotError | None:
+    def _verdict(self, job: _Job, watch: PageWatch) -> DistshotError | None:
         """Why the navigation cannot succeed, if it cannot (call with ``watch.cond`` held)."""
         url = job.request.url
         if watch.crashed:
@@ -949,7 +641,7 @@ class _Slot:
                 raise _timed_out(job)
             job.stop.wait(min(_SELECTOR_POLL, max(0.0, job.left())))
 
-    def _screenshot(self, job: _Job, watch: _PageWatch) -> bytes:
+    def _screenshot(self, job: _Job, watch: PageWatch) -> bytes:
         assert self.cdp is not None
         opts = job.request.options
         # A pop-up may have taken the foreground before it was closed: a background page
