@@ -1,5 +1,6 @@
 """Every browser engine leaves no Chromium or chromedriver behind: after a normal exit, after
-SIGTERM, after a job cut off by its time limit, and it recycles a browser that grew too big.
+SIGTERM, after SIGKILL of its process, after a job cut off by its time limit, and it recycles
+a browser that grew too big.
 (A browser killed mid-job is the conformance suite's crash test.)"""
 
 from __future__ import annotations
@@ -110,6 +111,41 @@ def test_no_browser_left_after_sigterm_or_ctrl_c(
     if manifest.exists():
         for line in manifest.read_text().splitlines():
             json.loads(line)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", BROWSER_ENGINES)
+def test_no_browser_outlives_a_worker_killed_with_sigkill(
+    engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    # Given a run busy with slow pages, its browser up
+    urls = tmp_path / "u.txt"
+    urls.write_text("".join(f"{http_server.base}/slow?ms=4000&n={n}\n" for n in range(20)))
+    process = subprocess.Popen(
+        [
+            *DISTSHOT,
+            "shoot",
+            str(urls),
+            "-o",
+            str(tmp_path / "out"),
+            "--allow-private",
+            "--concurrency",
+            "2",
+            "--engine",
+            engine_name,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len([r for r in http_server.seen.requests if r["path"] == "/slow"]) < 2:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    # When that process alone is killed, as the OOM killer does: no chance to close anything
+    process.kill()
+    process.wait(timeout=10)
+    # Then no browser, driver or helper process of its survives
+    assert wait_no_processes(tag, timeout=15) == []
 
 
 @pytest.mark.parametrize("engine_name", BROWSER_ENGINES)

@@ -42,6 +42,7 @@ from .chromium import (
     screenshot_params,
     translate_error,
 )
+from .reaper import Reaper
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class PyppeteerEngine(Engine):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._profiles: dict[int, str] = {}  # browser pid -> its user-data folder
+        # pyppeteer's Chromium does not exit when the worker dies: the reaper kills it then.
+        self._reaper = Reaper()
         self._background: set[asyncio.Future[Any]] = set()  # held so they are not collected
         self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
             config,
@@ -109,6 +112,7 @@ class PyppeteerEngine(Engine):
             ) from None
         pid: int = browser.process.pid
         self._profiles[pid] = profile
+        self._reaper.watch(pid)
         return browser, pid
 
     async def _close_browser(self, browser: Browser, pid: int | None) -> None:
@@ -123,6 +127,8 @@ class PyppeteerEngine(Engine):
             if pid is not None:
                 kill_process_tree(pid)
             await asyncio.to_thread(process.wait)
+        if pid is not None:
+            self._reaper.forget(pid)
         if pid is not None and (profile := self._profiles.pop(pid, None)):
             await asyncio.to_thread(shutil.rmtree, profile, True)
 
@@ -281,6 +287,7 @@ class PyppeteerEngine(Engine):
 
     async def close(self) -> None:
         await self.browsers.close()
+        await asyncio.to_thread(self._reaper.close)
 
 
 async def _new_context(browser: Browser, proxy: str | None) -> BrowserContext:

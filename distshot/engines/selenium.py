@@ -78,6 +78,7 @@ from .chromium import (
     screenshot_params,
     translate_error,
 )
+from .reaper import Reaper, start_time
 from .selenium_devtools import Cdp, CdpClosed, CdpError, PageWatch
 
 if TYPE_CHECKING:
@@ -184,8 +185,9 @@ class _Page:
 class _Slot:
     """One chromedriver, the Chromium it started, and the thread that talks to them."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, reaper: Reaper) -> None:
         self.number = number
+        self.reaper = reaper  # kills chromedriver and Chromium should the worker die
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"distshot-selenium-{number}")
         self.driver: WebDriver | None = None
         self.service: Any = None  # selenium's Service: it holds chromedriver's process
@@ -238,11 +240,15 @@ class _Slot:
         self.service = service
         driver = webdriver.Chrome(service=service, options=options)
         self.driver = driver
+        if self.process is not None:
+            self.reaper.watch(self.process.pid)
         caps = driver.capabilities
         pid = caps.get("goog:processID")
         self.browser_pid = int(pid) if pid else None
         if self.browser_pid is not None:
-            self.browser_started = _start_time(self.browser_pid)
+            self.browser_started = start_time(self.browser_pid)
+            # Watched on its own too: should chromedriver die first, Chromium leaves its tree.
+            self.reaper.watch(self.browser_pid)
         address = caps["goog:chromeOptions"]["debuggerAddress"]
         self.cdp = Cdp(address, lambda: self.lost())
         self.cdp.call("Target.setDiscoverTargets", {"discover": True}, timeout=10)
@@ -271,7 +277,7 @@ class _Slot:
 
     def _browser_alive(self) -> bool:
         pid = self.browser_pid
-        if pid is None or _start_time(pid) != self.browser_started:
+        if pid is None or start_time(pid) != self.browser_started:
             return False
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -291,7 +297,7 @@ class _Slot:
                     os.killpg(process.pid, signal.SIGKILL)
             kill_process_tree(process.pid)
         pid = self.browser_pid
-        if pid is not None and _start_time(pid) == self.browser_started:
+        if pid is not None and start_time(pid) == self.browser_started:
             kill_process_tree(pid)
 
     def reap(self) -> None:
@@ -303,6 +309,10 @@ class _Slot:
                 self.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(_QUIT_TIMEOUT)
+        if self.process is not None:
+            self.reaper.forget(self.process.pid)
+        if self.browser_pid is not None:
+            self.reaper.forget(self.browser_pid)
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -689,13 +699,6 @@ def _timed_out(job: _Job) -> NavigationTimeout:
     return NavigationTimeout(f"{url} did not finish within its {opts.timeout:g}s timeout")
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _swallow(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -717,6 +720,7 @@ class SeleniumEngine(Engine):
         self._background: set[asyncio.Task[None]] = set()
         self._numbers = itertools.count(1)
         self._closed = False
+        self._reaper = Reaper()
         self.launches = 0  # observable for tests: recycling and crash recovery
         self.memory_recycles = 0
         self._contexts_of_stopped_slots = 0
@@ -763,7 +767,7 @@ class SeleniumEngine(Engine):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _start_slot_once(self) -> _Slot:
-        slot = _Slot(next(self._numbers))
+        slot = _Slot(next(self._numbers), self._reaper)
         loop = asyncio.get_running_loop()
         self._slots.add(slot)
 
@@ -959,6 +963,7 @@ class SeleniumEngine(Engine):
         # Anything a background task started meanwhile (a start cancelled mid-way).
         for slot in list(self._slots):
             await self._shutdown(slot, polite=False)
+        await asyncio.to_thread(self._reaper.close)
 
 
 def create(config: EngineConfig) -> SeleniumEngine:
