@@ -66,15 +66,8 @@ def test_no_browser_left_after_a_normal_run(
     assert wait_no_processes(tag, timeout=5) == []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("engine_name", "signum"),
-    [("playwright", signal.SIGINT)] + [(name, signal.SIGTERM) for name in BROWSER_ENGINES],
-)
-def test_no_browser_left_after_sigterm_or_ctrl_c(
-    engine_name: str, signum: int, http_server: PageServer, tmp_path: Path, tag: str
-) -> None:
-    # Given a run busy with slow pages
+def busy_shoot(engine_name: str, http_server: PageServer, tmp_path: Path) -> subprocess.Popen[str]:
+    """A ``shoot`` run of slow pages, returned once two of its jobs are loading them."""
     urls = tmp_path / "u.txt"
     urls.write_text("".join(f"{http_server.base}/slow?ms=4000&n={n}\n" for n in range(20)))
     process = subprocess.Popen(
@@ -98,6 +91,19 @@ def test_no_browser_left_after_sigterm_or_ctrl_c(
     while len([r for r in http_server.seen.requests if r["path"] == "/slow"]) < 2:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("engine_name", "signum"),
+    [("playwright", signal.SIGINT)] + [(name, signal.SIGTERM) for name in BROWSER_ENGINES],
+)
+def test_no_browser_left_after_sigterm_or_ctrl_c(
+    engine_name: str, signum: int, http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    # Given a run busy with slow pages
+    process = busy_shoot(engine_name, http_server, tmp_path)
     assert tagged_processes(tag)
     # When it is interrupted
     process.send_signal(signum)
@@ -119,31 +125,10 @@ def test_no_browser_outlives_a_worker_killed_with_sigkill(
     engine_name: str, http_server: PageServer, tmp_path: Path, tag: str
 ) -> None:
     # Given a run busy with slow pages, its browser up
-    urls = tmp_path / "u.txt"
-    urls.write_text("".join(f"{http_server.base}/slow?ms=4000&n={n}\n" for n in range(20)))
-    process = subprocess.Popen(
-        [
-            *DISTSHOT,
-            "shoot",
-            str(urls),
-            "-o",
-            str(tmp_path / "out"),
-            "--allow-private",
-            "--concurrency",
-            "2",
-            "--engine",
-            engine_name,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len([r for r in http_server.seen.requests if r["path"] == "/slow"]) < 2:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
+    process = busy_shoot(engine_name, http_server, tmp_path)
     # When that process alone is killed, as the OOM killer does: no chance to close anything
     process.kill()
-    process.wait(timeout=10)
+    process.communicate(timeout=10)
     # Then no browser, driver or helper process of its survives
     assert wait_no_processes(tag, timeout=15) == []
 
