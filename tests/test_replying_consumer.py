@@ -182,3 +182,23 @@ def test_a_group_of_received_replies_is_acked_with_one_multiple_ack(queues: Queu
     consumer.close()
     # Exactly the six received are acked; the four never received come back.
     assert queues.count(queues.requests) == 4
+
+
+def test_a_stale_delivery_settled_on_a_new_connection_acks_nothing(queues: Queues) -> None:
+    # Given a request delivered on a connection that is then replaced (a broker restart)
+    queues.declare_replies()
+    queues.send_request()
+    old = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
+    stale = receive(old)
+    old.close()
+    new = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
+    fresh = receive(new)  # the same request, redelivered, with the same delivery tag
+    assert fresh._tag == stale._tag
+    # When the stale copy is settled on the new consumer (as Dramatiq retries a failed ack)
+    attach_reply(stale, queues.replies, b"stale")
+    settle_from_worker_thread(new, stale, ack=True)
+    pump_until(new, lambda: True, "one pump")
+    new.close()
+    # Then the new delivery is not acked in its place: the request is still there
+    assert queues.count(queues.requests) == 1
+    assert queues.reply_bodies() == []

@@ -33,6 +33,7 @@ logger = logging.getLogger("distshot.reply")
 CLOSE_WAIT_S = 10.0
 _PERSISTENT = pika.BasicProperties(delivery_mode=2)
 _REPLY_ATTRIBUTE = "_distshot_reply"
+_OWNER_ATTRIBUTE = "_distshot_consumer"  # the consumer (connection) that delivered it
 _CONNECTION_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
 
@@ -56,6 +57,12 @@ class ReplyingConsumer(_RabbitmqConsumer):
         # publish sequence number -> (request delivery tag, ack it (else dead-letter it))
         self._unconfirmed: dict[int, tuple[int, bool]] = {}
 
+    def __next__(self) -> MessageProxy | None:
+        message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]
+        if message is not None:
+            setattr(message, _OWNER_ATTRIBUTE, self)
+        return message
+
     def ack(self, message: MessageProxy) -> None:
         self._settle(message, ack=True)
 
@@ -67,6 +74,7 @@ class ReplyingConsumer(_RabbitmqConsumer):
         thread itself. Only right when every message received so far and not yet acked is
         in ``messages`` (the dispatcher acks all it has received, in groups): delivery tags
         grow in delivery order, so the ack covers exactly those."""
+        messages = [m for m in messages if getattr(m, _OWNER_ATTRIBUTE, None) is self]
         if not messages:
             return
         for message in messages:
@@ -77,6 +85,13 @@ class ReplyingConsumer(_RabbitmqConsumer):
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
 
     def _settle(self, message: MessageProxy, *, ack: bool) -> None:
+        if getattr(message, _OWNER_ATTRIBUTE, None) is not self:
+            # Delivered on a connection that has since been replaced (Dramatiq retries a
+            # failed ack on the new consumer). Its tag means nothing here: delivery tags
+            # restart at 1 on every channel, so settling it could ack another, newer
+            # delivery, whose own reply would then never go out. RabbitMQ redelivers it.
+            logger.warning("%s not settled: its delivery is gone", message.message_id)
+            return
         reply = getattr(message, _REPLY_ATTRIBUTE, None)
         if reply is None:
             if ack:
@@ -87,8 +102,7 @@ class ReplyingConsumer(_RabbitmqConsumer):
         try:
             self.known_tags.remove(message._tag)
         except KeyError:
-            # Delivered on a connection that has since been replaced: RabbitMQ redelivers it.
-            logger.warning("reply for %s not sent: its delivery is gone", message.message_id)
+            logger.warning("reply for %s not sent: already settled", message.message_id)
             return
         try:
             self.connection.add_callback_threadsafe(
