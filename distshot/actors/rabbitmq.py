@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import dramatiq
@@ -12,18 +10,15 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 
 from ..core.config import Settings, load_settings
-from .replying import ReplyingConsumer
+from .replying import PERSISTENT, ReplyingConsumer
 from .runtime import WorkerRuntime
 from .setup import install_worker
 
-logger = logging.getLogger("distshot.rabbitmq")
-_REPLY_ATTEMPTS = 8
-_PERSISTENT = pika.BasicProperties(delivery_mode=2)
-
 
 class DistshotBroker(RabbitmqBroker):
-    """RabbitMQ with delivery confirms, plus ``publish_reply``: publishing to a reply queue
-    without declaring it here, since a worker consumes every queue it declares."""
+    """RabbitMQ with delivery confirms, batched request publishing for the dispatcher, and
+    the replying consumer for workers (replies leave through it, not through ``enqueue``:
+    a worker consumes every queue it declares, so it must not declare reply queues)."""
 
     #: The reply middleware hands replies to the consumer (see ``ReplyingConsumer``).
     defers_replies = True
@@ -51,7 +46,7 @@ class DistshotBroker(RabbitmqBroker):
                     exchange="",
                     routing_key=message.queue_name,
                     body=message.encode(),
-                    properties=_PERSISTENT,
+                    properties=PERSISTENT,
                 )
             channel.tx_commit()
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
@@ -66,33 +61,6 @@ class DistshotBroker(RabbitmqBroker):
             tx.tx_select()
             self._tx = tx
         return tx
-
-    def publish_reply(self, queue_name: str, message: dramatiq.Message[Any]) -> None:
-        delay = 0.25
-        for attempt in range(1, _REPLY_ATTEMPTS + 1):
-            try:
-                self.channel.basic_publish(
-                    exchange="",
-                    routing_key=queue_name,
-                    body=message.encode(),
-                    properties=pika.BasicProperties(delivery_mode=2),
-                    mandatory=True,
-                )
-                return
-            except pika.exceptions.UnroutableError:
-                # The dispatcher deleted its reply queue: the batch is over, nobody waits.
-                logger.error(
-                    "reply queue %s is gone; reply for %s dropped",
-                    queue_name,
-                    message.args[0].get("id") if message.args else "?",
-                )
-                return
-            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
-                del self.connection
-                if attempt == _REPLY_ATTEMPTS:
-                    raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
 
 def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRuntime]:

@@ -87,11 +87,6 @@ def reply_message(queue_name: str, record: dict[str, Any]) -> dramatiq.Message[A
 
 
 def send_reply(broker: dramatiq.Broker, queue_name: str, record: dict[str, Any]) -> None:
-    """Put one reply on ``queue_name`` without declaring it on this broker: a declared
-    queue would make this very worker start consuming it."""
-    reply = reply_message(queue_name, record)
-    publish = getattr(broker, "publish_reply", None)
-    if publish is not None:
-        publish(queue_name, reply)
-    else:
-        broker.enqueue(reply)
+    """Put one reply on ``queue_name`` right away, on a broker that does not defer replies
+    to its consumer (the embedded mode's StubBroker, whose dispatcher declared the queue)."""
+    broker.enqueue(reply_message(queue_name, record))

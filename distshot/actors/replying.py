@@ -31,7 +31,7 @@ logger = logging.getLogger("distshot.reply")
 #: How long a closing consumer waits for outstanding reply confirms before it gives up (the
 #: requests then stay unacked and RabbitMQ redelivers them).
 CLOSE_WAIT_S = 10.0
-_PERSISTENT = pika.BasicProperties(delivery_mode=2)
+PERSISTENT = pika.BasicProperties(delivery_mode=2)  # delivery_mode 2: kept on disk
 _REPLY_ATTRIBUTE = "_distshot_reply"
 _OWNER_ATTRIBUTE = "_distshot_consumer"  # the consumer (connection) that delivered it
 _CONNECTION_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
@@ -118,7 +118,7 @@ class ReplyingConsumer(_RabbitmqConsumer):
         self._unconfirmed[self._published] = (tag, ack)
         # mandatory: a reply queue that no longer exists comes back as basic.return (logged)
         # instead of vanishing; the broker still confirms it, which settles the request.
-        channel.basic_publish("", queue_name, body, properties=_PERSISTENT, mandatory=True)
+        channel.basic_publish("", queue_name, body, properties=PERSISTENT, mandatory=True)
 
     def _reply_channel(self) -> Any:
         if self._replies is None or not self._replies.is_open:
