@@ -44,6 +44,17 @@ class Queues:
         )
         publish_raw(SHARED_URL, self.requests, message.encode())
 
+    def consume(self, prefetch: int = 4) -> ReplyingConsumer:
+        consumer = self.broker.consume(self.requests, prefetch=prefetch, timeout=100)
+        assert isinstance(consumer, ReplyingConsumer)
+        return consumer
+
+    def one_request(self) -> tuple[ReplyingConsumer, Any]:
+        """Send one request and receive it: (the consumer, the delivered message)."""
+        self.send_request()
+        consumer = self.consume()
+        return consumer, receive(consumer)
+
     def count(self, queue: str) -> int:
         state = queue_state(SHARED_URL, queue)
         return state[0] if state else -1
@@ -97,10 +108,7 @@ def settle_from_worker_thread(consumer: ReplyingConsumer, message: Any, *, ack: 
 
 def test_the_reply_is_published_and_then_the_request_acked(queues: Queues) -> None:
     queues.declare_replies()
-    queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
-    assert isinstance(consumer, ReplyingConsumer)
-    message = receive(consumer)
+    consumer, message = queues.one_request()
     attach_reply(message, queues.replies, b"the reply")
     settle_from_worker_thread(consumer, message, ack=True)
     pump_until(consumer, lambda: not consumer._unconfirmed, "the reply's confirm")
@@ -112,9 +120,7 @@ def test_the_reply_is_published_and_then_the_request_acked(queues: Queues) -> No
 
 def test_a_failed_request_is_answered_and_then_dead_lettered(queues: Queues) -> None:
     queues.declare_replies()
-    queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
-    message = receive(consumer)
+    consumer, message = queues.one_request()
     message.fail()
     attach_reply(message, queues.replies, b"final failure")
     settle_from_worker_thread(consumer, message, ack=False)
@@ -129,9 +135,7 @@ def test_a_failed_request_is_answered_and_then_dead_lettered(queues: Queues) -> 
 def test_a_reply_the_broker_refuses_hands_the_request_back(queues: Queues) -> None:
     # Given a reply queue that refuses every message (so the broker nacks the publish)
     queues.declare_replies(**{"x-max-length": 0, "x-overflow": "reject-publish"})
-    queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
-    message = receive(consumer)
+    consumer, message = queues.one_request()
     attach_reply(message, queues.replies, b"refused")
     settle_from_worker_thread(consumer, message, ack=True)
     # Then the request is not acked but requeued, to be answered again
@@ -145,9 +149,7 @@ def test_a_reply_to_a_deleted_queue_is_logged_and_the_request_still_settled(
     queues: Queues, caplog: pytest.LogCaptureFixture
 ) -> None:
     # No reply queue: the dispatcher finished and deleted it.
-    queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
-    message = receive(consumer)
+    consumer, message = queues.one_request()
     attach_reply(message, queues.replies, b"nobody waits")
     with caplog.at_level(logging.ERROR, logger="distshot.reply"):
         settle_from_worker_thread(consumer, message, ack=True)
@@ -161,7 +163,7 @@ def test_closing_waits_for_the_confirms_of_replies_already_handed_over(queues: Q
     queues.declare_replies()
     for _ in range(20):
         queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=20, timeout=100)
+    consumer = queues.consume(prefetch=20)
     messages = [receive(consumer) for _ in range(20)]
     for n, message in enumerate(messages):
         attach_reply(message, queues.replies, f"reply {n}".encode())
@@ -176,7 +178,7 @@ def test_a_group_of_received_replies_is_acked_with_one_multiple_ack(queues: Queu
     # The dispatcher's side: it acks everything it has received, in groups.
     for _ in range(10):
         queues.send_request()
-    consumer = queues.broker.consume(queues.requests, prefetch=10, timeout=100)
+    consumer = queues.consume(prefetch=10)
     first = [receive(consumer) for _ in range(6)]
     consumer.ack_all_received(first)
     consumer.close()
@@ -187,11 +189,9 @@ def test_a_group_of_received_replies_is_acked_with_one_multiple_ack(queues: Queu
 def test_a_stale_delivery_settled_on_a_new_connection_acks_nothing(queues: Queues) -> None:
     # Given a request delivered on a connection that is then replaced (a broker restart)
     queues.declare_replies()
-    queues.send_request()
-    old = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
-    stale = receive(old)
+    old, stale = queues.one_request()
     old.close()
-    new = queues.broker.consume(queues.requests, prefetch=4, timeout=100)
+    new = queues.consume()
     fresh = receive(new)  # the same request, redelivered, with the same delivery tag
     assert fresh._tag == stale._tag
     # When the stale copy is settled on the new consumer (as Dramatiq retries a failed ack)
