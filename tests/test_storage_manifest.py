@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -145,3 +146,12 @@ def test_only_small_unsynced_writes_run_on_the_event_loop(
 
     loop_thread = asyncio.run(shoot())
     assert (storage.put_threads == [loop_thread]) is on_loop, storage.put_threads
+
+
+def test_a_batch_folder_removed_between_writes_is_made_again(tmp_path: Path) -> None:
+    # The storage remembers the folders it made; one deleted meanwhile must not fail a write.
+    storage = LocalStorage(str(tmp_path))
+    storage.put("batch/a.png", b"first", "image/png", {})
+    shutil.rmtree(tmp_path / "batch")
+    storage.put("batch/b.png", b"second", "image/png", {})
+    assert (tmp_path / "batch" / "b.png").read_bytes() == b"second"

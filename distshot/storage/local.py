@@ -146,17 +146,15 @@ class LocalStorage(Storage):
         with a fast engine this write is a large share of a worker's CPU per job."""
         folder = target.parent
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(folder)
+            self._make(folder)
         # Unique without tempfile's random-name retries: one process, one thread, one counter.
         tmp = f"{folder}/.{target.name}.{os.getpid()}.{threading.get_ident()}.{next(_SEQ)}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:
-            self._made.discard(folder)  # removed under us: make it again, once
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(folder)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
+        except FileNotFoundError:  # the folder was removed under us: make it again, once
+            self._make(folder)
+            fd = os.open(tmp, flags, 0o644)
         try:
             try:
                 view = memoryview(data)
@@ -171,6 +169,10 @@ class LocalStorage(Storage):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def _make(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._made.add(folder)
 
     def _link(self, source: Path, target: Path) -> None:
         """Make ``target`` the same image as ``source``, atomically: a hard link (no bytes
