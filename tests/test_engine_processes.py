@@ -20,6 +20,7 @@ from distshot.core.contracts import EngineConfig
 from distshot.core.models import ShotRequest, ShotResult
 from distshot.core.options import CaptureOptions
 from distshot.core.service import capture_request
+from distshot.engines.reaper import serve, start_time
 from distshot.plugins.manager import get_registry
 from distshot.storage.local import LocalStorage
 
@@ -221,3 +222,29 @@ def test_browser_is_relaunched_after_n_jobs(
     assert statuses == ["ok"] * 5
     assert launches == 3  # jobs 1-2, 3-4, 5
     assert wait_no_processes(tag, timeout=10) == []
+
+
+def test_the_reaper_kills_only_the_processes_registered_with_their_start_time() -> None:
+    # Given three processes: one registered, one registered with another start time (a
+    # recycled pid), one registered and then forgotten (closed by its engine)
+    watched, recycled, forgotten = (
+        subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)
+    )
+    try:
+        commands = [
+            f"+{watched.pid} {start_time(watched.pid)}\n",
+            f"+{recycled.pid} 1\n",
+            f"+{forgotten.pid} {start_time(forgotten.pid)}\n",
+            f"-{forgotten.pid}\n",
+        ]
+        # When the reaper's input ends (its worker is gone)
+        serve(commands)
+        # Then only the registered process of that very start time is killed
+        assert watched.wait(timeout=5) == -signal.SIGKILL
+        for spared in (recycled, forgotten):
+            with pytest.raises(subprocess.TimeoutExpired):
+                spared.wait(timeout=1)
+    finally:
+        for process in (watched, recycled, forgotten):
+            process.kill()
+            process.wait()

@@ -22,8 +22,8 @@ import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
 from .chromium import kill_process_tree
 
@@ -93,7 +93,7 @@ class Reaper:
                 self._process = None
 
 
-def serve(commands: IO[str]) -> None:
+def serve(commands: Iterable[str]) -> None:
     """The reaper process: follow the registrations until the pipe ends, then kill."""
     watched: dict[int, str] = {}
     for line in commands:
