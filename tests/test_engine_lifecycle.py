@@ -220,3 +220,31 @@ def test_a_reused_page_takes_each_jobs_viewport_and_headers_and_drops_the_last_o
     }
     assert headers["one"].get("X-Job") == "one"
     assert "X-Job" not in headers["two"] and "X-Job" not in headers["three"]
+
+
+def test_a_focused_fields_caret_is_not_in_the_image(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> Path:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            result = await capture_request(
+                request(f"{http_server.base}/caret.html"), engine, storage
+            )
+            assert result.status == "ok", result.error
+            assert result.title == "caret"
+            assert result.location is not None
+            return Path(result.location.removeprefix("file://"))
+        finally:
+            await engine.close()
+
+    # Given a page whose autofocused field would draw a tall, steady green caret
+    image = Image.open(run(scenario())).convert("RGB")
+    # Then the image has no green in it: the caret was hidden before the capture
+    green = sum(1 for r, g, b in image.getdata() if g > 200 and r < 80 and b < 80)
+    assert green == 0
