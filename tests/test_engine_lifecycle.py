@@ -248,3 +248,68 @@ def test_a_focused_fields_caret_is_not_in_the_image(
     # Then the image has no green in it: the caret was hidden before the capture
     green = sum(1 for r, g, b in image.getdata() if g > 200 and r < 80 and b < 80)
     assert green == 0
+
+
+def _renderers(engine: PlaywrightEngine) -> set[int]:
+    """The renderer processes of the engine's current browser."""
+    from distshot.engines.chromium import process_tree
+
+    slot = engine.browsers._slot
+    assert slot is not None and slot.pid is not None
+    found = set()
+    for pid in process_tree(slot.pid):
+        try:
+            if b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_two_lanes_keep_their_renderers_and_never_share_one(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[set[int]], int, int]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=2))
+        await engine.open()
+        try:
+            # Given jobs two at a time: two lanes, each its own context and page
+            seen: list[set[int]] = []
+            for pair in range(5):
+                jobs = [
+                    capture_request(
+                        request(f"{http_server.base}/simple.html?n={pair}-{n}", n), engine, storage
+                    )
+                    for n in range(2)
+                ]
+                results = await asyncio.gather(*jobs)
+                assert all(r.status == "ok" for r in results), [r.error for r in results]
+                seen.append(_renderers(engine))
+            # and then two jobs at once whose pages stay loading (a slow image) while the
+            # renderers are counted
+            before = len(_renderers(engine))
+            slow = [
+                asyncio.ensure_future(
+                    capture_request(
+                        request(f"{http_server.base}/slow-image.html?ms=2500", n), engine, storage
+                    )
+                )
+                for n in (10, 11)
+            ]
+            await asyncio.sleep(1.5)
+            during = len(_renderers(engine))
+            results = await asyncio.gather(*slow)
+            assert all(r.status == "ok" for r in results), [r.error for r in results]
+            return seen, before, during
+        finally:
+            await engine.close()
+
+    seen, before, during = run(scenario())
+    # Then the lanes' renderers lived on from job to job: no process was started per job
+    # (a spare renderer made for the other lane's context was, before it was disabled)
+    assert all(pids == seen[0] for pids in seen), seen
+    # and with both pages loading each context still had a renderer of its own (at least
+    # two, and no fewer than when idle)
+    assert during >= before >= 2
