@@ -313,3 +313,78 @@ def test_two_lanes_keep_their_renderers_and_never_share_one(
     # and with both pages loading each context still had a renderer of its own (at least
     # two, and no fewer than when idle)
     assert during >= before >= 2
+
+
+def _argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def _disabled_features(argv: list[str]) -> set[str]:
+    """What Chromium switches off: it reads only the last --disable-features."""
+    values = [
+        a.removeprefix("--disable-features=") for a in argv if a.startswith("--disable-features=")
+    ]
+    return set(values[-1].split(",")) if values else set()
+
+
+def _playwrights_own_disabled_features() -> set[str]:
+    """Launch Chromium through Playwright with no flags of ours and read what it switched off."""
+    import uuid
+
+    from playwright.async_api import async_playwright
+
+    marker = f"--distshot-test-marker={uuid.uuid4().hex}"
+
+    async def launch() -> set[str]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox", marker]
+            )
+            try:
+                for entry in Path("/proc").iterdir():
+                    if not entry.name.isdigit():
+                        continue
+                    try:
+                        argv = _argv(int(entry.name))
+                    except OSError:
+                        continue
+                    if marker in argv and not any(a.startswith("--type=") for a in argv):
+                        return _disabled_features(argv)
+                raise AssertionError("the bare browser process was not found")
+            finally:
+                await browser.close()
+
+    return run(launch())
+
+
+def test_chromium_keeps_playwrights_disabled_features_and_merges_the_users(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    from distshot.engines.chromium import _DISABLED_FEATURES
+
+    storage = LocalStorage(str(tmp_path))
+    playwrights = _playwrights_own_disabled_features()
+
+    async def scenario() -> tuple[set[str], str | None]:
+        # Given a user flag that switches one more feature off
+        engine = PlaywrightEngine(EngineConfig(extra_args=("--disable-features=WebUSB",)))
+        await engine.open()
+        try:
+            result = await capture_request(
+                request(f"{http_server.base}/features.html"), engine, storage
+            )
+            assert result.status == "ok", result.error
+            slot = engine.browsers._slot
+            assert slot is not None and slot.pid is not None
+            return _disabled_features(_argv(slot.pid)), result.title
+        finally:
+            await engine.close()
+
+    effective, title = run(scenario())
+    # Then what Chromium switches off holds Playwright's list (PaintHolding, HttpsUpgrades...),
+    # ours and the user's: none of the three replaced another
+    assert {"PaintHolding", "HttpsUpgrades"} <= playwrights
+    assert playwrights - effective == set()
+    assert set(_DISABLED_FEATURES) - effective == set()
+    # and the user's feature is off in the page while one nobody named is still on
+    assert title == "usb:no hid:yes"

@@ -22,9 +22,58 @@ from ..core.errors import (
 )
 from ..core.options import CaptureOptions
 
+# Features off in every engine's Chromium. Chromium reads only the LAST --disable-features
+# on its command line (checked: a later one re-enables what an earlier one turned off), and
+# the driver libraries put their own list before ours, so this list carries theirs too.
+_DISABLED_FEATURES = (
+    # Ours. No back/forward cache: a reused page must not keep the previous job's page alive.
+    # No spare renderer: Chromium keeps one process started ahead for the next navigation,
+    # but for one browser context only; with a context per job slot each navigation found
+    # the spare made for the other context, so it was thrown away and another started: a
+    # renderer process start for every job (measured: 30 renderers for 30 shots on two
+    # lanes, 4 without the spare).
+    "Translate",
+    "MediaRouter",
+    "OptimizationHints",
+    "BackForwardCache",
+    "SpareRendererForSitePerProcess",
+    # Playwright 1.65's own list (chromiumSwitches.ts), which ours used to switch back on:
+    # paint holding can leave a same-origin navigation showing the previous page, HTTPS
+    # upgrades would rewrite http:// jobs, storage partitioning and the beforeunload check
+    # change what pages see, and the rest are requests to Google at start.
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    # (and three for Edge and Windows, which this Chromium ignores, kept so the list stays
+    # Playwright's whole list and a test can tell when a new Playwright adds one)
+    "TcpPortRandomizationWin",
+    "msForceBrowserSignIn",
+    "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+_DISABLE_FEATURES = "--disable-features="
+
 
 def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
-    """Flags for a quiet, offline-safe headless Chromium."""
+    """Flags for a quiet, offline-safe headless Chromium.
+
+    A ``--disable-features`` among ``extra`` is merged into ours rather than replacing it.
+    (pyppeteer's own default, ``site-per-process``, is deliberately not carried: site
+    isolation stays on.)"""
+    features = list(_DISABLED_FEATURES)
+    rest = []
+    for arg in extra:
+        if arg.startswith(_DISABLE_FEATURES):
+            features.extend(f for f in arg[len(_DISABLE_FEATURES) :].split(",") if f)
+        else:
+            rest.append(arg)
     args = [
         # Without these Chromium phones home at start (updates, field trials, sync):
         # on a closed network that means a burst of refused connections per launch.
@@ -38,20 +87,12 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
         "--disable-quic",  # QUIC would bypass the SOCKS egress guard; TCP only.
         "--mute-audio",
         "--hide-scrollbars",
-        # No back/forward cache: a reused page must not keep the previous job's page alive.
-        # No spare renderer: Chromium keeps one process started ahead for the next
-        # navigation, but for one browser context only; with a context per job slot each
-        # navigation found the spare made for the other context, so it was thrown away and
-        # another started: a renderer process start for every job (measured: 30 renderers
-        # for 30 shots on two lanes, 4 without the spare). Only one --disable-features
-        # counts (the last), so it lists everything.
-        "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache,"
-        "SpareRendererForSitePerProcess",
+        _DISABLE_FEATURES + ",".join(dict.fromkeys(features)),
     ]
     if os.geteuid() == 0:
         # Chromium's setuid/namespace sandbox refuses to start as root.
         args.append("--no-sandbox")
-    args.extend(extra)
+    args.extend(rest)
     return args
 
 
