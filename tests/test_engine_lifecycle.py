@@ -388,3 +388,27 @@ def test_chromium_keeps_playwrights_disabled_features_and_merges_the_users(
     assert set(_DISABLED_FEATURES) - effective == set()
     # and the user's feature is off in the page while one nobody named is still on
     assert title == "usb:no hid:yes"
+
+
+def test_a_lane_whose_page_opened_a_pop_up_is_not_reused(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> int:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            # Given a job whose page opens pop-ups (whose requests the lane never saw),
+            # then two plain jobs
+            for n, path in enumerate(["popup.html", "simple.html", "simple.html"]):
+                result = await capture_request(
+                    request(f"{http_server.base}/{path}", n), engine, storage
+                )
+                assert result.status == "ok", result.error
+            return engine.lanes_opened
+        finally:
+            await engine.close()
+
+    # Then the pop-up's lane was closed and a new one opened, which the third job reused
+    assert run(scenario()) == 2

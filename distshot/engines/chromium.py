@@ -246,6 +246,17 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+def has_credentials(url: str) -> bool:
+    """Whether a request carries a user or password in its URL. Chromium puts the ones a
+    page gives ``XMLHttpRequest.open`` there too, and keeps accepted ones in the context's
+    HTTP auth cache, which no DevTools call clears: a context that sent one is not reused."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.username or parts.password)
+    except ValueError:
+        return False
+
+
 def screenshot_params(opts: CaptureOptions, layout: dict[str, Any] | None) -> dict[str, Any]:
     """``Page.captureScreenshot`` parameters for the options. For a full page pass the
     ``Page.getLayoutMetrics`` answer: the clip then covers the whole content and

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from ..plugins.hookspecs import hookimpl
 from .chromium import (
     LANE_STORAGE_TYPES,
     PERMISSIONS_UNTOUCHED,
+    has_credentials,
     kill_process_tree,
     launch_args,
     ms_since,
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
         Page,
         Playwright,
         Request,
-        Response,
     )
 
 CAPABILITIES = Capabilities(
@@ -118,6 +119,12 @@ class _Lane:
         self.headers: tuple[tuple[str, str], ...] = ()
 
     def saw_request(self, request: Request) -> None:
+        if has_credentials(request.url):
+            # The job's URL or the page's script (XMLHttpRequest with a user and password)
+            # sent credentials: accepted ones stay in the context's auth cache, which no
+            # DevTools call clears. (Chromium answers the 401 inside the network stack, so
+            # a response listener never sees it: this request is the only sign.)
+            self.reusable = False
         origin = origin_of(request.url)
         if origin is None:
             return
@@ -140,9 +147,13 @@ class _Lane:
         whose page asked is closed rather than cleaned."""
         return bool(await self.page.evaluate(PERMISSIONS_UNTOUCHED))
 
-    def saw_response(self, response: Response) -> None:
-        if response.status in (401, 407):
-            self.reusable = False  # the context may now hold credentials
+    def saw_page(self, extra: Page) -> Awaitable[None] | None:
+        """A pop-up is closed (Playwright's emitter runs the returned coroutine), and the
+        lane with it: its requests are not the lane's page's, so what it did is unknown."""
+        if extra is self.page:
+            return None
+        self.reusable = False
+        return extra.close()
 
     async def reset(self) -> None:
         await self.page.goto("about:blank")  # unloads the page: its timers cannot write again
@@ -294,10 +305,11 @@ class PlaywrightEngine(Engine):
         self.lanes_opened += 1
         lane = _Lane(_lane_key(request), slot, context, page, cdp, guard)
         # Pop-ups are closed, dialogs dismissed: nothing may wait for a human.
-        context.on("page", lambda extra: extra.close() if extra is not page else None)
+        context.on("page", lane.saw_page)
         page.on("dialog", lambda dialog: dialog.dismiss())
+        # No response listener: every event Playwright delivers costs the driver and Python
+        # CPU (each response about as much as a request), and none was needed.
         page.on("request", lane.saw_request)
-        page.on("response", lane.saw_response)
         return lane
 
     async def _finish_lane(self, lane: _Lane) -> None:

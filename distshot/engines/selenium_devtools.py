@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chromium import origin_of
+from .chromium import has_credentials, origin_of
 
 
 class CdpError(Exception):
@@ -77,7 +77,9 @@ class PageWatch:
         # what a reset must undo, or what forbids keeping the page
         self.origins: set[str] = set()  # every origin a request went to
         self.top_origins: set[str] = set()  # origins of main-frame documents
-        self.auth = False  # a 401 or 407: the context may now hold credentials
+        #: Credentials were used (a URL with a user, as XMLHttpRequest's user and password
+        #: arrive), or a 401/407 came back: the context's auth cache may now hold them.
+        self.auth = False
         self.foreign_frames = False  # a cross-site frame (storage partitioned elsewhere)
         self.blank = False  # the page shows about:blank (after a reset)
 
@@ -89,7 +91,10 @@ class PageWatch:
     def _apply(self, method: str, params: dict[str, Any]) -> None:
         main = params.get("frameId") == self.target_id
         if method == "Network.requestWillBeSent":
-            origin = origin_of(params["request"]["url"])
+            url = params["request"]["url"]
+            origin = origin_of(url)
+            if has_credentials(url):
+                self.auth = True
             if origin is not None:
                 self.origins.add(origin)
                 if main and params.get("type") == "Document":

@@ -491,6 +491,19 @@ class EngineConformance:
         assert after.status == "failed"
         assert after.error is not None and after.error["type"] == "AuthenticationRequired"
 
+    def test_http_auth_from_a_pages_script_does_not_carry_over(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        auth, login = Case("/auth", {}), Case("/xhr-auth.html", {"wait_for": "#done"})
+        # Given a job whose page logs in from script (XMLHttpRequest with a user and a
+        # password), between two jobs that load /auth without credentials
+        before, logged_in, after = self._sequence(page_server, workdir, [auth, login, auth])
+        assert before.error is not None and before.error["type"] == "AuthenticationRequired"
+        assert _ok(logged_in).title == "xhr:200"
+        # Then the next job on the same engine is not logged in
+        assert after.status == "failed"
+        assert after.error is not None and after.error["type"] == "AuthenticationRequired"
+
     def test_permissions_do_not_carry_over_to_the_next_job(
         self, page_server: PageServer, workdir: Path
     ) -> None:
