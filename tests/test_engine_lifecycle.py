@@ -334,26 +334,22 @@ def _disabled_features(argv: list[str]) -> set[str]:
 
 def _playwrights_own_disabled_features() -> set[str]:
     """Launch Chromium through Playwright with no flags of ours and read what it switched off."""
-    import uuid
-
     from playwright.async_api import async_playwright
 
-    marker = f"--distshot-test-marker={uuid.uuid4().hex}"
+    from distshot.testing.processes import browser_processes
 
     async def launch() -> set[str]:
         async with async_playwright() as p:
             browser = await p.chromium.launch(
-                executable_path="/usr/bin/chromium", args=["--no-sandbox", marker]
+                executable_path="/usr/bin/chromium", args=["--no-sandbox"]
             )
             try:
-                for entry in Path("/proc").iterdir():
-                    if not entry.name.isdigit():
-                        continue
-                    try:
-                        argv = _argv(int(entry.name))
-                    except OSError:
-                        continue
-                    if marker in argv and not any(a.startswith("--type=") for a in argv):
+                # the browser process itself: of our descendants, the one with no --type=
+                for pid in browser_processes():
+                    argv = _argv(pid)
+                    if argv[0].endswith("chromium") and not any(
+                        a.startswith("--type=") for a in argv
+                    ):
                         return _disabled_features(argv)
                 raise AssertionError("the bare browser process was not found")
             finally:

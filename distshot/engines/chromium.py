@@ -58,7 +58,7 @@ _DISABLED_FEATURES = (
     "msForceBrowserSignIn",
     "msEdgeUpdateLaunchServicesPreferredVersion",
 )
-_DISABLE_FEATURES = "--disable-features="
+_FEATURES_FLAG = "--disable-features="
 
 
 def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
@@ -70,8 +70,8 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
     features = list(_DISABLED_FEATURES)
     rest = []
     for arg in extra:
-        if arg.startswith(_DISABLE_FEATURES):
-            features.extend(f for f in arg[len(_DISABLE_FEATURES) :].split(",") if f)
+        if arg.startswith(_FEATURES_FLAG):
+            features.extend(f for f in arg[len(_FEATURES_FLAG) :].split(",") if f)
         else:
             rest.append(arg)
     args = [
@@ -87,7 +87,7 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
         "--disable-quic",  # QUIC would bypass the SOCKS egress guard; TCP only.
         "--mute-audio",
         "--hide-scrollbars",
-        _DISABLE_FEATURES + ",".join(dict.fromkeys(features)),
+        _FEATURES_FLAG + ",".join(dict.fromkeys(features)),
     ]
     if os.geteuid() == 0:
         # Chromium's setuid/namespace sandbox refuses to start as root.
