@@ -1,0 +1,140 @@
+"""The egress guard as a SOCKS5 proxy, spoken to directly: what it relays, how it half-closes,
+what it refuses and what its closing cuts. (The engines' tests drive it through Chromium.)"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+from collections.abc import Awaitable, Callable
+
+from distshot.core.egress import EgressGuard
+from distshot.core.policy import UrlPolicy
+
+LOOPBACK_ALLOWED = UrlPolicy.build(False, ["127.0.0.0/8"])
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _socks_connect(
+    proxy: str, host: str, port: int
+) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A minimal SOCKS5 client: CONNECT by IPv4 address; returns the reply code."""
+    proxy_port = int(proxy.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    address = bytes(int(part) for part in host.split("."))
+    writer.write(b"\x05\x01\x00\x01" + address + struct.pack("!H", port))
+    reply = await reader.readexactly(10)
+    return reply[1], reader, writer
+
+
+async def _with_server(
+    handler: Handler, policy: UrlPolicy, body: Callable[..., Awaitable[None]]
+) -> None:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    guard = EgressGuard(policy)
+    proxy = await guard.start()
+    try:
+        await asyncio.wait_for(body(guard, proxy, port), 30)
+    finally:
+        await guard.close()
+        server.close()
+
+
+def test_relays_megabytes_both_ways_and_half_closes() -> None:
+    """8 MiB up, the client half-closes, the server answers with the digest and 8 MiB down:
+    back-pressure holds nothing back and the half-close reaches the server."""
+    upload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received = await reader.read()  # to EOF: only a relayed half-close ends this
+        writer.write(hashlib.sha256(received).digest())
+        writer.write(received[::-1])
+        await writer.drain()
+        writer.close()
+
+    async def body(guard: EgressGuard, proxy: str, port: int) -> None:
+        code, reader, writer = await _socks_connect(proxy, "127.0.0.1", port)
+        assert code == 0
+        writer.write(upload)
+        await writer.drain()
+        writer.write_eof()
+        answer = await reader.read()
+        assert answer[:32] == hashlib.sha256(upload).digest()
+        assert answer[32:] == upload[::-1]
+        writer.close()
+
+    asyncio.run(_with_server(server, LOOPBACK_ALLOWED, body))
+
+
+def test_a_server_that_speaks_first_is_heard() -> None:
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hello\r\n")
+        await writer.drain()
+        line = await reader.readline()
+        writer.write(b"you said " + line)
+        await writer.drain()
+        writer.close()
+
+    async def body(guard: EgressGuard, proxy: str, port: int) -> None:
+        code, reader, writer = await _socks_connect(proxy, "127.0.0.1", port)
+        assert code == 0
+        assert await reader.readline() == b"220 hello\r\n"
+        writer.write(b"hi\r\n")
+        assert await reader.read() == b"you said hi\r\n"
+        writer.close()
+
+    asyncio.run(_with_server(server, LOOPBACK_ALLOWED, body))
+
+
+def test_a_refused_address_gets_not_allowed_and_no_connection() -> None:
+    connections = 0
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    async def body(guard: EgressGuard, proxy: str, port: int) -> None:
+        code, _, writer = await _socks_connect(proxy, "127.0.0.1", port)
+        writer.close()
+        assert code == 2  # connection not allowed by ruleset
+        assert guard.refusals and "127.0.0.1" in guard.refusals[0]
+        await asyncio.sleep(0.2)
+        assert connections == 0
+
+    asyncio.run(_with_server(server, UrlPolicy.build(False), body))
+
+
+def test_closing_the_guard_cuts_open_relays() -> None:
+    """A job's end closes its guard: a connection the page left open must not outlive it."""
+
+    async def scenario() -> None:
+        closed = asyncio.Event()
+
+        async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # until the relay is cut
+            closed.set()
+            writer.close()
+
+        srv = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        guard = EgressGuard(LOOPBACK_ALLOWED)
+        proxy = await guard.start()
+        code, reader, writer = await _socks_connect(proxy, "127.0.0.1", port)
+        assert code == 0
+        writer.write(b"still talking")
+        await writer.drain()
+        await asyncio.wait_for(guard.close(), 5)
+        try:
+            data = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionError:  # cut with a reset rather than a FIN: just as cut
+            data = b""
+        assert data == b""
+        await asyncio.wait_for(closed.wait(), 5)
+        writer.close()
+        srv.close()
+
+    asyncio.run(scenario())
