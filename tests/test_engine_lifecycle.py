@@ -255,6 +255,34 @@ def test_a_focused_fields_caret_is_not_in_the_image(
     assert green == 0
 
 
+def test_a_web_font_that_arrives_after_load_is_in_the_image(
+    http_server: PageServer, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> Path:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            result = await capture_request(
+                request(f"{http_server.base}/late-font.html"), engine, storage
+            )
+            assert result.status == "ok", result.error
+            assert result.location is not None
+            return Path(result.location.removeprefix("file://"))
+        finally:
+            await engine.close()
+
+    # Given a page that shows big black text after its load event, in a web font that takes
+    # 1.5 s to arrive and hides the text until then (font-display: block)
+    image = Image.open(run(scenario())).convert("L")
+    # Then the text is in the image: the capture waited for the font
+    dark = sum(1 for value in image.tobytes() if value < 100)
+    assert dark > 10_000
+
+
 def _renderers(engine: PlaywrightEngine) -> set[int]:
     """The renderer processes of the engine's current browser."""
     from distshot.engines.chromium import process_tree

@@ -113,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/slow-image":
             time.sleep(float(query.get("ms", "1000")) / 1000)
             self.send(_png_1x1_red(), ctype="image/png")
+        elif path == "/slow-font":
+            time.sleep(float(query.get("ms", "1500")) / 1000)
+            self.send(_a_system_font(), ctype="font/ttf")
         elif path == "/never-loads":
             self.send("<title>never</title><p>text</p><img src='/hang'>")
         elif path == "/download":
@@ -153,6 +156,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(file.read_bytes(), ctype=ctype)
             else:
                 self.send("<title>Not Found</title>not found", status=404)
+
+
+def _a_system_font() -> bytes:
+    """A TrueType font to serve as a web font: any will do, and a Chromium that renders
+    text has some installed (Debian's pulls in DejaVu or Liberation)."""
+    for folder in ("/usr/share/fonts/truetype", "/usr/share/fonts"):
+        for font in sorted(Path(folder).rglob("*.ttf")):
+            return font.read_bytes()
+    raise FileNotFoundError("no .ttf font under /usr/share/fonts to serve as a web font")
 
 
 def _png_1x1_red() -> bytes:
