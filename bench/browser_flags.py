@@ -28,7 +28,8 @@ from pathlib import Path
 from corpus import Corpus
 from machine import describe
 
-from distshot.engines.chromium import launch_args
+from distshot.engines.chromium import launch_args, process_tree
+from distshot.engines.playwright import _browser_pid
 
 BROWSER = "/usr/bin/chromium"
 _HZ = os.sysconf("SC_CLK_TCK")
@@ -36,23 +37,13 @@ _HZ = os.sysconf("SC_CLK_TCK")
 
 def tree_cpu_seconds(root: int) -> float:
     """CPU (user + system) of ``root`` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = 0.0
+    for pid in process_tree(root):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / _HZ
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += cpu.get(pid, 0.0)
-        todo.extend(children.get(pid, []))
+            continue  # ended since the walk
+        total += (int(fields[11]) + int(fields[12])) / _HZ
     return total
 
 
@@ -75,11 +66,13 @@ async def run(sides: list[Side], urls: list[str], shots: int) -> None:
 
     async with async_playwright() as playwright:
         for side in sides:
-            before = set(_chromium_children())
             browser = await playwright.chromium.launch(
                 executable_path=BROWSER, headless=True, args=side.args
             )
-            (side.pid,) = set(_chromium_children()) - before
+            pid = await _browser_pid(browser)
+            if pid is None:
+                raise SystemExit("Chromium did not tell its process id")
+            side.pid = pid
             context = await browser.new_context(viewport={"width": 1280, "height": 800})
             side.browser, side.page = browser, await context.new_page()
             side.cdp = await context.new_cdp_session(side.page)
@@ -109,26 +102,6 @@ async def run(sides: list[Side], urls: list[str], shots: int) -> None:
         for side in sides:
             side.cpu = tree_cpu_seconds(side.pid) - start[side.name]
             await side.browser.close()  # type: ignore[attr-defined]
-
-
-def _chromium_children() -> list[int]:
-    """Chromium browser processes started by this process's Playwright driver."""
-    found = []
-    me = os.getpid()
-    stats: dict[int, tuple[str, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            comm = text.split("(", 1)[1].rsplit(")", 1)[0]
-            stats[int(entry.name)] = (comm, int(text.rsplit(")", 1)[1].split()[1]))
-    drivers = {pid for pid, (_, parent) in stats.items() if parent == me}
-    for pid, (comm, parent) in stats.items():
-        if parent in drivers and "chrom" in comm:
-            found.append(pid)
-    return found
 
 
 def main() -> None:

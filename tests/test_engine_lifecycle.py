@@ -222,29 +222,33 @@ def test_a_reused_page_takes_each_jobs_viewport_and_headers_and_drops_the_last_o
     assert "X-Job" not in headers["two"] and "X-Job" not in headers["three"]
 
 
+def _shoot_one(url: str, tmp_path: Path) -> tuple[Path, str | None]:
+    """One job on a fresh engine: the image's path and the page's title (it must succeed)."""
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[Path, str | None]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            result = await capture_request(request(url), engine, storage)
+            assert result.status == "ok", result.error
+            assert result.location is not None
+            return Path(result.location.removeprefix("file://")), result.title
+        finally:
+            await engine.close()
+
+    return run(scenario())  # type: ignore[no-any-return]
+
+
 def test_a_focused_fields_caret_is_not_in_the_image(
     http_server: PageServer, tmp_path: Path
 ) -> None:
     from PIL import Image
 
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> Path:
-        engine = PlaywrightEngine(EngineConfig(concurrency=1))
-        await engine.open()
-        try:
-            result = await capture_request(
-                request(f"{http_server.base}/caret.html"), engine, storage
-            )
-            assert result.status == "ok", result.error
-            assert result.title == "caret"
-            assert result.location is not None
-            return Path(result.location.removeprefix("file://"))
-        finally:
-            await engine.close()
-
     # Given a page whose autofocused field would draw a tall, steady green caret
-    image = Image.open(run(scenario())).convert("RGB")
+    path, title = _shoot_one(f"{http_server.base}/caret.html", tmp_path)
+    assert title == "caret"
+    image = Image.open(path).convert("RGB")
     # Then the image has no green in it: the caret was hidden before the capture
     pixels = image.tobytes()
     green = sum(
@@ -260,24 +264,10 @@ def test_a_web_font_that_arrives_after_load_is_in_the_image(
 ) -> None:
     from PIL import Image
 
-    storage = LocalStorage(str(tmp_path))
-
-    async def scenario() -> Path:
-        engine = PlaywrightEngine(EngineConfig(concurrency=1))
-        await engine.open()
-        try:
-            result = await capture_request(
-                request(f"{http_server.base}/late-font.html"), engine, storage
-            )
-            assert result.status == "ok", result.error
-            assert result.location is not None
-            return Path(result.location.removeprefix("file://"))
-        finally:
-            await engine.close()
-
     # Given a page that shows big black text after its load event, in a web font that takes
     # 1.5 s to arrive and hides the text until then (font-display: block)
-    image = Image.open(run(scenario())).convert("L")
+    path, _ = _shoot_one(f"{http_server.base}/late-font.html", tmp_path)
+    image = Image.open(path).convert("L")
     # Then the text is in the image: the capture waited for the font
     dark = sum(1 for value in image.tobytes() if value < 100)
     assert dark > 10_000

@@ -39,10 +39,10 @@ _DISABLED_FEATURES = (
     "SpareRendererForSitePerProcess",
     # No new renderer-side frame (and page) for every navigation: with RenderDocument each
     # same-site navigation builds a fresh RenderFrame and WebView and swaps it in, in the
-    # renderer and in the browser process. Measured with two browsers side by side, shots
-    # alternating on the bench corpus: 321 -> 274 ms of CPU per shot, and 339 -> 279 with
-    # the lanes' about:blank between jobs, which costs almost nothing more without it
-    # (docs/benchmarks.md). Site isolation is unchanged: cross-site still swaps processes.
+    # renderer and in the browser process. Measured with browsers side by side, shots
+    # alternating on the bench corpus (bench/browser_flags.py): 323 -> 279 ms of CPU per
+    # shot, and 382 -> 300 with the lanes' about:blank between jobs (docs/benchmarks.md).
+    # Site isolation is unchanged: cross-site navigations still swap processes.
     "RenderDocument",
     # Playwright 1.65's own list (chromiumSwitches.ts), which ours used to switch back on:
     # paint holding can leave a same-origin navigation showing the previous page, HTTPS

@@ -161,9 +161,8 @@ class Handler(BaseHTTPRequestHandler):
 def _a_system_font() -> bytes:
     """A TrueType font to serve as a web font: any will do, and a Chromium that renders
     text has some installed (Debian's pulls in DejaVu or Liberation)."""
-    for folder in ("/usr/share/fonts/truetype", "/usr/share/fonts"):
-        for font in sorted(Path(folder).rglob("*.ttf")):
-            return font.read_bytes()
+    for font in sorted(Path("/usr/share/fonts").rglob("*.ttf")):
+        return font.read_bytes()
     raise FileNotFoundError("no .ttf font under /usr/share/fonts to serve as a web font")
 
 
