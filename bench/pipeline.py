@@ -6,6 +6,7 @@ peak RSS for large batches. Not a test: it prints figures.
 
     .venv/bin/python bench/pipeline.py                      # throughput, 1 and 2 processes
     .venv/bin/python bench/pipeline.py --memory 100000 1000000
+    .venv/bin/python bench/pipeline.py --pin-cpu auto off   # pinned against floating workers
 """
 
 from __future__ import annotations
@@ -68,10 +69,20 @@ def delete_queues(prefix: str, batches: list[str]) -> None:
 
 
 def run(
-    urls: int, processes: int, threads: int, work: Path, sample: bool = False
+    urls: int,
+    processes: int,
+    threads: int,
+    work: Path,
+    sample: bool = False,
+    pin_cpu: str = "auto",
 ) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DISTSHOT_QUEUE_PREFIX": prefix, "DISTSHOT_BROKER_URL": BROKER}
+    env = {
+        **os.environ,
+        "DISTSHOT_QUEUE_PREFIX": prefix,
+        "DISTSHOT_BROKER_URL": BROKER,
+        "DISTSHOT_PIN_CPU": pin_cpu,
+    }
     url_file = work / f"urls-{urls}.txt"
     if not url_file.exists():
         with open(url_file, "w") as out:
@@ -225,6 +236,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--pin-cpu",
+        nargs="*",
+        default=["auto"],
+        choices=["auto", "on", "off"],
+        help="worker pin_cpu settings to alternate (auto pins the null engine's processes)",
+    )
+    parser.add_argument(
         "--memory",
         type=int,
         nargs="*",
@@ -246,26 +264,31 @@ def main() -> None:
             "throughput (null engine, dispatch -> RabbitMQ -> worker -> reply -> manifest), "
             f"{args.rounds} rounds alternating between process counts"
         )
-        rates: dict[int, list[float]] = {processes: [] for processes in args.processes}
-        cpu: dict[int, list[dict[str, float]]] = {processes: [] for processes in args.processes}
+        setups = [(processes, pin) for pin in args.pin_cpu for processes in args.processes]
+        rates: dict[tuple[int, str], list[float]] = {setup: [] for setup in setups}
+        cpu: dict[tuple[int, str], list[dict[str, float]]] = {setup: [] for setup in setups}
         for _ in range(args.rounds):
-            for processes in args.processes:
+            for setup in setups:
+                processes, pin = setup
                 before = cpu_seconds()
-                result = run(args.urls, processes, args.threads, work)
+                result = run(args.urls, processes, args.threads, work, pin_cpu=pin)
                 after = cpu_seconds()
-                rates[processes].append(result["rate"])
-                cpu[processes].append({k: (after[k] - before[k]) * 1000 / args.urls for k in after})
-        for processes in args.processes if args.rounds else []:
-            runs = ", ".join(f"{rate:.0f}" for rate in rates[processes])
-            per = {k: statistics.median(c[k] for c in cpu[processes]) for k in cpu[processes][0]}
+                rates[setup].append(result["rate"])
+                cpu[setup].append({k: (after[k] - before[k]) * 1000 / args.urls for k in after})
+        for setup in setups if args.rounds else []:
+            processes, pin = setup
+            runs = ", ".join(f"{rate:.0f}" for rate in rates[setup])
+            per = {k: statistics.median(c[k] for c in cpu[setup]) for k in cpu[setup][0]}
             print(
-                f"  {processes} worker process(es) x {args.threads} threads: "
-                f"{statistics.median(rates[processes]):.0f} requests/s median ({runs}); "
+                f"  {processes} worker process(es) x {args.threads} threads, pin_cpu={pin}: "
+                f"{statistics.median(rates[setup]):.0f} requests/s median ({runs}); "
                 f"CPU ms per request: distshot {per['distshot']:.2f}, "
                 f"RabbitMQ {per['rabbitmq']:.2f}"
             )
         for count in args.memory:
-            result = run(count, max(args.processes), args.threads, work, sample=True)
+            result = run(
+                count, max(args.processes), args.threads, work, sample=True, pin_cpu=args.pin_cpu[0]
+            )
             print(
                 f"  dispatcher, {count} URLs: peak RSS {result['peak_rss_mib']:.1f} MiB "
                 f"(RSS at 10% of the run {result['rss_at_10pct']:.1f} MiB), "

@@ -32,6 +32,8 @@ from rabbit import (
     wait_for_consumers,
 )
 
+from distshot.engines.chromium import process_tree
+
 
 class Fleet:
     """Workers and dispatchers of one test, isolated by queue prefix."""
@@ -41,7 +43,8 @@ class Fleet:
         self.url = url
         self.prefix = new_prefix()
         self.processes: list[subprocess.Popen[str]] = []
-        self.workers: list[tuple[subprocess.Popen[str], str]] = []
+        #: (worker, its engine, its worker processes)
+        self.workers: list[tuple[subprocess.Popen[str], str, int]] = []
         self.queues: set[str] = set()
         self.tags: list[str] = []
 
@@ -51,10 +54,14 @@ class Fleet:
             "DISTSHOT_QUEUE_PREFIX": self.prefix,
             "DISTSHOT_BROKER_URL": self.url,
             "DISTSHOT_DRAMATIQ_LOG_LEVEL": "INFO",
+            # Core claims of this test's workers only (see distshot.actors.affinity).
+            "DISTSHOT_CPU_LOCK_DIR": str(self.tmp / "cpu-claims"),
             **extra,
         }
 
-    def worker(self, engine: str = "null", threads: int = 2) -> tuple[subprocess.Popen[str], str]:
+    def worker(
+        self, engine: str = "null", threads: int = 2, processes: int = 1, **env: str
+    ) -> tuple[subprocess.Popen[str], str]:
         tag = uuid.uuid4().hex
         self.tags.append(tag)
         log = open(self.tmp / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
@@ -66,20 +73,22 @@ class Fleet:
                 engine,
                 "--threads",
                 str(threads),
+                "--processes",
+                str(processes),
                 "--storage",
                 str(self.tmp / "shots"),
             ],
-            env=self.env(DISTSHOT_TEST_TAG=tag, DISTSHOT_LOG_LEVEL="INFO"),
+            env=self.env(DISTSHOT_TEST_TAG=tag, DISTSHOT_LOG_LEVEL="INFO", **env),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
         self.processes.append(process)
-        self.workers.append((process, engine))
+        self.workers.append((process, engine, processes))
         queue = f"{self.prefix}.{engine}"
         self.queues.add(queue)
-        alive = sum(1 for p, e in self.workers if e == engine and p.poll() is None)
+        alive = sum(n for p, e, n in self.workers if e == engine and p.poll() is None)
         wait_for_consumers(self.url, queue, count=alive)
         return process, tag
 
@@ -495,3 +504,56 @@ def test_default_manifest_is_batch_jsonl_and_a_rerun_must_say_resume(fleet: Flee
         cwd=fleet.tmp,
     )
     assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+
+
+# -- pinning worker processes to cores (distshot.actors.affinity) ---------------------------
+
+
+def thread_affinities(pid: int) -> set[frozenset[int]]:
+    """The distinct CPU sets of a process's threads."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(frozenset(os.sched_getaffinity(int(task.name))))
+    return found
+
+
+def worker_processes(worker: subprocess.Popen[str], count: int) -> list[int]:
+    """The Dramatiq worker processes under a ``distshot worker`` (which became Dramatiq's
+    main process)."""
+    wait_for(lambda: len(process_tree(worker.pid)) == count + 1, what=f"{count} processes")
+    return process_tree(worker.pid)[1:]
+
+
+def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
+    fleet: Fleet,
+) -> None:
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("pinning to a core of its own needs two cores")
+    worker, _ = fleet.worker("null", threads=4, processes=2)
+    pins = [thread_affinities(pid) for pid in worker_processes(worker, 2)]
+    # every thread of a process on the same single core, the two processes on different ones
+    assert all(len(pin) == 1 and len(next(iter(pin))) == 1 for pin in pins), pins
+    assert pins[0] != pins[1]
+    urls = write_urls(fleet.tmp / "u.txt", [f"https://a.test/{n}" for n in range(40)])
+    result = fleet.dispatch(urls, "pinned", "--engine", "null")
+    assert result.returncode == 0, result.stderr
+    assert {r["status"] for r in fleet.manifest("pinned")} == {"ok"}
+
+    # A killed process's claim dies with it: the next worker gets a core, not "all taken".
+    kill_group(worker, signal.SIGKILL)
+    worker.wait(timeout=30)
+    again, _ = fleet.worker("null", processes=1)
+    (pid,) = worker_processes(again, 1)
+    assert thread_affinities(pid) == {frozenset({min(cores)})}
+
+
+def test_browser_engine_workers_and_pin_cpu_off_leave_threads_free(fleet: Fleet) -> None:
+    """A browser started by a pinned thread would inherit its one core."""
+    cores = frozenset(os.sched_getaffinity(0))
+    browser, _ = fleet.worker("playwright")  # opens no browser until its first job
+    switched_off, _ = fleet.worker("null", DISTSHOT_PIN_CPU="off")
+    for worker in (browser, switched_off):
+        (pid,) = worker_processes(worker, 1)
+        assert thread_affinities(pid) == {cores}

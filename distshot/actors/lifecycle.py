@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from .affinity import pin_to_own_core, should_pin
 from .runtime import WorkerRuntime
 
 logger = logging.getLogger("distshot.worker")
@@ -27,11 +28,13 @@ class RuntimeLifecycle(Middleware):
     worker threads have finished or returned their jobs.
     """
 
-    def __init__(self, runtime: WorkerRuntime) -> None:
+    def __init__(self, runtime: WorkerRuntime, *, pin_cpu: str = "off") -> None:
         self.runtime = runtime
+        self.pin_cpu = pin_cpu
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
-        """In a Dramatiq worker process, make a second SIGTERM a real kill.
+        """In a Dramatiq worker process: pin it to a core if asked (before Dramatiq starts
+        its threads, which then inherit the pin), and make a second SIGTERM a real kill.
 
         Dramatiq answers a second signal (``kill`` of the whole process group, systemd's
         default) with ``sys.exit`` in the main thread, which leaves the worker threads
@@ -44,6 +47,7 @@ class RuntimeLifecycle(Middleware):
             or threading.current_thread() is not threading.main_thread()
         ):
             return
+        self._pin()
         previous = signal.getsignal(signal.SIGTERM)
         state = {"signalled": False}
 
@@ -57,6 +61,14 @@ class RuntimeLifecycle(Middleware):
             return None
 
         signal.signal(signal.SIGTERM, on_term)
+
+    def _pin(self) -> None:
+        entry = self.runtime.registry.engine_entry(self.runtime.engine_name)
+        if not should_pin(self.pin_cpu, entry.capabilities.starts_processes):
+            return
+        cpu = pin_to_own_core()
+        if cpu is not None:
+            logger.info("worker process %d pinned to CPU core %d", os.getpid(), cpu)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()

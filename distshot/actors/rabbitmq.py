@@ -72,7 +72,7 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
         queue_prefix=settings.queue_prefix,
     )
     broker = DistshotBroker(settings.broker_url, middleware=[])
-    install_worker(broker, runtime, max_attempts=settings.max_attempts)
+    install_worker(broker, runtime, max_attempts=settings.max_attempts, pin_cpu=settings.pin_cpu)
     return broker, runtime
 
 

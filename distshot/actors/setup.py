@@ -11,7 +11,9 @@ from .reply import ReplyMiddleware
 from .runtime import WorkerRuntime
 
 
-def worker_middleware(runtime: WorkerRuntime | None) -> list[dramatiq.Middleware]:
+def worker_middleware(
+    runtime: WorkerRuntime | None, *, pin_cpu: str = "off"
+) -> list[dramatiq.Middleware]:
     """The order matters: Reply before Retries, RuntimeLifecycle after AsyncIO (see each)."""
     stack: list[dramatiq.Middleware] = [
         ReplyMiddleware(),
@@ -22,7 +24,7 @@ def worker_middleware(runtime: WorkerRuntime | None) -> list[dramatiq.Middleware
         AsyncIO(),
     ]
     if runtime is not None:
-        stack.append(RuntimeLifecycle(runtime))
+        stack.append(RuntimeLifecycle(runtime, pin_cpu=pin_cpu))
     return stack
 
 
@@ -33,9 +35,10 @@ def install_worker(
     max_attempts: int = 3,
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 30_000,
+    pin_cpu: str = "off",
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     """Add the worker middleware to a broker built without middleware, then declare actors."""
-    for middleware in worker_middleware(runtime):
+    for middleware in worker_middleware(runtime, pin_cpu=pin_cpu):
         broker.add_middleware(middleware)
     return declare_capture_actor(
         broker,

@@ -18,6 +18,8 @@ from .contracts import EngineConfig
 from .errors import ConfigError, DistshotError
 from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 
+#: The values of the pin_cpu setting (see distshot.actors.affinity).
+PIN_CHOICES = ("auto", "on", "off")
 DEFAULT_CONFIG_FILE = "distshot.toml"
 ENV_PREFIX = "DISTSHOT_"
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,60}$")
@@ -61,6 +63,9 @@ class Settings:
     #: Reuse a cleaned browser context between jobs; false gives every job a fresh one.
     reuse_contexts: bool = True
     max_attempts: int = 3
+    #: Pin each worker process's threads to a core of its own: "auto" (when the engine
+    #: starts no processes that would inherit the pin), "on" or "off".
+    pin_cpu: str = "auto"
     #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
     queue_prefix: str = "distshot"
     window: int = 200
@@ -128,6 +133,8 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_duration(value, name)
     if name == "public_base_url":
         return _base_url(value)
+    if name == "pin_cpu":
+        return _pin_choice(value)
     kind = type(getattr(Settings(), name))
     if name == "storage":
         kind = str
@@ -166,6 +173,15 @@ def _base_url(value: Any) -> str:
         raise ConfigError(f"public_base_url must be an http(s) URL, not {value!r}")
     if parts.query or parts.fragment:
         raise ConfigError(f"public_base_url must not have a query or fragment: {value!r}")
+    return text
+
+
+def _pin_choice(value: Any) -> str:
+    if isinstance(value, bool):  # pin_cpu = true / false in distshot.toml
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    if text not in PIN_CHOICES:
+        raise ConfigError(f"pin_cpu must be one of {', '.join(PIN_CHOICES)}, not {value!r}")
     return text
 
 

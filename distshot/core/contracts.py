@@ -24,6 +24,10 @@ class Capabilities:
     formats: frozenset[str] = frozenset({"png", "jpeg"})
     wait_until: frozenset[str] = frozenset({"load", "domcontentloaded", "networkidle"})
     description: str = ""
+    #: Whether the engine starts processes on the worker's machine (a browser, a driver).
+    #: Workers pin their threads to one core (``pin_cpu = "auto"``) only when it does not:
+    #: children inherit the affinity of the thread that starts them.
+    starts_processes: bool = True
 
     def describe(self) -> str:
         missing = sorted(OPTION_NAMES - self.options)

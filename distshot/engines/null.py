@@ -15,6 +15,7 @@ CAPABILITIES = Capabilities(
     formats=frozenset({"png"}),
     wait_until=frozenset({"load"}),
     description="no browser: a blank PNG of the requested size",
+    starts_processes=False,
 )
 
 
