@@ -155,3 +155,50 @@ def test_a_batch_folder_removed_between_writes_is_made_again(tmp_path: Path) -> 
     shutil.rmtree(tmp_path / "batch")
     storage.put("batch/b.png", b"second", "image/png", {})
     assert (tmp_path / "batch" / "b.png").read_bytes() == b"second"
+
+
+class DeafEngine(NullEngine):
+    """Ignores its timeout, like a renderer stuck in a script loop: only cancelling helps."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def capture(self, request: ShotRequest) -> Capture:
+        try:
+            await asyncio.Event().wait()  # forever
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        raise AssertionError("unreachable")
+
+
+def test_the_service_cuts_off_an_engine_that_ignores_its_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("distshot.core.service._CLEANUP_GRACE", 0.2)
+    storage, engine = LocalStorage(str(tmp_path)), DeafEngine()
+    options = CaptureOptions(timeout=0.3)
+
+    async def scenario() -> tuple[Any, Any, bool]:
+        stuck = ShotRequest(
+            id="b:1", line=1, url="https://a.test/", options=options, allow_private=True
+        )
+        cut_off = await capture_request(stuck, engine, storage)
+        # An outside cancel (Dramatiq interrupting the job) stays a cancel, not a timeout.
+        task = asyncio.create_task(capture_request(stuck, engine, storage))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return cut_off, None, True
+        return cut_off, task.result(), False
+
+    cut_off, answered, cancelled = asyncio.run(scenario())
+    assert cut_off.status == "failed" and cut_off.transient
+    assert cut_off.error == {
+        "type": "NavigationTimeout",
+        "message": "job exceeded its 0.3s timeout",
+    }
+    assert cancelled, answered
+    assert engine.cancelled == 2  # the engine's coroutine was cancelled both times

@@ -197,7 +197,10 @@ async def _run_engine(engine: Engine, request: ShotRequest) -> Capture:
     (a renderer stuck in a JavaScript loop ignores polite requests)."""
     budget = request.options.timeout + _CLEANUP_GRACE
     try:
-        return await asyncio.wait_for(engine.capture(request), budget)
+        # asyncio.timeout, not wait_for: the capture runs in the job's own task rather than
+        # in a second one, which cost a fast engine's job a task and a loop iteration.
+        async with asyncio.timeout(budget):
+            return await engine.capture(request)
     except TimeoutError:
         raise NavigationTimeout(f"job exceeded its {request.options.timeout:g}s timeout") from None
 
