@@ -80,6 +80,7 @@ bench: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python bench/corpus.py --install
 	-$(BIN)/python bench/shot_scraper_env.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/job_cost.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/memory.py
