@@ -4,7 +4,7 @@ Why: a worker process is one interpreter. Its threads (Dramatiq's consumer and w
 threads, the event loop) pass every job along under one GIL, so together they never use
 more than one core; left to float, they run on different cores, and every hand-off wakes a
 thread on another core. With the null engine, a floating worker process spent 33% more CPU
-per job than a pinned one (docs/benchmarks.md, "Worker CPU pinning").
+per job than a pinned one (docs/benchmarks.md, "Pipeline: worker CPU pinning").
 
 Each process claims a core by locking one file per core for its whole life; the kernel
 drops the lock when the process dies, however it dies, so a crashed worker's core is free
