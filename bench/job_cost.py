@@ -24,44 +24,35 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import dramatiq
 
-import dramatiq  # noqa: E402
+from distshot.actors.reply import reply_message
+from distshot.core.models import ShotRequest
+from distshot.core.service import capture_request
+from distshot.dispatch.dispatcher import capture_message
+from distshot.engines.null import NullEngine
+from distshot.storage.local import LocalStorage
 
-from distshot.actors.capture import CAPTURE_ACTOR  # noqa: E402
-from distshot.actors.reply import reply_message  # noqa: E402
-from distshot.core.models import ShotRequest  # noqa: E402
-from distshot.core.service import capture_request  # noqa: E402
-from distshot.engines.null import NullEngine  # noqa: E402
-from distshot.storage.local import LocalStorage  # noqa: E402
+REPLY_QUEUE = "distshot.reply.b"
 
 
 def messages(count: int) -> list[bytes]:
-    """Encoded capture messages as the dispatcher sends them."""
-    bodies = []
-    for n in range(count):
-        request = ShotRequest(
-            id=f"b:{n}",
-            line=n,
-            url=f"https://site{n % 1000}.test/page/{n}",
-            batch="b",
-            allow_private=True,
-        )
-        payload = request.to_wire()
-        payload["engine"] = "null"
-        payload["sent_at"] = time.time()
-        message = dramatiq.Message(
-            queue_name="distshot.null",
-            actor_name=CAPTURE_ACTOR,
-            args=(payload,),
-            kwargs={},
-            options={"reply_to": "distshot.reply.b"},
-        )
-        bodies.append(message.encode())
-    return bodies
+    """Encoded capture messages, as the dispatcher sends them."""
+    return [
+        capture_message(
+            ShotRequest(
+                id=f"b:{n}",
+                line=n,
+                url=f"https://site{n % 1000}.test/page/{n}",
+                batch="b",
+                allow_private=True,
+            ),
+            "null",
+            REPLY_QUEUE,
+        ).encode()
+        for n in range(count)
+    ]
 
 
 async def work(bodies: list[bytes], folder: str) -> float:
@@ -73,7 +64,7 @@ async def work(bodies: list[bytes], folder: str) -> float:
         message = dramatiq.Message.decode(body)
         request = ShotRequest.from_wire(message.args[0])
         result = await capture_request(request, engine, storage)
-        reply_message("distshot.reply.b", result.to_record()).encode()
+        reply_message(REPLY_QUEUE, result.to_record()).encode()
     return time.process_time() - started
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import pika
 from machine import BROKER
 
+from distshot.core.config import PIN_CHOICES
+
 ROOT = Path(__file__).resolve().parent.parent
 DISTSHOT = [sys.executable, "-m", "distshot.cli"]
 
@@ -239,7 +241,7 @@ def main() -> None:
         "--pin-cpu",
         nargs="*",
         default=["auto"],
-        choices=["auto", "on", "off"],
+        choices=PIN_CHOICES,
         help="worker pin_cpu settings to alternate (auto pins the null engine's processes)",
     )
     parser.add_argument(

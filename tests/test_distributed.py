@@ -557,3 +557,12 @@ def test_browser_engine_workers_and_pin_cpu_off_leave_threads_free(fleet: Fleet)
     for worker in (browser, switched_off):
         (pid,) = worker_processes(worker, 1)
         assert thread_affinities(pid) == {cores}
+
+
+def test_pin_cpu_on_pins_even_a_browser_engines_worker(fleet: Fleet) -> None:
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("pinning to a core of its own needs two cores")
+    worker, _ = fleet.worker("playwright", DISTSHOT_PIN_CPU="on")
+    (pid,) = worker_processes(worker, 1)
+    assert thread_affinities(pid) == {frozenset({min(cores)})}

@@ -188,19 +188,7 @@ class Dispatcher:
         self._send(item, pending)
 
     def _send(self, request: ShotRequest, pending: _Pending) -> None:
-        payload = request.to_wire()
-        payload["engine"] = pending.engine
-        payload["sent_at"] = time.time()
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue_for(pending.engine, self.queue_prefix),
-            actor_name=CAPTURE_ACTOR,
-            args=(payload,),
-            kwargs={},
-            options={
-                "reply_to": self.reply_queue,
-                "time_limit": int((request.options.timeout + _TIME_LIMIT_GRACE_S) * 1000),
-            },
-        )
+        message = capture_message(request, pending.engine, self.reply_queue, self.queue_prefix)
         self._pending[request.id] = pending
         self._outbox.append((message, request.line))
 
@@ -311,6 +299,26 @@ class Dispatcher:
                 logger.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def capture_message(
+    request: ShotRequest, engine: str, reply_queue: str, queue_prefix: str = DEFAULT_PREFIX
+) -> dramatiq.Message[Any]:
+    """The message a dispatcher sends for ``request``: to ``engine``'s queue, answered on
+    ``reply_queue``, with a time limit the worker enforces."""
+    payload = request.to_wire()
+    payload["engine"] = engine
+    payload["sent_at"] = time.time()
+    return dramatiq.Message(
+        queue_name=queue_for(engine, queue_prefix),
+        actor_name=CAPTURE_ACTOR,
+        args=(payload,),
+        kwargs={},
+        options={
+            "reply_to": reply_queue,
+            "time_limit": int((request.options.timeout + _TIME_LIMIT_GRACE_S) * 1000),
+        },
+    )
 
 
 def summary_line(counts: Counts, manifest: str) -> str:
