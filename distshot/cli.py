@@ -25,7 +25,7 @@ from .core.config import Settings, load_settings
 from .core.errors import DistshotError
 from .core.inputs import RequestReader
 from .core.manifest import ManifestWriter
-from .core.options import parse_header_line
+from .core.options import SPECS, Choice, Flag, Int, Number, OptionSpec
 from .dispatch.dispatcher import Counts, summary_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,45 +72,57 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _flag_for(spec: OptionSpec) -> Callable[[F], F]:
+    """The click option for one capture option, from its declaration."""
+    help_text = spec.help + (f" [{spec.default_text}]" if spec.default_text else "")
+    kind = spec.kind
+    if isinstance(kind, Flag):
+        flag = spec.cli_flag
+        return click.option(f"{flag}/--no-{flag[2:]}", spec.name, default=None, help=help_text)
+    kwargs: dict[str, Any] = {"help": help_text, "default": None}
+    if isinstance(kind, Choice):
+        names = {c.lower(): c for c in kind.choices}
+        extra = [alias for alias, _ in kind.aliases if alias.lower() not in names]
+        kwargs["type"] = click.Choice([*kind.choices, *extra], case_sensitive=False)
+    elif isinstance(kind, Int):
+        kwargs["type"] = int
+    elif isinstance(kind, Number):
+        kwargs["type"] = float
+    if kind.multiple:
+        kwargs.update(multiple=True, default=(), help=f"{help_text} Repeatable.")
+    if kind.from_file:
+        kwargs.update(callback=_read_at_file, metavar="CODE|@FILE")
+    return click.option(spec.cli_flag, spec.name, **kwargs)
+
+
+def _read_at_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``@path`` is the file's contents (a script or a stylesheet)."""
+    if value is None or not value.startswith("@"):
+        return value
+    path = Path(value[1:]).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}") from None
+
+
 def capture_options(func: F) -> F:
-    """Capture option flags; they become every request's defaults."""
-    decorators = [
-        click.option("--width", type=int, help="Viewport width in CSS pixels [1280]."),
-        click.option("--height", type=int, help="Viewport height in CSS pixels [800]."),
-        click.option("--full-page/--no-full-page", default=None, help="Capture the whole page."),
-        click.option(
-            "--format",
-            "format_",
-            type=click.Choice(["png", "jpeg", "webp"]),
-            help="Image format [png].",
-        ),
-        click.option("--quality", type=int, help="JPEG/WebP quality, 0-100."),
-        click.option("--scale", type=float, help="Device scale factor [1]."),
-        click.option(
-            "--wait-until",
-            type=click.Choice(["load", "domcontentloaded", "networkidle"]),
-            help="Navigation event to wait for [load].",
-        ),
-        click.option("--wait-for", help="CSS selector that must be visible before the capture."),
-        click.option("--delay", type=int, help="Extra wait in milliseconds before the capture."),
-        click.option("--timeout", type=float, help="Seconds for the whole job [30]."),
-        click.option("--user-agent", help="User-Agent header and navigator.userAgent."),
-        click.option(
-            "--header",
-            "headers",
-            multiple=True,
-            help="Extra request header 'Name: value' (repeatable).",
-        ),
-        click.option(
-            "--allow-private",
-            is_flag=True,
-            default=None,
-            help="Allow loopback and private addresses.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    """Capture option flags, one per declared option; they become every request's defaults."""
+    for spec in reversed(list(SPECS.values())):
+        func = _flag_for(spec)(func)
+    func = click.option(
+        "--default-scheme",
+        type=click.Choice(["https", "http"]),
+        default="https",
+        show_default=True,
+        help="Scheme for input lines that are a bare host name (example.com).",
+    )(func)
+    return click.option(
+        "--allow-private",
+        is_flag=True,
+        default=None,
+        help="Allow loopback and private addresses.",
+    )(func)
 
 
 def link_options(func: F) -> F:
@@ -150,25 +162,13 @@ def _check_storage(url: str) -> None:
 
 
 def _capture_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
-    headers = kwargs.pop("headers", ())
-    overrides = {
-        "width": kwargs.pop("width"),
-        "height": kwargs.pop("height"),
-        "full_page": kwargs.pop("full_page"),
-        "format": kwargs.pop("format_"),
-        "quality": kwargs.pop("quality"),
-        "scale": kwargs.pop("scale"),
-        "wait_until": kwargs.pop("wait_until"),
-        "wait_for": kwargs.pop("wait_for"),
-        "delay": kwargs.pop("delay"),
-        "timeout": kwargs.pop("timeout"),
-        "user_agent": kwargs.pop("user_agent"),
-    }
-    if headers:
-        try:
-            overrides["headers"] = dict(parse_header_line(h) for h in headers)
-        except DistshotError as exc:
-            raise click.BadParameter(exc.message, param_hint="--header") from None
+    """The capture options given on the command line (None or empty: not given)."""
+    overrides = {}
+    for name, spec in SPECS.items():
+        value = kwargs.pop(name)
+        if spec.kind.multiple:
+            value = list(value) or None
+        overrides[name] = value
     return overrides
 
 
@@ -315,7 +315,7 @@ def shoot(
     manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
     manifest_file.parent.mkdir(parents=True, exist_ok=True)
     manifest_file.unlink(missing_ok=True)  # a shoot run describes itself only
-    reader = _reader(batch, settings, storage_url)
+    reader = _reader(batch, settings, storage_url, kwargs.pop("default_scheme"))
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()
     with ManifestWriter(manifest_file) as manifest:
@@ -336,7 +336,9 @@ def shoot(
     sys.exit(EXIT_OK if counts.all_ok else EXIT_FAILURES)
 
 
-def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestReader:
+def _reader(
+    batch: str, settings: Settings, storage_url: str | None, default_scheme: str
+) -> RequestReader:
     return RequestReader(
         batch,
         settings.capture,
@@ -344,6 +346,7 @@ def _reader(batch: str, settings: Settings, storage_url: str | None) -> RequestR
         allow_private=settings.allow_private,
         allow_networks=settings.allow_networks,
         cache_ttl=settings.cache_ttl,
+        default_scheme=default_scheme,
     )
 
 
@@ -427,7 +430,7 @@ def dispatch(
     elif link_ttl or public_base_url:
         # They travel inside the storage URL; without one they would be silently ignored.
         raise click.UsageError("--link-ttl and --public-base-url need --storage")
-    reader = _reader(batch_id, settings, storage_url)
+    reader = _reader(batch_id, settings, storage_url, kwargs.pop("default_scheme"))
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()
     counts = run_dispatch(
@@ -534,6 +537,42 @@ def engines() -> None:
         click.echo(f"{entry.name:<12} {caps.describe()}  [{entry.plugin}]")
         if caps.description:
             click.echo(f"{'':<12} {caps.description}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="The README's table (Markdown).")
+@_handle_errors
+def options(markdown: bool) -> None:
+    """List every capture option: flag, default, accepted values, help."""
+    from .core.options import options_table, specs_by_group
+
+    if markdown:
+        click.echo(options_table(), nl=False)
+        return
+    for group, specs in specs_by_group():
+        click.echo(f"{group}:")
+        for spec in specs:
+            default = f" [{spec.default_text}]" if spec.default_text else ""
+            click.echo(f"  {spec.name:<17}{spec.cli_flag:<20}{spec.kind.accepts}{default}")
+            click.echo(f"  {'':<37}{spec.help}")
+        click.echo()
+
+
+@main.command()
+@click.argument("search", required=False)
+@_handle_errors
+def devices(search: str | None) -> None:
+    """List device presets for --device (optionally those whose name contains SEARCH)."""
+    from .core.devices import DEVICES
+
+    for device in DEVICES.values():
+        if search and search.casefold() not in device.name.casefold():
+            continue
+        kind = "mobile" if device.mobile else "desktop"
+        touch = ", touch" if device.touch else ""
+        click.echo(
+            f"{device.name:<34}{device.width}x{device.height} @{device.scale:g}x  {kind}{touch}"
+        )
 
 
 @main.command()

@@ -532,7 +532,8 @@ def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
     if len(cores) < 2:
         pytest.skip("pinning to a core of its own needs two cores")
     worker, _ = fleet.worker("null", threads=4, processes=2)
-    pins = [thread_affinities(pid) for pid in worker_processes(worker, 2)]
+    children = worker_processes(worker, 2)
+    pins = [thread_affinities(pid) for pid in children]
     # every thread of a process on the same single core, the two processes on different ones
     assert all(len(pin) == 1 and len(next(iter(pin))) == 1 for pin in pins), pins
     assert pins[0] != pins[1]
@@ -544,6 +545,9 @@ def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
     # A killed process's claim dies with it: the next worker gets a core, not "all taken".
     kill_group(worker, signal.SIGKILL)
     worker.wait(timeout=30)
+    # (the worker processes die a moment after the main one: a claim is released when its
+    # process is gone, not before)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), what="exit")
     again, _ = fleet.worker("null", processes=1)
     (pid,) = worker_processes(again, 1)
     assert thread_affinities(pid) == {frozenset({min(cores)})}

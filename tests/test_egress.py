@@ -8,6 +8,8 @@ import hashlib
 import struct
 from collections.abc import Awaitable, Callable
 
+from conftest import PageServer
+
 from distshot.core.egress import EgressGuard
 from distshot.core.policy import UrlPolicy
 
@@ -138,3 +140,65 @@ def test_closing_the_guard_cuts_open_relays() -> None:
         srv.close()
 
     asyncio.run(scenario())
+
+
+def test_the_safety_net_guard_refuses_private_addresses_for_any_thread() -> None:
+    # Given the process's safety-net guard, asked for from two threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distshot.core.egress import browser_guard_url
+
+    with ThreadPoolExecutor(2) as pool:
+        urls = set(pool.map(lambda _: browser_guard_url(), range(4)))
+    assert len(urls) == 1  # one guard per process
+    (proxy,) = urls
+
+    async def scenario() -> int:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            code, _, writer = await _socks_connect(proxy, "127.0.0.1", port)
+            writer.close()
+            return code
+        finally:
+            server.close()
+
+    # Then a connection to a loopback address through it is refused (reply 2: not allowed)
+    assert asyncio.run(scenario()) == 2
+
+
+def test_a_context_without_a_proxy_of_its_own_goes_through_the_safety_net(
+    http_server: PageServer,
+) -> None:
+    from playwright.async_api import Error, async_playwright
+
+    from distshot.engines.chromium import DIRECT, launch_args
+
+    async def scenario() -> tuple[str, int | None]:
+        async with async_playwright() as driver:
+            # Given a browser launched with distshot's flags
+            browser = await driver.chromium.launch(
+                executable_path="/usr/bin/chromium", args=launch_args()
+            )
+            try:
+                # When an engine forgets to give a context the job's proxy
+                forgot = await browser.new_context()
+                page = await forgot.new_page()
+                try:
+                    await page.goto(f"{http_server.base}/solid.html?forgot", timeout=10_000)
+                    refused = "reached the page"
+                except Error as exc:
+                    refused = str(exc).splitlines()[0]
+                # and another job's context says "direct" on purpose (allow_private)
+                direct = await browser.new_context(proxy={"server": DIRECT, "bypass": "*"})
+                response = await (await direct.new_page()).goto(f"{http_server.base}/solid.html")
+                return refused, response.status if response else None
+            finally:
+                await browser.close()
+
+    refused, status = asyncio.run(scenario())
+    # Then the forgetful context's navigation to a loopback page was refused by the strict
+    # guard, the page server never saw it, and the deliberate direct context got through
+    assert "ERR_" in refused, refused
+    assert "forgot" not in str(http_server.seen.requests)
+    assert status == 200

@@ -37,7 +37,7 @@ def test_a_duplicate_engine_name_is_one_clear_error() -> None:
 
     @hookimpl
     def distshot_engines(register):  # type: ignore[no-untyped-def]
-        register("null", lambda config: None, Capabilities())
+        register("null", lambda config: None, Capabilities(options=frozenset()))
 
     plugin.distshot_engines = distshot_engines  # type: ignore[attr-defined]
     with pytest.raises(DuplicatePlugin) as info:
@@ -54,7 +54,8 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
         "from distshot.engines.null import NullEngine\n"
         "@hookimpl\n"
         "def distshot_engines(register):\n"
-        "    register('shiny', lambda config: NullEngine(), Capabilities(description='shiny'))\n"
+        "    caps = Capabilities(options=frozenset(), description='shiny')\n"
+        "    register('shiny', lambda config: NullEngine(), caps)\n"
     )
     dist = tmp_path / "shiny_engine-1.0.dist-info"
     dist.mkdir()
@@ -83,8 +84,12 @@ def test_engines_command_lists_capabilities() -> None:
         for line in result.stdout.splitlines()
         if line and not line[0].isspace()
     }
-    assert "formats: jpeg, png" in lines["playwright"]
-    assert "not supported" in lines["null"] and "full_page" in lines["null"]
+    # Each engine says what it honours: every option, or the lists of both
+    assert "formats: jpeg, pdf, png, webp" in lines["playwright"]
+    assert "honours every option" in lines["playwright"]
+    honoured, rejected = lines["null"].split("honours: ")[1].split("; rejects: ")
+    assert "width" in honoured and "timeout" in honoured
+    assert "full_page" in rejected and "color_scheme" in rejected
     storages = run_cli("storages")
     assert storages.returncode == 0 and storages.stdout.split()[0] == "file"
 

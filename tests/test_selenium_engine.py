@@ -355,18 +355,27 @@ def test_a_driver_call_that_never_returns_gets_its_driver_killed(
 ) -> None:
     storage = LocalStorage(str(tmp_path))
 
-    def stuck(self: _Slot, job: object, watch: object) -> bytes:
-        # A real chromedriver call that never answers: a script that never calls back.
-        assert self.driver is not None
-        self.driver.set_script_timeout(600)
-        self.driver.execute_async_script("/* never calls back */")
-        raise AssertionError("unreachable")
+    original = _Slot._sender
+
+    def stuck(self: _Slot, job: Any, session: str) -> Any:
+        send = original(self, job, session)
+
+        def stuck_send(method: str, params: dict[str, Any]) -> dict[str, Any]:
+            if method != "Page.captureScreenshot":
+                return send(method, params)
+            # A real chromedriver call that never answers: a script that never calls back.
+            assert self.driver is not None
+            self.driver.set_script_timeout(600)
+            self.driver.execute_async_script("/* never calls back */")
+            raise AssertionError("unreachable")
+
+        return stuck_send
 
     async def scenario() -> tuple[ShotResult, float, ShotResult, int]:
         engine = SeleniumEngine(EngineConfig(concurrency=1))
         await engine.open()
         try:
-            monkeypatch.setattr(_Slot, "_screenshot", stuck)
+            monkeypatch.setattr(_Slot, "_sender", stuck)
             started = time.monotonic()
             hung = await shoot(
                 engine, storage, request(f"{http_server.base}/solid.html", 1, timeout=3)

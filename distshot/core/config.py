@@ -77,9 +77,12 @@ class Settings:
     #: Links are this base URL plus the object's key instead; folded into the storage URL.
     public_base_url: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
+    #: Each engine's own settings: the ``[engines.NAME]`` tables of distshot.toml.
+    engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
-        """What the engine factory receives from these settings."""
+        """What the engine factory receives from these settings (with the chosen engine's
+        own table)."""
         return EngineConfig(
             browser_path=self.browser_path,
             driver_path=self.driver_path,
@@ -87,6 +90,7 @@ class Settings:
             recycle_memory_mb=self.recycle_memory_mb,
             reuse_contexts=self.reuse_contexts,
             concurrency=self.concurrency,
+            settings=dict(self.engines.get(self.engine, {})),
         )
 
     def storage_url(self, default: str | None = None) -> str | None:
@@ -123,7 +127,7 @@ def with_storage_options(url: str, **options: Any) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "capture"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("capture", "engines")}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -211,6 +215,7 @@ def load_settings(
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     capture_raw: dict[str, Any] = {}
+    engine_tables: dict[str, dict[str, Any]] = {}
 
     path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
     if config_file and not path.is_file():
@@ -223,10 +228,12 @@ def load_settings(
         for key, value in data.items():
             if key == "capture" and isinstance(value, dict):
                 capture_raw.update(value)
+            elif key == "engines" and isinstance(value, dict):
+                engine_tables = _engine_tables(path, value)
             elif key in _FIELDS:
                 values[key] = _coerce(key, value)
             else:
-                known = ", ".join(sorted([*_FIELDS, "[capture]"]))
+                known = ", ".join(sorted([*_FIELDS, "[capture]", "[engines.NAME]"]))
                 raise ConfigError(f"{path}: unknown setting {key!r}; known: {known}")
 
     for name in _FIELDS:
@@ -243,4 +250,15 @@ def load_settings(
         capture = parse_options(capture_raw, DEFAULT_OPTIONS)
     except DistshotError as exc:
         raise ConfigError(exc.message) from None
-    return Settings(**values, capture=capture)
+    return Settings(**values, capture=capture, engines=engine_tables)
+
+
+def _engine_tables(path: Path, value: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[engines.NAME]`` tables: each engine's own settings, handed to its factory as
+    ``EngineConfig.settings`` (the engine checks them; distshot does not know them)."""
+    tables = {}
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: engines.{name} must be a table ([engines.{name}])")
+        tables[name] = dict(table)
+    return tables

@@ -7,7 +7,9 @@ where. ``core.service.capture_request`` is the only caller of either inside dist
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, StoredObject
 from .options import OPTION_NAMES
@@ -18,9 +20,15 @@ UNIVERSAL_OPTIONS = frozenset({"timeout"})
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an engine honours. A request that needs anything else is rejected up front."""
+    """What an engine honours. A request that needs anything else is rejected up front.
 
-    options: frozenset[str] = OPTION_NAMES
+    ``options`` names every capture option the engine honours, explicitly: there is no
+    "all", so an option added to distshot later is rejected by an engine until the engine
+    says it honours it (never silently ignored). ``timeout`` is always honoured: the capture
+    service enforces it.
+    """
+
+    options: frozenset[str]
     formats: frozenset[str] = frozenset({"png", "jpeg"})
     wait_until: frozenset[str] = frozenset({"load", "domcontentloaded", "networkidle"})
     description: str = ""
@@ -29,10 +37,20 @@ class Capabilities:
     #: children inherit the affinity of the thread that starts them.
     starts_processes: bool = True
 
+    @property
+    def honoured(self) -> frozenset[str]:
+        """Every option a request to this engine may set."""
+        return self.options | UNIVERSAL_OPTIONS
+
     def describe(self) -> str:
-        missing = sorted(OPTION_NAMES - self.options)
+        """One line for ``distshot engines``: formats, then what is honoured and rejected."""
+        missing = sorted(OPTION_NAMES - self.honoured)
         parts = [f"formats: {', '.join(sorted(self.formats))}"]
-        parts.append("options: all" if not missing else f"not supported: {', '.join(missing)}")
+        if not missing:
+            parts.append(f"honours every option ({len(OPTION_NAMES)})")
+        else:
+            parts.append(f"honours: {', '.join(sorted(self.honoured & OPTION_NAMES))}")
+            parts.append(f"rejects: {', '.join(missing)}")
         return "; ".join(parts)
 
 
@@ -51,6 +69,8 @@ class EngineConfig:
     extra_args: tuple[str, ...] = ()
     #: Reuse a cleaned browser context between jobs (warm caches) instead of a fresh one.
     reuse_contexts: bool = True
+    #: The engine's own settings: the ``[engines.NAME]`` table of distshot.toml, as parsed.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Engine(abc.ABC):
@@ -61,7 +81,7 @@ class Engine(abc.ABC):
     """
 
     name: str = "engine"
-    capabilities: Capabilities = Capabilities()
+    capabilities: Capabilities = Capabilities(options=frozenset())
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Start what is shared between jobs (a browser). Called once before capture."""

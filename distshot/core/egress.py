@@ -5,6 +5,12 @@ answer that changes between check and use (rebinding) all reach other hosts. Pla
 request routing does not even see redirects. So each job's browser context talks through this
 proxy: it resolves every host itself, refuses addresses the policy forbids, and connects to the
 very address it checked. Engines read ``refusals`` to explain a failed navigation.
+
+Behind the per-job guards sits a safety net: ``browser_guard_url`` is one more guard, for the
+whole process, with the strictest policy (no private address at all), and every browser is
+launched with it as its proxy (``engines.chromium.launch_args``). A context an engine makes
+without a proxy of its own therefore still goes through a guard; only a context made with
+an explicit direct connection (for a job whose policy admits every address) bypasses it.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
+import queue
 import socket
 import struct
+import threading
 
 from .errors import BlockedAddress, DistshotError
 from .policy import IPAddress, UrlPolicy
@@ -146,3 +155,40 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
     except (ConnectionError, OSError):
         writer.close()
+
+
+# -- the browser-wide safety net ---------------------------------------------------------------
+
+_net_lock = threading.Lock()
+_net: tuple[int, str] | None = None  # (pid, proxy URL) of this process's safety-net guard
+
+
+def browser_guard_url() -> str:
+    """The proxy URL of this process's safety-net guard (the strictest policy), started on
+    first use in a thread of its own, so that any code can ask for it before launching a
+    browser, on any thread. A forked child starts its own."""
+    global _net
+    with _net_lock:
+        if _net is None or _net[0] != os.getpid():
+            _net = (os.getpid(), _start_net())
+        return _net[1]
+
+
+def _start_net() -> str:
+    started: queue.Queue[str | BaseException] = queue.Queue()
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            guard = EgressGuard(UrlPolicy.build(False, ()))
+            started.put(loop.run_until_complete(guard.start()))
+        except BaseException as exc:  # reported to the caller
+            started.put(exc)
+            return
+        loop.run_forever()
+
+    threading.Thread(target=serve, name="distshot-egress-net", daemon=True).start()
+    result = started.get(timeout=30)
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -12,7 +12,9 @@
     │   ├── BlockedAddress          the host resolves to a refused address
     │   ├── DownloadRefused         the URL is a download, not a page
     │   ├── RedirectLoop            too many redirects
-    │   └── AuthenticationRequired  the server wants HTTP credentials the URL did not give
+    │   ├── AuthenticationRequired  the server wants HTTP credentials the URL did not give
+    │   ├── ElementNotFound         a selector (selector, click) matched nothing in time
+    │   └── ScriptError             the request's javascript threw
     └── TransientError              may work on another attempt
         ├── NavigationTimeout       the page did not reach its wait condition in time
         ├── NetworkError            DNS failure, connection refused or reset
@@ -87,6 +89,14 @@ class RedirectLoop(PermanentError):
 
 
 class AuthenticationRequired(PermanentError):
+    pass
+
+
+class ElementNotFound(PermanentError):
+    pass
+
+
+class ScriptError(PermanentError):
     pass
 
 

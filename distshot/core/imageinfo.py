@@ -1,10 +1,16 @@
-"""Pixel size of an encoded PNG, JPEG or WebP, read from its header (no imaging library)."""
+"""Pixel size of an encoded PNG, JPEG or WebP, read from its header (no imaging library).
+A PDF has pages, not pixels: it has no size here."""
 
 from __future__ import annotations
 
 import struct
 
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "pdf": "application/pdf",
+}
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -14,6 +20,8 @@ def sniff_format(data: bytes) -> str | None:
         return "jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data.startswith(b"%PDF-"):
+        return "pdf"
     return None
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import DistshotError, InvalidRequest
 from .models import ShotRequest
 from .options import CaptureOptions, parse_options
-from .policy import parse_url
+from .policy import parse_url, with_default_scheme
 
 FORMATS = ("txt", "csv", "jsonl")
 _REQUEST_KEYS = frozenset({"url", "engine"})
@@ -61,8 +61,11 @@ class RequestReader:
         allow_private: bool = False,
         allow_networks: tuple[str, ...] = (),
         cache_ttl: float | None = None,
+        default_scheme: str = "https",
     ) -> None:
         self.batch = batch
+        #: Put in front of a line that is a bare host name (``example.com``).
+        self.default_scheme = default_scheme
         self.defaults = defaults
         self.engine = engine
         self.storage = storage
@@ -155,6 +158,7 @@ class RequestReader:
         try:
             if not isinstance(url, str):
                 raise InvalidRequest("missing 'url'")
+            url = with_default_scheme(url, self.default_scheme)
             parse_url(url)
             engine = data.get("engine") or self.engine
             if engine is not None and not isinstance(engine, str):

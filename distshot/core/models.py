@@ -149,6 +149,8 @@ class Capture:
     title: str | None = None
     navigate_ms: float | None = None
     capture_ms: float | None = None
+    #: The page was taller than ``max_height`` and the image stops there.
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class CacheEntry:
     title: str | None = None
     #: The storage's own version tag of the object (an S3 ETag), to detect replacement.
     etag: str | None = None
+    truncated: bool = False
 
     def to_json(self) -> builtins.bytes:
         # Every field is a scalar: a flat dict, not asdict's recursive deep copy (which
@@ -220,6 +223,7 @@ class CacheEntry:
             http_status=number("http_status"),
             title=text("title"),
             etag=text("etag"),
+            truncated=raw.get("truncated") is True,
         )
 
 
@@ -255,6 +259,8 @@ RECORD_FIELDS = (
     "attempts",
     "timings",
     "error",
+    "truncated",
+    "device",
 )
 TIMING_FIELDS = ("queue_ms", "navigate_ms", "capture_ms", "store_ms", "total_ms")
 
@@ -282,6 +288,10 @@ class ShotResult:
     attempts: int = 0
     timings: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(TIMING_FIELDS))
     error: dict[str, str] | None = None
+    #: Whether a full page was cut at ``max_height`` (None: no image).
+    truncated: bool | None = None
+    #: The device preset the page was shown as, if any.
+    device: str | None = None
     #: Not part of the record: whether a failed result may succeed on another attempt.
     transient: bool = False
 

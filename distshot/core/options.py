@@ -1,8 +1,11 @@
-"""Capture options: one schema for CLI flags, CSV/JSONL keys, distshot.toml and the wire.
+"""Capture options, each declared once: name, type, range or choices, default, whether it
+changes the image, help. Everything else is generated from these declarations: the parser
+for CSV/JSONL/TOML/wire values, the CLI flags, ``distshot options``, the README's table and
+the API's schema. Adding an option means one field here plus the engines that honour it.
 
-Values arrive as text (CSV, environment), JSON scalars (JSONL) or Python values (CLI);
-``parse_options`` turns any of them into a validated, immutable ``CaptureOptions`` or
-raises ``InvalidOption`` naming the field and the accepted values.
+Values arrive as text (CSV, environment), JSON values (JSONL, wire) or Python values (CLI);
+``parse_options`` turns any of them into a validated, immutable ``CaptureOptions`` or raises
+``InvalidOption`` naming the field and the accepted values.
 """
 
 from __future__ import annotations
@@ -13,29 +16,292 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from .devices import DEVICES, Device
 from .errors import InvalidOption
+from .optionkinds import (
+    MAX_PIXELS,
+    Choice,
+    Clip,
+    Code,
+    DeviceName,
+    Flag,
+    Headers,
+    Int,
+    Kind,
+    Number,
+    Selectors,
+    Text,
+)
 
-FORMATS = ("png", "jpeg", "webp")
-WAIT_UNTIL = ("load", "domcontentloaded", "networkidle")
-MAX_PIXELS = 16384  # Chromium's largest texture side; larger viewports fail inside the GPU path.
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "OPTION_NAMES",
+    "SPECS",
+    "CaptureOptions",
+    "Choice",
+    "Flag",
+    "Int",
+    "Kind",
+    "Number",
+    "OptionSpec",
+    "options_table",
+    "parse_options",
+]
+#: A full page taller than this (CSS px) is cut there unless ``max_height`` says otherwise.
+#: Measured (docs/benchmarks.md, "Tall pages"): Chromium renders a 1280 px wide page whole
+#: far beyond this; the cap exists for the pages that would crash the browser.
+DEFAULT_MAX_HEIGHT = 300_000
+
+#: Groups, in the order ``distshot options`` and the README show them.
+GROUPS = (
+    "Viewport and device",
+    "What to capture",
+    "Waiting",
+    "Changing the page",
+    "Emulation",
+    "Output",
+)
+
+
+# -- the declarations -----------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One capture option's declaration."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    group: str
+    #: Changes the image: part of the image's name and of the cache key.
+    image: bool = True
+    #: The CLI flag, when it is not the option's name in kebab-case (``--header``).
+    flag: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return "--" + (self.flag or self.name.replace("_", "-"))
+
+    @property
+    def default_text(self) -> str:
+        """The default as the docs show it."""
+        if self.default is None or self.default == ():
+            return ""
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        if isinstance(self.default, int):
+            return f"{self.default:,}" if self.default >= 10_000 else str(self.default)
+        return str(self.default)
+
+
+def option(
+    default: T,
+    kind: Kind,
+    help: str,
+    *,
+    group: str,
+    image: bool = True,
+    flag: str | None = None,
+) -> T:
+    """Declare a ``CaptureOptions`` field as an option (the name is the field's)."""
+    assert group in GROUPS, group
+    spec = {"kind": kind, "help": help, "group": group, "image": image, "flag": flag}
+    result: T = field(default=default, metadata={"option": spec})
+    return result
 
 
 @dataclass(frozen=True)
 class CaptureOptions:
-    width: int = 1280
-    height: int = 800
-    full_page: bool = False
-    format: str = "png"
-    quality: int | None = None
-    scale: float = 1.0
-    wait_until: str = "load"
-    wait_for: str | None = None
-    delay: int = 0
-    timeout: float = 30.0
-    user_agent: str | None = None
-    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """Every capture option, with its declaration. Each field is one option."""
+
+    # Viewport and device
+    width: int = option(
+        1280, Int(1, MAX_PIXELS), "Viewport width in CSS px.", group="Viewport and device"
+    )
+    height: int = option(
+        800, Int(1, MAX_PIXELS), "Viewport height in CSS px.", group="Viewport and device"
+    )
+    scale: float = option(
+        1.0,
+        Number(0.0, 4.0),
+        "Device scale factor: 2 doubles the pixels of the image.",
+        group="Viewport and device",
+    )
+    device: str | None = option(
+        None,
+        DeviceName(),
+        "A named phone, tablet or desktop (viewport, scale, user agent, mobile, touch); "
+        "explicit width, height, scale and user_agent override it.",
+        group="Viewport and device",
+    )
+    # What to capture
+    full_page: bool = option(
+        False, Flag(), "The whole scrollable page, not just the viewport.", group="What to capture"
+    )
+    max_height: int = option(
+        DEFAULT_MAX_HEIGHT,
+        Int(100, 1_000_000),
+        "A full page taller than this (CSS px) is cut here; the record says truncated.",
+        group="What to capture",
+    )
+    selector: str | None = option(
+        None,
+        Text(),
+        "An image of the first element matching this CSS selector (waits for it).",
+        group="What to capture",
+    )
+    padding: int = option(
+        0,
+        Int(0, 1000),
+        "CSS px added around the selector's element.",
+        group="What to capture",
+    )
+    clip: tuple[float, float, float, float] | None = option(
+        None, Clip(), "Only this rectangle of the page: x,y,width,height.", group="What to capture"
+    )
+    # Waiting
+    wait_until: str = option(
+        "load",
+        Choice(("load", "domcontentloaded", "networkidle")),
+        "The navigation event to wait for.",
+        group="Waiting",
+    )
+    wait_for: str | None = option(
+        None, Text(), "A CSS selector that must be visible before the capture.", group="Waiting"
+    )
+    delay: int = option(
+        0, Int(0, 60_000), "Extra milliseconds to wait before the capture.", group="Waiting"
+    )
+    timeout: float = option(
+        30.0, Number(0.0, 600.0), "Seconds for the whole job.", group="Waiting", image=False
+    )
+    scroll_page: bool | None = option(
+        None,
+        Flag(),
+        "Scroll through the page first, so lazy images load [on with full_page].",
+        group="Waiting",
+    )
+    # Changing the page
+    hide: tuple[str, ...] = option(
+        (), Selectors(), "Elements made visibility: hidden.", group="Changing the page"
+    )
+    remove: tuple[str, ...] = option(
+        (), Selectors(), "Elements made display: none.", group="Changing the page"
+    )
+    click: tuple[str, ...] = option(
+        (),
+        Selectors(),
+        "Elements clicked in order (a consent button, a tab); a missing one fails the job.",
+        group="Changing the page",
+    )
+    javascript: str | None = option(
+        None,
+        Code(),
+        "Script run after load, before the capture (a returned promise is awaited).",
+        group="Changing the page",
+    )
+    css: str | None = option(
+        None, Code(), "Stylesheet added before the capture.", group="Changing the page"
+    )
+    animations: str = option(
+        "allow",
+        Choice(("allow", "disabled")),
+        "disabled: CSS animations, transitions and Web Animations finished before the capture.",
+        group="Changing the page",
+    )
+    # Emulation
+    color_scheme: str | None = option(
+        None,
+        Choice(("light", "dark", "no-preference")),
+        "prefers-color-scheme the page sees.",
+        group="Emulation",
+    )
+    reduced_motion: str | None = option(
+        None,
+        Choice(("reduce", "no-preference")),
+        "prefers-reduced-motion the page sees.",
+        group="Emulation",
+    )
+    media: str | None = option(
+        None, Choice(("screen", "print")), "CSS media type.", group="Emulation"
+    )
+    user_agent: str | None = option(
+        None, Text(), "User-Agent header and navigator.userAgent.", group="Emulation"
+    )
+    headers: tuple[tuple[str, str], ...] = option(
+        (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
+    )
+    # Output
+    format: str = option(
+        "png",
+        Choice(("png", "jpeg", "webp", "pdf"), aliases=(("jpg", "jpeg"),)),
+        "Image format; pdf is Chromium's print to PDF.",
+        group="Output",
+    )
+    quality: int | None = option(None, Int(0, 100), "JPEG and WebP quality.", group="Output")
+    omit_background: bool = option(
+        False, Flag(), "Transparent background where the page has none (png, webp).", group="Output"
+    )
+    pdf_paper: str = option(
+        "A4",
+        Choice(
+            ("A3", "A4", "A5", "Legal", "Letter", "Tabloid"),
+            aliases=tuple((p.lower(), p) for p in ("A3", "A4", "A5", "Legal", "Letter", "Tabloid")),
+        ),
+        "Paper size of a pdf.",
+        group="Output",
+    )
+    landscape: bool = option(False, Flag(), "Landscape paper for a pdf.", group="Output")
+    print_background: bool = option(
+        True, Flag(), "Print background colours and images in a pdf.", group="Output"
+    )
+
+    #: Not an option: which options were given explicitly (at any layer), so that a device
+    #: preset fills only the others.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    # -- derived values engines use ---------------------------------------------------------
+
+    @property
+    def device_preset(self) -> Device | None:
+        return DEVICES[self.device] if self.device else None
+
+    @property
+    def is_mobile(self) -> bool:
+        preset = self.device_preset
+        return preset.mobile if preset else False
+
+    @property
+    def has_touch(self) -> bool:
+        preset = self.device_preset
+        return preset.touch if preset else False
+
+    @property
+    def scrolls(self) -> bool:
+        """Whether to scroll through the page first: ``scroll_page``, else ``full_page``."""
+        return self.full_page if self.scroll_page is None else self.scroll_page
+
+    @property
+    def changes_page(self) -> bool:
+        """Whether anything must be done to the page between load and capture."""
+        return bool(
+            self.hide
+            or self.remove
+            or self.click
+            or self.javascript
+            or self.css
+            or self.animations != "allow"
+        )
+
+    # -- the wire and the cache -------------------------------------------------------------
 
     def to_wire(self) -> dict[str, Any]:
         """The options that differ from the defaults, JSON-ready; ``from_wire`` inverts it.
@@ -43,10 +309,7 @@ class CaptureOptions:
         Messages carry only these: a .txt batch then sends ``{}``, and the worker rebuilds
         the shared default object without parsing anything.
         """
-        data = {name: getattr(self, name) for name in self.non_default()}
-        if "headers" in data:
-            data["headers"] = dict(self.headers)
-        return data
+        return {name: SPECS[name].kind.to_json(getattr(self, name)) for name in self.non_default()}
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> CaptureOptions:
@@ -56,117 +319,32 @@ class CaptureOptions:
         """Names of options set to something other than their default."""
         if self is DEFAULT_OPTIONS:
             return set()
-        return {
-            name for name in _FIELD_NAMES if getattr(self, name) != getattr(DEFAULT_OPTIONS, name)
-        }
+        return {name for name, spec in SPECS.items() if getattr(self, name) != spec.default}
 
     @functools.cached_property
     def digest(self) -> str:
-        """A stable hash of the options that change the image (not the timeout); cached,
-        since every request of a .txt batch shares one options object."""
-        data = {name: getattr(self, name) for name in _FIELD_NAMES if name != "timeout"}
-        data["headers"] = dict(self.headers)
+        """A stable hash of the image-changing options that differ from their defaults
+        (cached: every request of a .txt batch shares one options object). Only those: an
+        option added later, at its default, changes no existing image's name."""
+        data = {
+            name: SPECS[name].kind.to_json(getattr(self, name))
+            for name in sorted(self.non_default())
+            if SPECS[name].image
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CaptureOptions))
-OPTION_NAMES = frozenset(_FIELD_NAMES)
+SPECS: dict[str, OptionSpec] = {
+    f.name: OptionSpec(name=f.name, default=f.default, **f.metadata["option"])
+    for f in dataclasses.fields(CaptureOptions)
+    if "option" in f.metadata
+}
+OPTION_NAMES = frozenset(SPECS)
 #: The one default object: shared by every request without options, so its digest is
 #: computed once per process.
 DEFAULT_OPTIONS = CaptureOptions()
-
-
-def _as_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool):
-        raise InvalidOption(f"{name} must be a whole number, not {value!r}")
-    try:
-        number = int(value) if not isinstance(value, str) else int(value.strip())
-    except (TypeError, ValueError):
-        raise InvalidOption(f"{name} must be a whole number, not {value!r}") from None
-    if isinstance(value, float) and value != number:
-        raise InvalidOption(f"{name} must be a whole number, not {value!r}")
-    if not low <= number <= high:
-        raise InvalidOption(f"{name} must be between {low} and {high}, not {number}")
-    return number
-
-
-def _as_float(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool):
-        raise InvalidOption(f"{name} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidOption(f"{name} must be a number, not {value!r}") from None
-    if not low < number <= high or number != number:
-        raise InvalidOption(f"{name} must be above {low:g} and at most {high:g}, not {value!r}")
-    return number
-
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise InvalidOption(f"{name} must be true or false, not {value!r}")
-
-
-def _as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    text = str(value).strip().lower() if isinstance(value, str) else value
-    if text not in choices:
-        raise InvalidOption(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return str(text)
-
-
-def _as_text(name: str, value: Any, max_len: int = 2048) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidOption(f"{name} must be non-empty text, not {value!r}")
-    if len(value) > max_len or any(ch in value for ch in "\r\n\0"):
-        raise InvalidOption(f"{name} must be one line of at most {max_len} characters")
-    return value.strip()
-
-
-def parse_header_line(text: str) -> tuple[str, str]:
-    """'Name: value' -> (name, value); the CLI's --header and CSV cells use this."""
-    name, sep, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not sep or not name or any(ch in name for ch in " \t\r\n\0:") or "\n" in value:
-        raise InvalidOption(f"header must look like 'Name: value', not {text!r}")
-    return name, value
-
-
-def _as_headers(value: Any) -> tuple[tuple[str, str], ...]:
-    pairs: list[tuple[str, str]] = []
-    if isinstance(value, Mapping):
-        for key, val in value.items():
-            if not isinstance(val, str | int | float) or isinstance(val, bool):
-                raise InvalidOption(f"header {key!r} must have a text value")
-            pairs.append(parse_header_line(f"{key}: {val}"))
-    elif isinstance(value, str):
-        # CSV cells and env vars: 'A: 1; B: 2' or a JSON object.
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                return _as_headers(json.loads(text))
-            except json.JSONDecodeError:
-                raise InvalidOption(f"headers is not valid JSON: {text!r}") from None
-        pairs = [parse_header_line(part) for part in text.split(";") if part.strip()]
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, str):
-                pairs.append(parse_header_line(item))
-            elif isinstance(item, list | tuple) and len(item) == 2:
-                pairs.append(parse_header_line(f"{item[0]}: {item[1]}"))
-            else:
-                raise InvalidOption(f"headers entry must be 'Name: value', not {item!r}")
-    else:
-        raise InvalidOption(f"headers must be an object of name: value, not {value!r}")
-    return tuple(sorted(pairs, key=lambda p: p[0].lower()))
+#: What a device preset sets, unless given explicitly.
+_DEVICE_FIELDS = ("width", "height", "scale", "user_agent")
 
 
 def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOptions:
@@ -178,43 +356,75 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
     changes: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.strip().lower().replace("-", "_")
-        if name not in OPTION_NAMES:
+        spec = SPECS.get(name)
+        if spec is None:
             raise InvalidOption(
                 f"unknown option {key!r}; known options: {', '.join(sorted(OPTION_NAMES))}"
             )
         if value is None or (isinstance(value, str) and value.strip() == "" and name != "headers"):
             continue
-        changes[name] = _parse_one(name, value)
+        changes[name] = spec.kind.parse(name, value)
     if not changes:
         return base  # the common case for .txt input: no per-line options
-    result = dataclasses.replace(base, **changes)
-    if result.quality is not None and result.format == "png":
-        raise InvalidOption("quality applies to jpeg and webp only, not png")
+    explicit = base.explicit | changes.keys()
+    device = changes.get("device", base.device)
+    if device is not None:
+        preset = DEVICES[device]
+        for name in _DEVICE_FIELDS:
+            if name not in explicit:
+                changes[name] = getattr(preset, name)
+    result = dataclasses.replace(base, **changes, explicit=frozenset(explicit))
+    check_combination(result)
     return result
 
 
-def _parse_one(name: str, value: Any) -> Any:
-    if name in ("width", "height"):
-        return _as_int(name, value, 1, MAX_PIXELS)
-    if name == "full_page":
-        return _as_bool(name, value)
-    if name == "format":
-        fmt = value.strip().lower() if isinstance(value, str) else value
-        return _as_choice(name, "jpeg" if fmt == "jpg" else fmt, FORMATS)
-    if name == "quality":
-        return _as_int(name, value, 0, 100)
-    if name == "scale":
-        return _as_float(name, value, 0.0, 4.0)
-    if name == "wait_until":
-        return _as_choice(name, value, WAIT_UNTIL)
-    if name == "wait_for":
-        return _as_text(name, value)
-    if name == "delay":
-        return _as_int(name, value, 0, 60_000)
-    if name == "timeout":
-        return _as_float(name, value, 0.0, 600.0)
-    if name == "user_agent":
-        return _as_text(name, value)
-    if name == "headers":
-        return _as_headers(value)
-    raise AssertionError(name)  # pragma: no cover - OPTION_NAMES guards this
+def check_combination(opts: CaptureOptions) -> None:
+    """Options that cannot go together: one clear message rather than a surprise image."""
+    if opts.quality is not None and opts.format not in ("jpeg", "webp"):
+        raise InvalidOption(f"quality applies to jpeg and webp only, not {opts.format}")
+    if opts.selector is not None and opts.clip is not None:
+        raise InvalidOption("selector and clip each choose the area: give one of them")
+    if opts.padding and opts.selector is None:
+        raise InvalidOption("padding applies to a selector's element: give a selector")
+    if opts.omit_background and opts.format not in ("png", "webp"):
+        raise InvalidOption(f"omit_background needs png or webp, not {opts.format}")
+    pdf_only = [name for name in ("pdf_paper", "landscape", "print_background") if _set(opts, name)]
+    if pdf_only and opts.format != "pdf":
+        raise InvalidOption(f"{', '.join(pdf_only)} applies to format pdf only")
+    if opts.format == "pdf":
+        # (a device's scale is not the user's choice, and a pdf is always the whole page)
+        area = [name for name in ("selector", "clip", "omit_background") if _set(opts, name)]
+        if "scale" in opts.explicit and _set(opts, "scale"):
+            area.append("scale")
+        if area:
+            raise InvalidOption(
+                f"format pdf prints the whole page on paper; {', '.join(area)} does not apply"
+            )
+
+
+def _set(opts: CaptureOptions, name: str) -> bool:
+    return bool(getattr(opts, name) != SPECS[name].default)
+
+
+def specs_by_group() -> list[tuple[str, list[OptionSpec]]]:
+    return [(group, [s for s in SPECS.values() if s.group == group]) for group in GROUPS]
+
+
+def options_table() -> str:
+    """The README's option table (Markdown), generated from the declarations."""
+    lines = []
+    for group, specs in specs_by_group():
+        lines += [
+            f"**{group}**",
+            "",
+            "| option | flag | default | accepts | |",
+            "|---|---|---|---|---|",
+        ]
+        for spec in specs:
+            accepts = spec.kind.accepts.replace("|", "\\|")
+            lines.append(
+                f"| `{spec.name}` | `{spec.cli_flag}` | {spec.default_text} | {accepts} "
+                f"| {spec.help} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

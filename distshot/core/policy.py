@@ -93,6 +93,25 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+#: A bare host name, as recon and domain lists give them: ``example.com``,
+#: ``api.example.com:8443/path``, ``localhost:8000``, ``10.0.0.1``, ``[::1]:80``. A dotted
+#: name or an address, optional port, optional path; nothing that has a scheme of its own.
+_BARE_HOST = re.compile(
+    r"^(?:localhost|\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z0-9-]{1,63}\.?)(?::\d{1,5})?(?:[/?#]\S*)?$"
+)
+
+
+def with_default_scheme(text: str, scheme: str = "https") -> str:
+    """``text`` with ``scheme://`` put in front when it is a bare host name; anything else
+    (a URL, or a line that is not a URL at all) is returned as it is, for ``parse_url`` to
+    judge."""
+    stripped = text.strip()
+    if "://" not in stripped and _BARE_HOST.match(stripped):
+        return f"{scheme}://{stripped}"
+    return text
+
+
 def parse_url(url: str) -> SplitResult:
     """Check the URL's syntax and scheme, with no network access."""
     if not isinstance(url, str) or not url.strip():

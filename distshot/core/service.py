@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from .contracts import UNIVERSAL_OPTIONS, Engine, Storage
+from .contracts import Engine, Storage
 from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
 from .imageinfo import CONTENT_TYPES, image_size
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, ShotResult, StoredObject
@@ -27,9 +27,13 @@ _CLEANUP_GRACE = 5.0
 
 def check_supported(request: ShotRequest, engine: Engine) -> None:
     caps = engine.capabilities
-    unsupported = sorted(request.options.non_default() - caps.options - UNIVERSAL_OPTIONS)
+    unsupported = sorted(request.options.non_default() - caps.honoured)
     if unsupported:
-        raise UnsupportedOption(f"engine {engine.name!r} cannot honour {', '.join(unsupported)}")
+        plural = "s" if len(unsupported) > 1 else ""
+        raise UnsupportedOption(
+            f"engine {engine.name!r} does not honour the option{plural} "
+            f"{', '.join(unsupported)}; `distshot engines` lists what each engine honours"
+        )
     if request.options.format not in caps.formats:
         raise UnsupportedOption(
             f"engine {engine.name!r} cannot encode {request.options.format}; "
@@ -49,13 +53,18 @@ async def capture_request(
     attempt: int = 1,
     resolver: Resolver = system_resolver,
 ) -> ShotResult:
-    started = time.time()
+    started = time.monotonic()
     result = ShotResult(
-        id=request.id, line=request.line, url=request.url, status="ok", engine=engine.name
+        id=request.id,
+        line=request.line,
+        url=request.url,
+        status="ok",
+        engine=engine.name,
+        device=request.options.device,
     )
     result.attempts = attempt
-    if request.sent_at is not None:
-        result.timings["queue_ms"] = round(max(0.0, started - request.sent_at) * 1000, 1)
+    if request.sent_at is not None:  # the dispatcher's wall clock, not a monotonic one
+        result.timings["queue_ms"] = round(max(0.0, time.time() - request.sent_at) * 1000, 1)
 
     # Refusals before any browser work are "rejected": nothing was tried. A DNS failure
     # here is not a refusal but a failed (and retryable) attempt.
@@ -72,7 +81,7 @@ async def capture_request(
     # The cache: an image of the same URL and options, stored within the TTL, answers the
     # request without any browser work. An error here fails the attempt like a storage error.
     if request.cache_ttl is not None:
-        lookup_started = time.time()
+        lookup_started = time.monotonic()
         try:
             hit = await asyncio.to_thread(
                 storage.lookup,
@@ -92,7 +101,7 @@ async def capture_request(
     except DistshotError as exc:
         return _fail(result, "failed", exc, started)
 
-    store_started = time.time()
+    store_started = time.monotonic()
     size = image_size(capture.image)
     width, height = size if size else (None, None)
     sha256 = hashlib.sha256(capture.image).hexdigest()
@@ -119,6 +128,7 @@ async def capture_request(
     result.width, result.height = width, height
     result.bytes = len(capture.image)
     result.sha256 = sha256
+    result.truncated = capture.truncated
     result.timings["navigate_ms"] = capture.navigate_ms
     result.timings["capture_ms"] = capture.capture_ms
     result.timings["store_ms"] = _ms_since(store_started)
@@ -164,6 +174,7 @@ def _store(
         http_status=capture.http_status,
         title=capture.title,
         etag=stored.version,
+        truncated=capture.truncated,
     )
     try:
         storage.remember(cache_id(request, engine_name), entry)
@@ -187,6 +198,7 @@ def _answer_from_cache(
     result.width, result.height = entry.width, entry.height
     result.bytes = entry.bytes
     result.sha256 = entry.sha256
+    result.truncated = entry.truncated
     result.timings["store_ms"] = _ms_since(lookup_started)
     result.timings["total_ms"] = _ms_since(started)
     return result
@@ -214,4 +226,4 @@ def _fail(result: ShotResult, status: str, error: DistshotError, started: float)
 
 
 def _ms_since(start: float) -> float:
-    return round((time.time() - start) * 1000, 1)
+    return round((time.monotonic() - start) * 1000, 1)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+from ..core.egress import EgressGuard, browser_guard_url
 from ..core.errors import (
     AuthenticationRequired,
     BrowserCrashed,
@@ -20,7 +19,7 @@ from ..core.errors import (
     NetworkError,
     RedirectLoop,
 )
-from ..core.options import CaptureOptions
+from ..core.models import ShotRequest
 
 # Features off in every engine's Chromium. Chromium reads only the LAST --disable-features
 # on its command line (checked: a later one re-enables what an earlier one turned off), and
@@ -69,7 +68,8 @@ _FEATURES_FLAG = "--disable-features="
 
 
 def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
-    """Flags for a quiet, offline-safe headless Chromium.
+    """Flags for a quiet, offline-safe headless Chromium, whose traffic goes through the
+    process's safety-net egress guard unless a context says otherwise (``context_proxy``).
 
     A ``--disable-features`` among ``extra`` is merged into ours rather than replacing it.
     (pyppeteer's own default, ``site-per-process``, is deliberately not carried: site
@@ -95,6 +95,10 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
         "--mute-audio",
         "--hide-scrollbars",
         _FEATURES_FLAG + ",".join(dict.fromkeys(features)),
+        # Every context an engine makes without a proxy of its own goes through the strict
+        # guard; "<-loopback>" stops Chromium sending localhost around the proxy.
+        f"--proxy-server={browser_guard_url()}",
+        "--proxy-bypass-list=<-loopback>",
     ]
     if os.geteuid() == 0:
         # Chromium's setuid/namespace sandbox refuses to start as root.
@@ -264,25 +268,31 @@ def has_credentials(url: str) -> bool:
         return False
 
 
-def screenshot_params(opts: CaptureOptions, layout: dict[str, Any] | None) -> dict[str, Any]:
-    """``Page.captureScreenshot`` parameters for the options. For a full page pass the
-    ``Page.getLayoutMetrics`` answer: the clip then covers the whole content and
-    ``captureBeyondViewport`` draws it without resizing the viewport (so ``vh`` units and
-    the image width stay what the viewport gives, as in Playwright)."""
-    params: dict[str, Any] = {"format": opts.format, "fromSurface": True}
-    if opts.format != "png" and opts.quality is not None:
-        params["quality"] = opts.quality
-    if opts.full_page and layout is not None:
-        size = layout.get("cssContentSize") or layout["contentSize"]
-        params["clip"] = {
-            "x": 0,
-            "y": 0,
-            "width": max(opts.width, math.ceil(size["width"])),
-            "height": max(opts.height, math.ceil(size["height"])),
-            "scale": 1,
-        }
-        params["captureBeyondViewport"] = True
-    return params
+#: Chromium's proxy setting for a direct connection: only for a job whose address policy
+#: admits every address (``allow_private``), where a guard would have nothing to refuse.
+DIRECT = "direct://"
+
+
+async def job_egress(request: ShotRequest) -> tuple[EgressGuard | None, str]:
+    """The egress guard for a job's (or a lane's) address policy, started, and the proxy its
+    browser context must use: the guard's URL, or ``DIRECT`` when the policy admits every
+    address (no guard then). The caller closes the guard."""
+    policy = request.policy()
+    if not policy.enforcing:
+        return None, DIRECT
+    guard = EgressGuard(policy)
+    return guard, await guard.start()
+
+
+def context_proxy(proxy: str) -> dict[str, str]:
+    """``Target.createBrowserContext`` parameters for a context behind ``proxy`` (from
+    ``job_egress``). A context made without them stays on the browser's own proxy, the
+    strict safety-net guard, so forgetting them fails closed."""
+    if proxy == DIRECT:
+        return {"proxyServer": DIRECT}
+    # Chromium sends loopback traffic around any proxy unless told "<-loopback>": without it
+    # a redirect to 127.0.0.1 would skip the guard.
+    return {"proxyServer": proxy, "proxyBypassList": "<-loopback>"}
 
 
 def ms_since(start: float) -> float:

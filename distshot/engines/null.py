@@ -11,7 +11,7 @@ from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
 
 CAPABILITIES = Capabilities(
-    options=frozenset({"width", "height", "format", "timeout"}),
+    options=frozenset({"width", "height", "format"}),
     formats=frozenset({"png"}),
     wait_until=frozenset({"load"}),
     description="no browser: a blank PNG of the requested size",

@@ -9,7 +9,6 @@ is done.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import Awaitable
@@ -28,15 +27,26 @@ from ..core.errors import (
 from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
+from .cdp_capture import (
+    FRESH,
+    STEP_FORMATS,
+    STEP_OPTIONS,
+    Shot,
+    capture,
+    emulate_media,
+    prepare_page,
+    run_steps,
+)
 from .chromium import (
+    DIRECT,
     LANE_STORAGE_TYPES,
     PERMISSIONS_UNTOUCHED,
     has_credentials,
+    job_egress,
     kill_process_tree,
     launch_args,
     ms_since,
     origin_of,
-    screenshot_params,
     translate_error,
 )
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
@@ -52,7 +62,19 @@ if TYPE_CHECKING:
     )
 
 CAPABILITIES = Capabilities(
-    formats=frozenset({"png", "jpeg"}),
+    options=STEP_OPTIONS
+    | {
+        "width",
+        "height",
+        "scale",
+        "device",
+        "wait_until",
+        "wait_for",
+        "delay",
+        "user_agent",
+        "headers",
+    },
+    formats=STEP_FORMATS,
     description="Chromium through Playwright (async)",
 )
 _CLOSE_TIMEOUT = 5.0
@@ -92,7 +114,14 @@ def _lane_key(request: ShotRequest) -> tuple[object, ...]:
     """What a context fixes for its lifetime. The address policy is part of it, so that a
     connection the guard admitted under one policy is never pooled into a job with another."""
     opts = request.options
-    return (opts.scale, opts.user_agent, request.allow_private, request.allow_networks)
+    return (
+        opts.scale,
+        opts.user_agent,
+        opts.is_mobile,
+        opts.has_touch,
+        request.allow_private,
+        request.allow_networks,
+    )
 
 
 class _Lane:
@@ -123,6 +152,7 @@ class _Lane:
         self.reusable = True
         self.viewport: tuple[int, int] | None = None  # what the page was last given
         self.headers: tuple[tuple[str, str], ...] = ()
+        self.emulated = FRESH
 
     def saw_request(self, request: Request) -> None:
         if has_credentials(request.url):
@@ -180,34 +210,33 @@ class _Lane:
         self.origins.clear()
         self.documents.clear()
 
-    async def screenshot(self, opts: CaptureOptions) -> tuple[bytes, str]:
-        """The image, straight from ``Page.captureScreenshot``. Playwright's
-        ``page.screenshot`` spends several round trips preparing and restoring every frame
-        (one evaluate here does what a page loaded for one image needs), and it encodes PNG
-        at full compression; ``optimizeForSpeed`` uses zlib's fastest level instead. Together
-        about half the time per image for files about a quarter bigger (docs/benchmarks.md).
-        Returns the image and the page's title."""
+    async def send(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One CDP call to the lane's page (the capture steps' transport)."""
+        answer: dict[str, Any] = await self.cdp.send(method, params)
+        return answer
+
+    async def screenshot(self, opts: CaptureOptions, deadline: float) -> tuple[Shot, str]:
+        """The image, straight from ``Page.captureScreenshot`` (``cdp_capture.capture``).
+        Playwright's ``page.screenshot`` spends several round trips preparing and restoring
+        every frame (one evaluate here does what a page loaded for one image needs), and it
+        encodes PNG at full compression; ``optimizeForSpeed`` uses zlib's fastest level
+        instead. Together about half the time per image for files about a quarter bigger
+        (docs/benchmarks.md). Returns the image and the page's title."""
         title = await self.page.evaluate(_PREPARE_SCREENSHOT)
-        scaled = opts.scale != 1
-        need_layout = opts.full_page or scaled
-        layout = await self.cdp.send("Page.getLayoutMetrics") if need_layout else None
-        params = screenshot_params(opts, layout if opts.full_page else None)
-        if scaled:
-            if "clip" not in params:
-                view = layout["cssVisualViewport"] if layout else {}
-                params["clip"] = {
-                    "x": view.get("pageX", 0),
-                    "y": view.get("pageY", 0),
-                    "width": opts.width,
-                    "height": opts.height,
-                }
-            params["clip"]["scale"] = opts.scale
-        params["optimizeForSpeed"] = True
-        result = await self.cdp.send("Page.captureScreenshot", params)
-        return base64.b64decode(result["data"]), str(title)
+        # Playwright emulates the scale on a CDP session of its own, not on this one.
+        shot = await run_steps(capture(opts, deadline, session_scales=False), self.send)
+        return shot, str(title)
 
     async def fit(self, opts: CaptureOptions) -> None:
-        """Give the page this job's viewport and headers; unchanged ones cost no round trip."""
+        """Give the page this job's viewport, headers and emulated media; unchanged ones
+        cost no round trip."""
+        self.emulated = await run_steps(emulate_media(opts, self.emulated), self.send)
+        if opts.has_touch and self.jobs > 1:
+            # Playwright's own touch emulation does not survive the reset between jobs (the
+            # second job on a lane saw `pointer: coarse` false): set it again on ours.
+            await self.send(
+                "Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1}
+            )
         viewport = (opts.width, opts.height)
         if viewport != self.viewport:
             await self.page.set_viewport_size({"width": opts.width, "height": opts.height})
@@ -296,10 +325,8 @@ class PlaywrightEngine(Engine):
         return None
 
     async def _open_lane(self, slot: BrowserSlot[Browser], request: ShotRequest) -> _Lane:
-        policy = request.policy()
-        guard = EgressGuard(policy) if policy.enforcing else None
+        guard, proxy = await job_egress(request)
         try:
-            proxy = {"server": await guard.start()} if guard else None
             context = await slot.browser.new_context(**_context_options(request, proxy))
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
@@ -367,9 +394,14 @@ class PlaywrightEngine(Engine):
                 await page.wait_for_selector(opts.wait_for, state="visible", timeout=remaining_ms())
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(prepare_page(opts, deadline), lane.send), remaining_ms() / 1000
+            )
             navigate_ms = ms_since(started)
             shot_started = time.monotonic()
-            image, title = await asyncio.wait_for(lane.screenshot(opts), remaining_ms() / 1000)
+            shot, title = await asyncio.wait_for(
+                lane.screenshot(opts, deadline), remaining_ms() / 1000
+            )
             capture_ms = ms_since(shot_started)
         except PlaywrightError as exc:
             raise self._explain(exc, request, lane.guard, lane.slot) from None
@@ -378,13 +410,14 @@ class PlaywrightEngine(Engine):
                 f"{request.url} did not finish within its {opts.timeout:g}s timeout"
             ) from None
         return Capture(
-            image=image,
+            image=shot.image,
             format=opts.format,
             final_url=page.url,
             http_status=response.status if response is not None else None,
             title=title,
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
+            truncated=shot.truncated,
         )
 
     def _explain(
@@ -431,7 +464,7 @@ class PlaywrightEngine(Engine):
             self._playwright = None
 
 
-def _context_options(request: ShotRequest, proxy: dict[str, str] | None) -> dict[str, Any]:
+def _context_options(request: ShotRequest, proxy: str) -> dict[str, Any]:
     opts = request.options
     options: dict[str, Any] = {
         "viewport": {"width": opts.width, "height": opts.height},
@@ -441,8 +474,14 @@ def _context_options(request: ShotRequest, proxy: dict[str, str] | None) -> dict
     }
     if opts.user_agent:
         options["user_agent"] = opts.user_agent
-    if proxy is not None:
-        options["proxy"] = proxy
+    if opts.is_mobile:
+        options["is_mobile"] = True
+    if opts.has_touch:
+        options["has_touch"] = True
+    # Playwright turns a bare "direct://" into a proxy of that name: a bypass of every host
+    # is its way to say "no proxy" (a context with none would use the browser's own, the
+    # strict safety-net guard).
+    options["proxy"] = {"server": proxy, **({"bypass": "*"} if proxy == DIRECT else {})}
     return options
 
 

@@ -16,7 +16,6 @@ as pyppeteer's own ``fullPage`` does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import shutil
 import tempfile
@@ -35,11 +34,13 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
+from .cdp_capture import STEP_FORMATS, STEP_OPTIONS, capture, emulate_media, prepare_page, run_steps
 from .chromium import (
+    context_proxy,
+    job_egress,
     kill_process_tree,
     launch_args,
     ms_since,
-    screenshot_params,
     translate_error,
 )
 from .reaper import Reaper
@@ -51,7 +52,19 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    formats=frozenset({"png", "jpeg"}),
+    options=STEP_OPTIONS
+    | {
+        "width",
+        "height",
+        "scale",
+        "device",
+        "wait_until",
+        "wait_for",
+        "delay",
+        "user_agent",
+        "headers",
+    },
+    formats=STEP_FORMATS,
     description="Chromium through pyppeteer (async, CDP)",
 )
 _CLOSE_TIMEOUT = 5.0
@@ -134,11 +147,10 @@ class PyppeteerEngine(Engine):
 
     async def capture(self, request: ShotRequest) -> Capture:
         slot = await self.browsers.acquire()
-        policy = request.policy()
-        guard = EgressGuard(policy) if policy.enforcing else None
+        guard: EgressGuard | None = None
         context: BrowserContext | None = None
         try:
-            proxy = await guard.start() if guard else None
+            guard, proxy = await job_egress(request)
             try:
                 context = await race_with_crash(
                     _new_context(slot.browser, proxy), slot, request.url
@@ -178,8 +190,15 @@ class PyppeteerEngine(Engine):
         documents: list[Response] = []
         self._guard_page(slot.browser, context, page, documents)
         await page.setViewport(
-            {"width": opts.width, "height": opts.height, "deviceScaleFactor": opts.scale}
+            {
+                "width": opts.width,
+                "height": opts.height,
+                "deviceScaleFactor": opts.scale,
+                "isMobile": opts.is_mobile,
+                "hasTouch": opts.has_touch,
+            }
         )
+        await run_steps(emulate_media(opts), page._client.send)
         if opts.user_agent:
             await page.setUserAgent(opts.user_agent)
         if opts.headers:
@@ -203,9 +222,14 @@ class PyppeteerEngine(Engine):
                 )
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(prepare_page(opts, deadline), page._client.send), remaining_ms() / 1000
+            )
             navigate_ms = ms_since(started)
             shot_started = time.monotonic()
-            image = await asyncio.wait_for(_screenshot(page, request), remaining_ms() / 1000)
+            shot = await asyncio.wait_for(
+                run_steps(capture(opts, deadline), page._client.send), remaining_ms() / 1000
+            )
             capture_ms = ms_since(shot_started)
             title = await asyncio.wait_for(page.title(), remaining_ms() / 1000)
         except (PyppeteerTimeout, TimeoutError):
@@ -215,7 +239,8 @@ class PyppeteerEngine(Engine):
         except PyppeteerError as exc:
             raise self._explain(exc, request, guard, documents) from None
         return Capture(
-            image=image,
+            image=shot.image,
+            truncated=shot.truncated,
             format=opts.format,
             final_url=page.url,
             http_status=response.status if response is not None else None,
@@ -290,17 +315,12 @@ class PyppeteerEngine(Engine):
         await asyncio.to_thread(self._reaper.close)
 
 
-async def _new_context(browser: Browser, proxy: str | None) -> BrowserContext:
+async def _new_context(browser: Browser, proxy: str) -> BrowserContext:
     """A fresh incognito context (own cookies, storage, cache, permissions) whose every
     connection goes through ``proxy``; downloads are denied at the browser level."""
     from pyppeteer.browser import BrowserContext
 
-    params: dict[str, Any] = {}
-    if proxy:
-        # Chromium sends loopback traffic around any proxy unless told "<-loopback>":
-        # without it a redirect to 127.0.0.1 would skip the egress guard.
-        params = {"proxyServer": proxy, "proxyBypassList": "<-loopback>"}
-    created = await browser._connection.send("Target.createBrowserContext", params)
+    created = await browser._connection.send("Target.createBrowserContext", context_proxy(proxy))
     context_id = created["browserContextId"]
     context = BrowserContext(browser, context_id)
     browser._contexts[context_id] = context
@@ -329,13 +349,6 @@ async def _check_selector(page: Page, selector: str) -> None:
     )
     if not valid:
         raise InvalidOption(f"wait_for is not a valid CSS selector: {selector!r}")
-
-
-async def _screenshot(page: Page, request: ShotRequest) -> bytes:
-    opts = request.options
-    layout = await page._client.send("Page.getLayoutMetrics") if opts.full_page else None
-    result = await page._client.send("Page.captureScreenshot", screenshot_params(opts, layout))
-    return base64.b64decode(result["data"])
 
 
 def _is_download(response: Response) -> bool:

@@ -38,7 +38,6 @@ crash.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import os
@@ -68,14 +67,29 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
+from .cdp_capture import (
+    FRESH,
+    NO_VIEWPORT,
+    STEP_FORMATS,
+    STEP_OPTIONS,
+    BlockingSend,
+    Emulated,
+    Viewport,
+    capture,
+    emulate_device,
+    emulate_media,
+    prepare_page,
+    run_steps_blocking,
+)
 from .chromium import (
+    DIRECT,
     LANE_STORAGE_TYPES,
     PERMISSIONS_UNTOUCHED,
+    context_proxy,
     kill_process_tree,
     launch_args,
     ms_since,
     process_tree_rss,
-    screenshot_params,
     translate_error,
 )
 from .reaper import Reaper, start_time
@@ -85,7 +99,19 @@ if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
 CAPABILITIES = Capabilities(
-    formats=frozenset({"png", "jpeg", "webp"}),
+    options=STEP_OPTIONS
+    | {
+        "width",
+        "height",
+        "scale",
+        "device",
+        "wait_until",
+        "wait_for",
+        "delay",
+        "user_agent",
+        "headers",
+    },
+    formats=STEP_FORMATS,
     description="Chromium through Selenium WebDriver (chromedriver) and CDP",
 )
 
@@ -154,7 +180,7 @@ _DRIVER_GONE = (
 @dataclass
 class _Job:
     request: ShotRequest
-    proxy: str | None
+    proxy: str  # the egress guard's URL, or DIRECT (see chromium.job_egress)
     deadline: float
     #: What a page fixes for its lifetime; a kept page serves only jobs with the same key.
     key: tuple[object, ...] = ()
@@ -180,6 +206,10 @@ class _Page:
     target_id: str = ""
     session_id: str = ""
     jobs: int = 0
+    # What the last job left, so that an unchanged setting costs no call:
+    viewport: Viewport = NO_VIEWPORT
+    emulated: Emulated = FRESH
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Slot:
@@ -365,11 +395,7 @@ class _Slot:
     def _new_page(self, job: _Job) -> _Page:
         assert self.cdp is not None and self.driver is not None
         cdp, opts = self.cdp, job.request.options
-        params: dict[str, Any] = {"disposeOnDetach": True}
-        if job.proxy:
-            # Chromium sends loopback traffic around any proxy unless told "<-loopback>":
-            # without it a redirect to 127.0.0.1 would skip the egress guard.
-            params.update(proxyServer=job.proxy, proxyBypassList="<-loopback>")
+        params: dict[str, Any] = {"disposeOnDetach": True, **context_proxy(job.proxy)}
         context_id = cdp.call("Target.createBrowserContext", params, timeout=job.left())[
             "browserContextId"
         ]
@@ -426,25 +452,12 @@ class _Slot:
         watch = PageWatch(page.target_id)
         self.cdp.watch(watch, page.session_id)
         page.jobs += 1
-        calls = [
-            self.cdp.begin(
-                "Emulation.setDeviceMetricsOverride",
-                {
-                    "width": opts.width,
-                    "height": opts.height,
-                    "deviceScaleFactor": opts.scale,
-                    "mobile": False,
-                },
-                session=page.session_id,
-            ),
-            self.cdp.begin(
-                "Network.setExtraHTTPHeaders",
-                {"headers": dict(opts.headers)},
-                session=page.session_id,
-            ),
-        ]
-        for call in calls:
-            call.result(job.left())
+        send = self._sender(job, page.session_id)
+        page.viewport = run_steps_blocking(emulate_device(opts, page.viewport), send)
+        page.emulated = run_steps_blocking(emulate_media(opts, page.emulated), send)
+        if opts.headers != page.headers:
+            send("Network.setExtraHTTPHeaders", {"headers": dict(opts.headers)})
+            page.headers = opts.headers
         return watch
 
     def _finish(self, job: _Job, page: _Page, watch: PageWatch) -> None:
@@ -565,9 +578,15 @@ class _Slot:
             job.stop.wait(max(0.0, min(opts.delay / 1000, job.left())))
             if job.stop.is_set():
                 raise _timed_out(job)
+        assert watch.session_id is not None
+        send = self._sender(job, watch.session_id)
+        run_steps_blocking(prepare_page(opts, job.deadline), send)
         navigate_ms = ms_since(started)
         shot_started = time.monotonic()
-        image = self._screenshot(job, watch)
+        # A pop-up may have taken the foreground before it was closed: a background page
+        # draws no frames, so a screenshot of it would wait in vain.
+        send("Page.bringToFront", {})
+        shot = run_steps_blocking(capture(opts, job.deadline), send)
         capture_ms = ms_since(shot_started)
         title = self.cdp.call(
             "Runtime.evaluate",
@@ -578,7 +597,8 @@ class _Slot:
         with watch.cond:
             final_url, status = watch.url, watch.status.get(watch.loader or "")
         return Capture(
-            image=image,
+            image=shot.image,
+            truncated=shot.truncated,
             format=opts.format,
             final_url=final_url or url,
             http_status=status,
@@ -651,22 +671,15 @@ class _Slot:
                 raise _timed_out(job)
             job.stop.wait(min(_SELECTOR_POLL, max(0.0, job.left())))
 
-    def _screenshot(self, job: _Job, watch: PageWatch) -> bytes:
-        assert self.cdp is not None
-        opts = job.request.options
-        # A pop-up may have taken the foreground before it was closed: a background page
-        # draws no frames, so a screenshot of it would wait in vain.
-        self.cdp.call("Page.bringToFront", session=watch.session_id, timeout=job.left())
-        layout = (
-            self.cdp.call("Page.getLayoutMetrics", session=watch.session_id, timeout=job.left())
-            if opts.full_page
-            else None
-        )
-        params = screenshot_params(opts, layout)
-        result = self.cdp.call(
-            "Page.captureScreenshot", params, session=watch.session_id, timeout=job.left()
-        )
-        return base64.b64decode(result["data"])
+    def _sender(self, job: _Job, session: str) -> BlockingSend:
+        """CDP calls to the job's page within the job's time (the capture steps' transport)."""
+        cdp = self.cdp
+        assert cdp is not None
+
+        def send(method: str, params: dict[str, Any]) -> dict[str, Any]:
+            return cdp.call(method, params, session=session, timeout=max(0.01, job.left()))
+
+        return send
 
     def _driver_error(self, exc: Exception, job: _Job) -> DistshotError:
         message = str(getattr(exc, "msg", None) or exc)
@@ -872,14 +885,13 @@ class SeleniumEngine(Engine):
                     job.stop.set()
                 self._give_back(slot)
 
-    async def _guard(
-        self, slot: _Slot, request: ShotRequest
-    ) -> tuple[EgressGuard | None, str | None]:
-        """The slot's egress guard for the request's address policy (None: not enforcing),
-        started on first use, with the refusals of earlier jobs forgotten."""
+    async def _guard(self, slot: _Slot, request: ShotRequest) -> tuple[EgressGuard | None, str]:
+        """The slot's egress guard for the request's address policy (None and a direct
+        connection: not enforcing), started on first use, with the refusals of earlier jobs
+        forgotten."""
         policy = request.policy()
         if not policy.enforcing:
-            return None, None
+            return None, DIRECT
         key = (request.allow_private, request.allow_networks)
         if key not in slot.guards:
             guard = EgressGuard(policy)

@@ -23,9 +23,11 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ import pytest
 
 from ..core.contracts import UNIVERSAL_OPTIONS, Engine, EngineConfig
 from ..core.models import ShotRequest, ShotResult
-from ..core.options import DEFAULT_OPTIONS, parse_options
+from ..core.options import DEFAULT_OPTIONS, OPTION_NAMES, parse_options
 from ..core.service import capture_request
 from ..plugins.manager import get_registry
 from ..storage.local import LocalStorage
@@ -84,9 +86,84 @@ OPTION_CASES: dict[str, Case] = {
     "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
     "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
     "timeout": Case("/hang", {"timeout": 2}),
+    # what to capture
+    "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
+    "selector_missing": Case("/controls.html", {"selector": "#nope", "timeout": 6}),
+    "clip": Case("/controls.html", {"clip": "100,100,200,100"}),
+    "max_height": Case("/tall?h=5000", {"full_page": True, "max_height": 2000}),
+    "scroll_page": Case("/lazy.html?scrolled", {"full_page": True}),
+    "no_scroll": Case("/lazy.html?unscrolled", {"full_page": True, "scroll_page": False}),
+    # changing the page
+    "hide": Case("/flow.html", {"hide": ["#spacer"], "width": 400, "height": 300}),
+    "remove": Case("/flow.html", {"remove": ["#spacer"], "width": 400, "height": 300}),
+    "click": Case("/click.html", {"click": ["#first", "#second"]}),
+    "click_missing": Case("/click.html", {"click": ["#nope"], "timeout": 6}),
+    "javascript": Case(
+        "/solid.html",
+        {
+            "javascript": "new Promise((done) => setTimeout(() => {"
+            "document.documentElement.style.background = '#00ff00'; done(); }, 300))"
+        },
+    ),
+    "javascript_error": Case("/solid.html", {"javascript": "throw new Error('conformance boom')"}),
+    "css": Case("/solid.html", {"css": "html, body { background: #0000ff !important; }"}),
+    "animations": Case("/animation.html", {"animations": "disabled"}),
+    "animations_control": Case("/animation.html", {}),
+    # emulation
+    "media_control": Case("/media.html", {}),
+    "color_scheme": Case("/media.html", {"color_scheme": "dark"}),
+    "reduced_motion": Case("/media.html", {"reduced_motion": "reduce"}),
+    "media": Case("/media.html", {"media": "print"}),
+    "device": Case("/device.html", {"device": "iPhone 13"}),
+    "device_control": Case("/device.html", {}),
+    # output
+    "omit_background": Case("/transparent.html", {"omit_background": True}),
+    "background_control": Case("/transparent.html", {}),
+    "pdf": Case("/solid.html", {"format": "pdf"}),
+    "pdf_paper": Case(
+        "/solid.html",
+        {"format": "pdf", "pdf_paper": "Letter", "landscape": True, "print_background": False},
+    ),
     "status_404": Case("/status/404", {}),
     "redirect": Case("/redirect?to=/solid.html", {}),
     "simple": Case("/simple.html", {}),
+}
+
+#: Every declared capture option and the cases above that show it. The suite fails when an
+#: option has none (``test_every_declared_option_has_a_case``): a new option comes with its
+#: case, so every engine must show it honoured or reject it.
+OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
+    "width": ("size",),
+    "height": ("size",),
+    "scale": ("scale",),
+    "device": ("device",),
+    "full_page": ("full_page",),
+    "max_height": ("max_height",),
+    "selector": ("selector", "selector_missing"),
+    "padding": ("selector",),
+    "clip": ("clip",),
+    "wait_until": ("dcl", "networkidle"),
+    "wait_for": ("wait_for", "bad_selector"),
+    "delay": ("delay",),
+    "timeout": ("timeout",),
+    "scroll_page": ("no_scroll",),
+    "hide": ("hide",),
+    "remove": ("remove",),
+    "click": ("click", "click_missing"),
+    "javascript": ("javascript", "javascript_error"),
+    "css": ("css",),
+    "animations": ("animations",),
+    "color_scheme": ("color_scheme",),
+    "reduced_motion": ("reduced_motion",),
+    "media": ("media",),
+    "user_agent": ("user_agent",),
+    "headers": ("headers",),
+    "format": ("jpeg", "webp", "pdf"),
+    "quality": ("jpeg",),
+    "omit_background": ("omit_background",),
+    "pdf_paper": ("pdf_paper",),
+    "landscape": ("pdf_paper",),
+    "print_background": ("pdf_paper",),
 }
 
 HOSTILE_CASES: dict[str, Case] = {
@@ -145,7 +222,40 @@ def _pixel(result: ShotResult) -> tuple[int, int, int]:
     return value
 
 
-def _close(a: tuple[int, int, int], b: tuple[int, int, int], tolerance: int = 40) -> bool:
+def _file(result: ShotResult) -> bytes:
+    assert result.location is not None, result
+    return Path(result.location.removeprefix("file://")).read_bytes()
+
+
+def _paper(pdf: bytes, points: tuple[int, int]) -> bool:
+    """Whether the first page's /MediaBox is this size in points (within 2: Chromium
+    rounds the paper's inches to its own units)."""
+    match = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
+    assert match is not None, "no /MediaBox in the PDF"
+    size = float(match.group(1)), float(match.group(2))
+    return all(abs(a - b) <= 2 for a, b in zip(size, points, strict=True))
+
+
+def _fills(pdf: bytes, operator: str) -> bool:
+    """Whether any of the PDF's (deflated) content streams sets this fill colour."""
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL):
+        try:
+            text = zlib.decompress(stream)
+        except zlib.error:
+            text = stream
+        if operator.encode() in text:
+            return True
+    return False
+
+
+def _failed_permanently(result: ShotResult, error_type: str, mentions: str) -> None:
+    assert result.status == "failed", result
+    assert result.error is not None and result.error["type"] == error_type, result.error
+    assert mentions in result.error["message"], result.error
+    assert not result.transient and result.attempts == 1
+
+
+def _close(a: Any, b: tuple[int, int, int], tolerance: int = 40) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
 
 
@@ -327,6 +437,145 @@ class EngineConformance:
         assert result.error["type"] == "NavigationTimeout"
         assert result.transient
         assert (result.timings["total_ms"] or 0) < (2 + GRACE_S) * 1000
+
+    # -- what to capture ------------------------------------------------------------------
+
+    def test_every_declared_option_has_a_case(self) -> None:
+        assert set(OPTION_COVERAGE) == set(OPTION_NAMES), "options without a conformance case"
+        for name, cases in OPTION_COVERAGE.items():
+            for case in cases:
+                options = parse_options(OPTION_CASES[case].options, DEFAULT_OPTIONS)
+                assert name in options.non_default(), f"case {case!r} does not set {name}"
+
+    def test_selector_is_the_elements_box_plus_padding(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "selector"):
+            image = _image(_ok(result)).convert("RGB")
+            # the 240x120 element, 10 px around it, far below the first screen
+            assert image.size == (260, 140)
+            assert _close(image.getpixel((130, 70)), GREEN)
+            assert _close(image.getpixel((3, 3)), WHITE)
+
+    def test_selector_without_a_match_is_element_not_found(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "selector_missing"):
+            _failed_permanently(result, "ElementNotFound", "#nope")
+
+    def test_clip_is_that_rectangle_of_the_page(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "clip"):
+            assert (_ok(result).width, result.height) == (200, 100)
+            assert _close(_pixel(result), RED)
+
+    def test_max_height_cuts_a_full_page_and_says_so(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "max_height"):
+            assert (_ok(result).width, result.height, result.truncated) == (1280, 2000, True)
+        assert _ok(options_run["full_page"]).truncated is False
+
+    def test_scroll_page_loads_lazy_images(self, options_run: Any, page_server: PageServer) -> None:
+        lazy = [r["query"].get("lazy") for r in page_server.seen.requests]
+        # full_page scrolls by default: the lazy image far down was loaded and is in the image
+        scrolled = _image(_ok(options_run["scroll_page"])).convert("RGB")
+        assert "scrolled" in lazy
+        assert _close(scrolled.getpixel((150, 4150)), RED)
+        if result := self.option_result(options_run, "no_scroll"):
+            unscrolled = _image(_ok(result)).convert("RGB")
+            assert "unscrolled" not in lazy
+            assert _close(unscrolled.getpixel((150, 4150)), WHITE)
+
+    # -- changing the page ------------------------------------------------------------------
+
+    def test_hide_keeps_the_space_and_remove_takes_it(self, options_run: Any) -> None:
+        # #spacer (600 px, white) sits above a green block: hidden it still pushes the block
+        # out of the 300 px viewport; removed, the block moves up into it.
+        if result := self.option_result(options_run, "hide"):
+            assert _close(_pixel(_ok(result)), WHITE)
+        if result := self.option_result(options_run, "remove"):
+            assert _close(_pixel(_ok(result)), GREEN)
+
+    def test_clicks_run_in_order_and_wait_for_their_element(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "click"):
+            assert _close(_pixel(_ok(result)), BLUE)
+        if result := self.option_result(options_run, "click_missing"):
+            _failed_permanently(result, "ElementNotFound", "#nope")
+
+    def test_javascript_runs_and_its_promise_is_awaited(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "javascript"):
+            assert _close(_pixel(_ok(result)), GREEN)
+
+    def test_javascript_that_throws_is_a_script_error(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "javascript_error"):
+            _failed_permanently(result, "ScriptError", "conformance boom")
+
+    def test_css_is_applied(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "css"):
+            assert _close(_pixel(_ok(result)), BLUE)
+
+    def test_animations_disabled_shows_their_end(self, options_run: Any) -> None:
+        # a 60 s fade from red to green: at its start without, finished with
+        if result := self.option_result(options_run, "animations"):
+            assert _close(_pixel(_ok(result)), GREEN)
+        assert _close(_pixel(_ok(options_run["animations_control"])), RED, tolerance=60)
+
+    # -- emulation ----------------------------------------------------------------------
+
+    def _thirds(self, result: ShotResult) -> list[tuple[int, int, int]]:
+        image = _image(_ok(result)).convert("RGB")
+        return [image.getpixel((image.width * n // 6, image.height // 2)) for n in (1, 3, 5)]
+
+    def test_media_features_are_emulated(self, options_run: Any) -> None:
+        # media.html's thirds: colour scheme (white/black), reduced motion (red/green),
+        # media type (red/blue)
+        control = self._thirds(options_run["media_control"])
+        assert all(_close(a, b) for a, b in zip(control, (WHITE, RED, RED), strict=True))
+        if result := self.option_result(options_run, "color_scheme"):
+            assert _close(self._thirds(result)[0], (0, 0, 0))
+        if result := self.option_result(options_run, "reduced_motion"):
+            assert _close(self._thirds(result)[1], GREEN)
+        if result := self.option_result(options_run, "media"):
+            assert _close(self._thirds(result)[2], BLUE)
+
+    def test_device_is_a_touch_phone_at_its_scale(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "device"):
+            # iPhone 13: 390x664 CSS px at 3x, touch, mobile, its user agent
+            assert (_ok(result).width, result.height, result.device) == (1170, 1992, "iPhone 13")
+            assert result.title == "device 390x664 phone"
+            assert _close(_pixel(result), GREEN)
+        control = _ok(options_run["device_control"])
+        assert control.title == "device 1280x800" and control.device is None
+
+    def test_device_emulation_holds_from_job_to_job(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        # Given three phone jobs, one after another on one job slot (a reused page, if the
+        # engine keeps pages between jobs), then a desktop one
+        phone, desktop = OPTION_CASES["device"], OPTION_CASES["device_control"]
+        results = self._sequence(page_server, workdir, [phone, phone, phone, desktop])
+        # Then every phone job sees a touch phone, and the desktop job a desktop
+        assert [_ok(r).title for r in results] == [
+            *["device 390x664 phone"] * 3,
+            "device 1280x800",
+        ]
+
+    # -- output -------------------------------------------------------------------------
+
+    def test_omit_background_is_transparent(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "omit_background"):
+            image = _image(_ok(result)).convert("RGBA")
+            assert image.getpixel((10, 10))[3] == 0
+            assert image.getpixel((600, 400)) == (255, 0, 0, 255)
+        control = _image(_ok(options_run["background_control"])).convert("RGBA")
+        assert control.getpixel((10, 10)) == (255, 255, 255, 255)
+
+    def test_pdf_is_a_pdf_on_the_paper_asked_for(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "pdf"):
+            data = _file(_ok(result))
+            assert result.format == "pdf" and data.startswith(b"%PDF-")
+            assert result.location is not None and result.location.endswith(".pdf")
+            assert (result.width, result.height) == (None, None)
+            assert _paper(data, (595, 842))  # A4 in points
+            assert _fills(data, "1 0 0 rg")  # the red background is printed
+        if result := self.option_result(options_run, "pdf_paper"):
+            data = _file(_ok(result))
+            assert _paper(data, (792, 612))  # Letter, landscape
+            assert not _fills(data, "1 0 0 rg")  # no background
 
     # -- metadata ------------------------------------------------------------------------
 

@@ -4,24 +4,24 @@ One Chromium per worker process, shared by concurrent jobs. Each job gets a fres
 context (cookies, storage, cache) whose connections go through the job's egress guard, one
 page in it, and that context is disposed afterwards. Recycling the browser (after
 ``recycle_after`` jobs, past ``recycle_memory_mb``, or once it died) is distshot's own
-``RecyclingBrowser``, as in the built-in engines.
+``RecyclingBrowser``, as in the built-in engines. The capture controls (media emulation,
+scrolling, clicks, scripts, styles, element and clip shots, full pages, PDF) are distshot's
+capture steps, sent over this engine's own pipe.
+
+Everything from distshot comes through ``distshot.enginekit``, its public plug-in API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from distshot.core.contracts import Engine, EngineConfig
-from distshot.core.egress import EgressGuard
-from distshot.core.errors import BrowserCrashed, DownloadRefused, InvalidOption, NavigationTimeout
-from distshot.core.models import Capture, ShotRequest
-from distshot.engines.chromium import launch_args, translate_error
-from distshot.engines.recycling import BrowserSlot, RecyclingBrowser
+from distshot import enginekit as kit
 
 from . import CAPABILITIES
 from .pipe import Browser, CdpError, ConnectionLost, Message, Session
@@ -34,7 +34,6 @@ _FLAGS = (
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 )
-_START_TIMEOUT = 20.0  # seconds for a fresh Chromium to answer its first command
 _DISPOSE_TIMEOUT = 3.0  # seconds to dispose of a job's context before retiring the browser
 _IDLE_S = 0.5  # networkidle: this long without a request in flight (as Playwright)
 _POLL_S = 0.1  # how often wait_for checks the selector and networkidle the traffic
@@ -49,16 +48,43 @@ _VISIBLE_JS = """(selector => {
 })(%s)"""
 
 
-class CdpEngine(Engine):
+@dataclass(frozen=True)
+class Settings:
+    """The engine's own settings: the ``[engines.cdp]`` table of distshot.toml."""
+
+    #: Seconds a freshly launched Chromium has to answer its first command.
+    start_timeout: float = 20.0
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any]) -> Settings:
+        """Check the table; a bad or unknown key is a ``ConfigError`` naming it."""
+        unknown = sorted(set(table) - {"start_timeout"})
+        if unknown:
+            raise kit.ConfigError(
+                f"[engines.cdp] has no setting {unknown[0]!r}; known: start_timeout"
+            )
+        value = table.get("start_timeout", cls.start_timeout)
+        # (bool is an int in Python: `start_timeout = true` is a mistake, not 1 second)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise kit.ConfigError(
+                f"[engines.cdp] start_timeout must be a number of seconds above 0, not {value!r}"
+            )
+        if not math.isfinite(value):
+            raise kit.ConfigError(f"[engines.cdp] start_timeout must be finite, not {value!r}")
+        return cls(start_timeout=float(value))
+
+
+class CdpEngine(kit.Engine):
     name = "cdp"
     capabilities = CAPABILITIES
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: kit.EngineConfig) -> None:
         self.config = config
+        self.settings = Settings.parse(config.settings)  # checked before any browser work
         # distshot's own helper for "one browser per process": it hands each job a slot and
         # replaces the browser after recycle_after jobs, past recycle_memory_mb, or once it
         # died; a replaced browser is closed when its last job ends.
-        self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
+        self.browsers: kit.RecyclingBrowser[Browser] = kit.RecyclingBrowser(
             config,
             self._launch,
             lambda browser, _pid: browser.close(),
@@ -81,52 +107,60 @@ class CdpEngine(Engine):
     async def _launch(self) -> tuple[Browser, int]:
         path = self.config.browser_path
         try:
-            browser = await Browser.launch(path, launch_args((*_FLAGS, *self.config.extra_args)))
+            args = kit.launch_args((*_FLAGS, *self.config.extra_args))
+            browser = await Browser.launch(path, args)
         except OSError as exc:
-            raise BrowserCrashed(f"cannot start Chromium at {path}: {exc}") from None
+            raise kit.BrowserCrashed(f"cannot start Chromium at {path}: {exc}") from None
         # Pop-ups (pages with an opener) are closed as soon as Chromium announces them.
         browser.on("Target.targetCreated", lambda event: _close_popup(browser, event))
         try:
             discover = browser.send("Target.setDiscoverTargets", {"discover": True})
-            await asyncio.wait_for(discover, _START_TIMEOUT)
+            await asyncio.wait_for(discover, self.settings.start_timeout)
         except BaseException as exc:  # failed, or the job was cancelled while we waited
             await browser.close()  # either way no process may be left behind
-            if isinstance(exc, TimeoutError | ConnectionLost | CdpError):
-                raise BrowserCrashed(f"Chromium at {path} did not start: {exc}") from None
+            if isinstance(exc, TimeoutError):
+                raise kit.BrowserCrashed(
+                    f"Chromium at {path} did not answer within {self.settings.start_timeout:g}s "
+                    "([engines.cdp] start_timeout)"
+                ) from None
+            if isinstance(exc, ConnectionLost | CdpError):
+                raise kit.BrowserCrashed(f"Chromium at {path} did not start: {exc}") from None
             raise
         return browser, browser.process.pid  # the pid lets the helper measure its memory
 
-    async def capture(self, request: ShotRequest) -> Capture:
-        slot = await self.browsers.acquire()
-        job = _Job(slot.browser, request)
-        policy = request.policy()
-        guard = EgressGuard(policy) if policy.enforcing else None
+    async def capture(self, request: kit.ShotRequest) -> kit.Capture:
+        # The guard for the job's address policy, and the proxy its context must use (the
+        # guard's address, or DIRECT when the policy admits every address: no guard then).
+        guard, proxy = await kit.job_egress(request)
         try:
-            async with asyncio.timeout(request.options.timeout):
-                proxy = await guard.start() if guard is not None else None
-                return await job.run(proxy)
-        except TimeoutError:
-            raise NavigationTimeout(
-                f"{request.url} did not {job.stage} within {request.options.timeout:g}s"
-            ) from None
-        except ConnectionLost as exc:
-            raise BrowserCrashed(
-                f"the browser crashed while capturing {request.url}: {exc}"
-            ) from None
-        except CdpError as exc:
-            if guard is not None and (refusal := guard.refusal_error()) is not None:
-                raise refusal from None  # the guard refused a connection: that is the cause
-            raise translate_error(str(exc), request.url) from None
+            slot = await self.browsers.acquire()
+            job = _Job(slot.browser, request, proxy)
+            try:
+                async with asyncio.timeout(request.options.timeout):
+                    return await job.run()
+            except TimeoutError:
+                raise kit.NavigationTimeout(
+                    f"{request.url} did not {job.stage} within {request.options.timeout:g}s"
+                ) from None
+            except ConnectionLost as exc:
+                raise kit.BrowserCrashed(
+                    f"the browser crashed while capturing {request.url}: {exc}"
+                ) from None
+            except CdpError as exc:
+                if guard is not None and (refusal := guard.refusal_error()) is not None:
+                    raise refusal from None  # the guard refused a connection: that is the cause
+                raise kit.translate_error(str(exc), request.url) from None
+            finally:
+                # The result does not wait for the context's disposal, which takes seconds on
+                # a busy machine; the slot is released (and may be recycled) once it is done.
+                task = asyncio.get_running_loop().create_task(self._dispose(slot, job.context))
+                self._disposals.add(task)
+                task.add_done_callback(self._disposals.discard)
         finally:
             if guard is not None:
                 await guard.close()
-            # The result does not wait for the context's disposal, which takes seconds on a
-            # busy machine; the slot is released (and may be recycled) once it is done.
-            task = asyncio.get_running_loop().create_task(self._dispose(slot, job.context))
-            self._disposals.add(task)
-            task.add_done_callback(self._disposals.discard)
 
-    async def _dispose(self, slot: BrowserSlot[Browser], context: str | None) -> None:
+    async def _dispose(self, slot: kit.BrowserSlot[Browser], context: str | None) -> None:
         """Dispose of a job's context (and its pages). A browser that cannot do even that
         promptly is retired rather than shared with later jobs."""
         try:
@@ -149,8 +183,9 @@ def _close_popup(browser: Browser, event: Message) -> None:
 class _Job:
     """One capture: its own context and page, and what that page's events have told us."""
 
-    def __init__(self, browser: Browser, request: ShotRequest) -> None:
-        self.browser, self.request = browser, request
+    def __init__(self, browser: Browser, request: kit.ShotRequest, proxy: str) -> None:
+        self.browser, self.request, self.proxy = browser, request, proxy
+        self.deadline = time.monotonic() + request.options.timeout
         self.context: str | None = None  # the browser context, once created
         self.target_id = ""  # the page, once created (also its main frame's id)
         self.stage = "open a page"  # what the job is waiting for, for the timeout message
@@ -159,13 +194,12 @@ class _Job:
         self.in_flight: set[str] = set()  # request ids, for networkidle
         self.last_traffic = time.monotonic()
 
-    async def _open(self, proxy: str | None) -> Session:
-        """A fresh context (behind the guard's proxy, if any) with one configured page."""
-        params: Message = {"disposeOnDetach": True}
-        if proxy is not None:
-            # "<-loopback>" cancels Chromium's implicit proxy bypass for localhost, so the
-            # egress guard judges loopback addresses too.
-            params.update(proxyServer=proxy, proxyBypassList="<-loopback>")
+    async def _open(self) -> Session:
+        """A fresh context behind the job's proxy, with one configured page."""
+        # context_proxy: the guard's address with "<-loopback>" (so loopback addresses are
+        # judged too), or a direct connection when the policy admits everything. A context
+        # made without it would go through the browser's strict safety-net guard.
+        params: Message = {"disposeOnDetach": True, **kit.context_proxy(self.proxy)}
         created = await self.browser.send("Target.createBrowserContext", params)
         self.context = context = str(created["browserContextId"])
         deny = {"behavior": "deny", "browserContextId": context}
@@ -187,11 +221,11 @@ class _Job:
         session.on("Network.responseReceived", self._response)
 
         opts = self.request.options
-        metrics = {"width": opts.width, "height": opts.height, "deviceScaleFactor": opts.scale}
-        setup = [
+        setup: list[Awaitable[Any]] = [
             session.send("Page.enable"),
             session.send("Network.enable"),
-            session.send("Emulation.setDeviceMetricsOverride", {**metrics, "mobile": False}),
+            # The viewport, scale, mobile layout and touch (a device preset has filled them).
+            kit.run_steps(kit.emulate_device(opts), session.send),
         ]
         if opts.user_agent:
             setup.append(
@@ -201,6 +235,8 @@ class _Job:
             setup.append(
                 session.send("Network.setExtraHTTPHeaders", {"headers": dict(opts.headers)})
             )
+        # Media type and prefers-* features, before navigation (no call for the defaults).
+        setup.append(kit.run_steps(kit.emulate_media(opts), session.send))
         # A session runs its commands in order, so they can all be in flight at once.
         for result in await asyncio.gather(*setup, return_exceptions=True):
             if isinstance(result, BaseException):
@@ -220,14 +256,14 @@ class _Job:
         if event["type"] == "Document" and event.get("frameId") == self.target_id:
             self.http_status = int(event["response"]["status"])
 
-    async def run(self, proxy: str | None) -> Capture:
-        self.session = session = await self._open(proxy)
+    async def run(self) -> kit.Capture:
+        self.session = session = await self._open()
         opts, url = self.request.options, self.request.url
         self.stage = "answer"
         started = time.monotonic()
         navigation = await session.send("Page.navigate", {"url": url})
         if navigation.get("isDownload"):  # an attachment: denied by setDownloadBehavior
-            raise DownloadRefused(f"{url} is a file download, not a page")
+            raise kit.DownloadRefused(f"{url} is a file download, not a page")
         if navigation.get("errorText"):  # e.g. net::ERR_TOO_MANY_REDIRECTS
             raise CdpError(f"{navigation['errorText']} at {url}")
         self.stage = f"reach '{opts.wait_until}'"
@@ -244,29 +280,28 @@ class _Job:
         if opts.delay:
             self.stage = f"finish its {opts.delay} ms delay"
             await session.until(asyncio.sleep(opts.delay / 1000))
+        # Scrolling, clicks, the job's script and styles, animations (nothing by default).
+        self.stage = "get ready for the capture (scroll, click, script, styles)"
+        await kit.run_steps(kit.prepare_page(opts, self.deadline), session.send)
         navigate_ms = _ms_since(started)
 
-        self.stage = "render a screenshot"
+        self.stage = "render a PDF" if opts.format == "pdf" else "render a screenshot"
         started = time.monotonic()
-        params: Message = {"format": opts.format}
-        if opts.quality is not None:
-            params["quality"] = opts.quality
-        if opts.full_page:
-            size = (await session.send("Page.getLayoutMetrics"))["cssContentSize"]
-            width, height = math.ceil(size["width"]), math.ceil(size["height"])
-            params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
-            params["captureBeyondViewport"] = True
-        image = base64.b64decode((await session.send("Page.captureScreenshot", params))["data"])
+        # session_scales: this session set the device scale factor itself (setDeviceMetrics-
+        # Override above), and Chromium applies it to a clip taken through the same session.
+        capture = kit.capture(opts, self.deadline, session_scales=True)
+        shot = await kit.run_steps(capture, session.send)
         capture_ms = _ms_since(started)
         title, final_url = await self._evaluate("[document.title, location.href]")
-        return Capture(
-            image=image,
+        return kit.Capture(
+            image=shot.image,
             format=opts.format,
             final_url=final_url,
             http_status=self.http_status,
             title=title,
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
+            truncated=shot.truncated,
         )
 
     async def _visible(self, selector: str) -> bool:
@@ -274,7 +309,9 @@ class _Job:
             return bool(await self._evaluate(_VISIBLE_JS % json.dumps(selector)))
         except CdpError as exc:
             if str(exc).startswith("SyntaxError"):
-                raise InvalidOption(f"wait_for is not a valid CSS selector: {selector!r}") from None
+                raise kit.InvalidOption(
+                    f"wait_for is not a valid CSS selector: {selector!r}"
+                ) from None
             return False  # e.g. the page navigated meanwhile: try its next document
 
     async def _evaluate(self, expression: str) -> Any:

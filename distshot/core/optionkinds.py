@@ -1,0 +1,266 @@
+"""How capture option values are read, checked and described: one ``Kind`` per sort of
+value (a number in a range, a choice, a list of selectors, headers, a rectangle, a device).
+``core.options`` declares each option with one of these."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .devices import find_device
+from .errors import InvalidOption
+
+MAX_PIXELS = 16384  # Chromium's largest texture side; larger viewports fail inside the GPU path.
+MAX_SCRIPT = 100_000  # characters of a javascript or css option
+MAX_SELECTORS = 50
+
+
+class Kind:
+    """How one option's values are read and described."""
+
+    #: Shown in ``distshot options`` and the README: what values are accepted.
+    accepts = ""
+    #: A CLI flag may be given several times (a list option).
+    multiple = False
+    #: The CLI reads ``@file`` as the file's contents.
+    from_file = False
+
+    def parse(self, name: str, value: Any) -> Any:
+        raise NotImplementedError
+
+    def to_json(self, value: Any) -> Any:
+        """The value, JSON-ready (``parse`` reads it back to the same value)."""
+        return value
+
+
+@dataclass(frozen=True)
+class Int(Kind):
+    low: int
+    high: int
+
+    @property
+    def accepts(self) -> str:  # type: ignore[override]
+        return f"{self.low}-{self.high}"
+
+    def parse(self, name: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise InvalidOption(f"{name} must be a whole number, not {value!r}")
+        try:
+            number = int(value) if not isinstance(value, str) else int(value.strip())
+        except (TypeError, ValueError):
+            raise InvalidOption(f"{name} must be a whole number, not {value!r}") from None
+        if isinstance(value, float) and value != number:
+            raise InvalidOption(f"{name} must be a whole number, not {value!r}")
+        if not self.low <= number <= self.high:
+            raise InvalidOption(f"{name} must be between {self.low} and {self.high}, not {number}")
+        return number
+
+
+@dataclass(frozen=True)
+class Number(Kind):
+    """A number above ``low`` and at most ``high``."""
+
+    low: float
+    high: float
+
+    @property
+    def accepts(self) -> str:  # type: ignore[override]
+        return f"above {self.low:g}, at most {self.high:g}"
+
+    def parse(self, name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise InvalidOption(f"{name} must be a number, not {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidOption(f"{name} must be a number, not {value!r}") from None
+        if not self.low < number <= self.high or not math.isfinite(number):
+            raise InvalidOption(
+                f"{name} must be above {self.low:g} and at most {self.high:g}, not {value!r}"
+            )
+        return number
+
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Flag(Kind):
+    accepts = "true, false"
+
+    def parse(self, name: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise InvalidOption(f"{name} must be true or false, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    choices: tuple[str, ...]
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def accepts(self) -> str:  # type: ignore[override]
+        return ", ".join(self.choices)
+
+    def parse(self, name: str, value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else value
+        text = dict(self.aliases).get(text, text)
+        if text not in self.choices:
+            raise InvalidOption(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
+        return str(text)
+
+
+def _one_line(name: str, value: Any, max_len: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOption(f"{name} must be non-empty text, not {value!r}")
+    if len(value) > max_len or any(ch in value for ch in "\r\n\0"):
+        raise InvalidOption(f"{name} must be one line of at most {max_len} characters")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    """One line of text (a selector, a user agent)."""
+
+    max_len: int = 2048
+    accepts = "text"
+
+    def parse(self, name: str, value: Any) -> str:
+        return _one_line(name, value, self.max_len)
+
+
+@dataclass(frozen=True)
+class Code(Kind):
+    """A script or a stylesheet: any text, several lines; the CLI reads ``@file``."""
+
+    accepts = "code, or @file on the command line"
+    from_file = True
+
+    def parse(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidOption(f"{name} must be non-empty text, not {value!r}")
+        if len(value) > MAX_SCRIPT or "\0" in value:
+            raise InvalidOption(f"{name} must be at most {MAX_SCRIPT} characters of text")
+        return value
+
+
+@dataclass(frozen=True)
+class Selectors(Kind):
+    """A list of CSS selectors: a JSON list, or ``;``-separated text (a CSV cell)."""
+
+    accepts = "CSS selectors (a list; ';'-separated in CSV)"
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            items: list[Any] = [part for part in value.split(";") if part.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise InvalidOption(f"{name} must be a list of CSS selectors, not {value!r}")
+        if len(items) > MAX_SELECTORS:
+            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} selectors")
+        return tuple(_one_line(name, item, 1024) for item in items)
+
+    def to_json(self, value: Any) -> Any:
+        return list(value)
+
+
+def parse_header_line(text: str) -> tuple[str, str]:
+    """'Name: value' -> (name, value); the CLI's --header and CSV cells use this."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or any(ch in name for ch in " \t\r\n\0:") or "\n" in value:
+        raise InvalidOption(f"header must look like 'Name: value', not {text!r}")
+    return name, value
+
+
+@dataclass(frozen=True)
+class Headers(Kind):
+    accepts = "'Name: value' (repeatable), or an object"
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[tuple[str, str], ...]:
+        pairs: list[tuple[str, str]] = []
+        if isinstance(value, Mapping):
+            for key, val in value.items():
+                if not isinstance(val, str | int | float) or isinstance(val, bool):
+                    raise InvalidOption(f"header {key!r} must have a text value")
+                pairs.append(parse_header_line(f"{key}: {val}"))
+        elif isinstance(value, str):
+            # CSV cells and env vars: 'A: 1; B: 2' or a JSON object.
+            text = value.strip()
+            if text.startswith("{"):
+                try:
+                    return self.parse(name, json.loads(text))
+                except json.JSONDecodeError:
+                    raise InvalidOption(f"headers is not valid JSON: {text!r}") from None
+            pairs = [parse_header_line(part) for part in text.split(";") if part.strip()]
+        elif isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, str):
+                    pairs.append(parse_header_line(item))
+                elif isinstance(item, list | tuple) and len(item) == 2:
+                    pairs.append(parse_header_line(f"{item[0]}: {item[1]}"))
+                else:
+                    raise InvalidOption(f"headers entry must be 'Name: value', not {item!r}")
+        else:
+            raise InvalidOption(f"headers must be an object of name: value, not {value!r}")
+        return tuple(sorted(pairs, key=lambda p: p[0].lower()))
+
+    def to_json(self, value: Any) -> Any:
+        return dict(value)
+
+
+@dataclass(frozen=True)
+class Clip(Kind):
+    """A rectangle of the page: ``x,y,width,height`` in CSS px."""
+
+    accepts = "x,y,width,height (CSS px)"
+
+    def parse(self, name: str, value: Any) -> tuple[float, float, float, float]:
+        if isinstance(value, Mapping):
+            items: Any = [value.get(key) for key in ("x", "y", "width", "height")]
+        elif isinstance(value, str):
+            items = value.replace(" ", "").split(",")
+        else:
+            items = value
+        message = f"{name} must be x,y,width,height in CSS px, not {value!r}"
+        if not isinstance(items, list | tuple) or len(items) != 4:
+            raise InvalidOption(message)
+        try:
+            numbers = [float(item) for item in items]
+        except (TypeError, ValueError):
+            raise InvalidOption(message) from None
+        x, y, width, height = numbers
+        if not all(math.isfinite(n) for n in numbers) or x < 0 or y < 0:
+            raise InvalidOption(message)
+        if not (0 < width <= MAX_PIXELS and 0 < height <= MAX_PIXELS):
+            raise InvalidOption(f"{name}'s width and height must be 1-{MAX_PIXELS} px")
+        return (x, y, width, height)
+
+    def to_json(self, value: Any) -> Any:
+        return list(value)
+
+
+@dataclass(frozen=True)
+class DeviceName(Kind):
+    accepts = "a device name (distshot devices)"
+
+    def parse(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or find_device(value) is None:
+            raise InvalidOption(
+                f"{name} {value!r} is not a known device; `distshot devices` lists them"
+            )
+        device = find_device(value)
+        assert device is not None
+        return device.name
