@@ -84,6 +84,7 @@ bench: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/tall_pages.py
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache
