@@ -55,6 +55,7 @@ SAMPLES: dict[str, Any] = {
     "color_scheme": "dark",
     "reduced_motion": "reduce",
     "media": "print",
+    "timezone": "America/New_York",
     "user_agent": "distshot-test/1.0",
     "headers": {"X-One": "1"},
     "format": "webp",
@@ -116,6 +117,7 @@ def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> N
     [
         ({"color_scheme": "sepia"}, "color_scheme must be one of light, dark, no-preference"),
         ({"animations": "off"}, "animations must be one of allow, disabled"),
+        ({"timezone": "Mars/Olympus"}, "timezone must be an IANA time zone"),
         ({"device": "Nokia 3310"}, "not a known device; `distshot devices`"),
         ({"clip": "1,2,3"}, "clip must be x,y,width,height"),
         ({"clip": "0,0,0,10"}, "width and height must be 1-16384"),

@@ -264,3 +264,20 @@ class DeviceName(Kind):
         device = find_device(value)
         assert device is not None
         return device.name
+
+
+@dataclass(frozen=True)
+class TimeZone(Kind):
+    accepts = "an IANA time zone (Europe/Paris)"
+
+    def parse(self, name: str, value: Any) -> str:
+        import zoneinfo
+
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            zoneinfo.ZoneInfo(text)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise InvalidOption(
+                f"{name} must be an IANA time zone such as Europe/Paris, not {value!r}"
+            ) from None
+        return text

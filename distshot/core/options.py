@@ -33,6 +33,7 @@ from .optionkinds import (
     Number,
     Selectors,
     Text,
+    TimeZone,
 )
 
 __all__ = [
@@ -232,6 +233,9 @@ class CaptureOptions:
     )
     media: str | None = option(
         None, Choice(("screen", "print")), "CSS media type.", group="Emulation"
+    )
+    timezone: str | None = option(
+        None, TimeZone(), "The time zone the page's clock runs in.", group="Emulation"
     )
     user_agent: str | None = option(
         None, Text(), "User-Agent header and navigator.userAgent.", group="Emulation"

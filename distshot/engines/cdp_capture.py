@@ -48,6 +48,7 @@ STEP_OPTIONS = frozenset(
         "color_scheme",
         "reduced_motion",
         "media",
+        "timezone",
         "format",
         "quality",
         "omit_background",
@@ -166,21 +167,26 @@ def _search_budget(deadline: float) -> int:
 
 @dataclass(frozen=True)
 class Emulated:
-    """The media emulation a page currently has (a reused page carries it between jobs)."""
+    """The emulation a page currently has (a reused page carries it between jobs)."""
 
     media: str = ""
     color_scheme: str = ""
     reduced_motion: str = ""
+    timezone: str = ""
 
 
 FRESH = Emulated()
 
 
 def emulate_media(opts: CaptureOptions, current: Emulated = FRESH) -> Steps[Emulated]:
-    """Set the CSS media type and the ``prefers-*`` features the job asks for; no call when
-    the page already has them (the default on a fresh page). Returns the new state."""
-    wanted = Emulated(opts.media or "", opts.color_scheme or "", opts.reduced_motion or "")
-    if wanted != current:
+    """Set what the page sees of its surroundings: the CSS media type, the ``prefers-*``
+    features and the time zone; no call for what the page already has (the defaults, on a
+    fresh page). Returns the new state."""
+    wanted = Emulated(
+        opts.media or "", opts.color_scheme or "", opts.reduced_motion or "", opts.timezone or ""
+    )
+    media = (wanted.media, wanted.color_scheme, wanted.reduced_motion)
+    if media != (current.media, current.color_scheme, current.reduced_motion):
         yield Call(
             "Emulation.setEmulatedMedia",
             {
@@ -191,6 +197,9 @@ def emulate_media(opts: CaptureOptions, current: Emulated = FRESH) -> Steps[Emul
                 ],
             },
         )
+    if wanted.timezone != current.timezone:
+        # An empty id goes back to the machine's own zone.
+        yield Call("Emulation.setTimezoneOverride", {"timezoneId": wanted.timezone})
     return wanted
 
 

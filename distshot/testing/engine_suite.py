@@ -114,6 +114,7 @@ OPTION_CASES: dict[str, Case] = {
     "color_scheme": Case("/media.html", {"color_scheme": "dark"}),
     "reduced_motion": Case("/media.html", {"reduced_motion": "reduce"}),
     "media": Case("/media.html", {"media": "print"}),
+    "timezone": Case("/timezone.html", {"timezone": "Asia/Tokyo"}),
     "device": Case("/device.html", {"device": "iPhone 13"}),
     "device_control": Case("/device.html", {}),
     # output
@@ -156,6 +157,7 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "color_scheme": ("color_scheme",),
     "reduced_motion": ("reduced_motion",),
     "media": ("media",),
+    "timezone": ("timezone",),
     "user_agent": ("user_agent",),
     "headers": ("headers",),
     "format": ("jpeg", "webp", "pdf"),
@@ -531,6 +533,11 @@ class EngineConformance:
             assert _close(self._thirds(result)[1], GREEN)
         if result := self.option_result(options_run, "media"):
             assert _close(self._thirds(result)[2], BLUE)
+
+    def test_timezone_sets_the_pages_clock(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "timezone"):
+            assert _ok(result).title == "timezone Asia/Tokyo"
+            assert _close(_pixel(result), GREEN)
 
     def test_device_is_a_touch_phone_at_its_scale(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "device"):
