@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -261,24 +262,29 @@ def test_final_failures_are_retried_answered_once_and_dead_lettered(
 ) -> None:
     fleet.worker("playwright", threads=2)
     urls = fleet.tmp / "u.jsonl"
-    urls.write_text(
-        json.dumps({"url": f"{http_server.base}/hang", "timeout": 1})
-        + "\n"
-        + json.dumps({"url": f"{http_server.base}/loop"})
-        + "\n"
-        + json.dumps({"url": f"{http_server.base}/solid.html"})
-        + "\n"
-    )
+    with socket.socket() as closed:  # a loopback port nobody listens on: refused
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    lines = [
+        {"url": f"{http_server.base}/hang", "timeout": 1},
+        {"url": refused},
+        {"url": f"{http_server.base}/loop"},
+        {"url": f"{http_server.base}/solid.html"},
+    ]
+    urls.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = fleet.dispatch(urls, "retries")
     assert result.returncode == 1, result.stderr
     records = {r["line"]: r for r in fleet.manifest("retries")}
-    assert len(fleet.manifest("retries")) == 3
-    assert (records[1]["error"]["type"], records[1]["attempts"]) == ("NavigationTimeout", 3)
-    assert (records[2]["error"]["type"], records[2]["attempts"]) == ("RedirectLoop", 1)
-    assert (records[3]["status"], records[3]["attempts"]) == ("ok", 1)
-    assert http_server.seen.paths().count("/hang") == 3
+    assert len(fleet.manifest("retries")) == 4
+    # A timeout is tried twice (TIMEOUT_RETRIES), another transient error max_attempts
+    # times (3), a permanent one once
+    assert (records[1]["error"]["type"], records[1]["attempts"]) == ("NavigationTimeout", 2)
+    assert (records[2]["error"]["type"], records[2]["attempts"]) == ("NetworkError", 3)
+    assert (records[3]["error"]["type"], records[3]["attempts"]) == ("RedirectLoop", 1)
+    assert (records[4]["status"], records[4]["attempts"]) == ("ok", 1)
+    assert http_server.seen.paths().count("/hang") == 2
     queue = f"{fleet.prefix}.playwright.XQ"
-    wait_for(lambda: (queue_state(fleet.url, queue) or (0, 0))[0] == 2, 30, "2 dead letters")
+    wait_for(lambda: (queue_state(fleet.url, queue) or (0, 0))[0] == 3, 30, "3 dead letters")
 
 
 @pytest.mark.slow

@@ -198,7 +198,7 @@ def test_the_service_cuts_off_an_engine_that_ignores_its_timeout(
     assert cut_off.status == "failed" and cut_off.transient
     assert cut_off.error == {
         "type": "NavigationTimeout",
-        "message": "job exceeded its 0.3s timeout",
+        "message": "https://a.test/ did not finish within its 0.3s timeout",
     }
     assert cancelled, answered
     assert engine.cancelled == 2  # the engine's coroutine was cancelled both times

@@ -74,15 +74,26 @@ def result_for_payload(
     return result
 
 
+#: A job that ran out of time is tried once more at most, whatever ``max_attempts`` says: a
+#: slow server or a busy moment deserves a second chance, but a page whose own script never
+#: yields wedges again every time, and each attempt costs a whole timeout.
+TIMEOUT_RETRIES = 1
+
+
 def should_retry(max_retries: int) -> Any:
     """Retry transient capture failures and anything unexpected (a stopping worker, a
-    broken connection) while attempts remain; never retry a permanent failure."""
+    broken connection) while attempts remain; never retry a permanent failure, and a timed
+    out job once at most."""
 
     def retry_when(retries: int, exception: BaseException) -> bool:
         if isinstance(exception, Shutdown):
             return True  # the worker is stopping: hand the job back for another worker
         if isinstance(exception, CaptureFailed):
-            return exception.result.transient and retries < max_retries
+            result = exception.result
+            limit = max_retries
+            if result.error is not None and result.error["type"] == "NavigationTimeout":
+                limit = min(max_retries, TIMEOUT_RETRIES)
+            return result.transient and retries < limit
         return retries < max_retries
 
     return retry_when

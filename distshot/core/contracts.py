@@ -78,6 +78,17 @@ class Engine(abc.ABC):
 
     ``capture`` may be called concurrently from one event loop. It raises ``core.errors``
     errors only: permanent ones for what no retry can fix, transient ones otherwise.
+
+    Time: a job ends within its ``timeout`` plus a few seconds of clean-up; a URL that runs
+    out of time raises ``NavigationTimeout.for_url`` (one sentence on every engine). The
+    capture service cancels a job still running 5 s past its timeout, so clean-up that must
+    happen (releasing a shared browser) must survive cancellation.
+
+    Recovery: after a page times out or its renderer crashes, the engine throws away exactly
+    what is tainted (the page, its context, or the browser when it no longer answers) before
+    the next job needs it, so that the next job gets a working browser on its first attempt,
+    without waiting for a retry, on a loaded machine too. The conformance suite checks it
+    (``test_after_a_wedged_page_the_next_page_works_at_once_under_load``).
     """
 
     name: str = "engine"

@@ -105,7 +105,12 @@ class TransientError(DistshotError):
 
 
 class NavigationTimeout(TransientError):
-    pass
+    @classmethod
+    def for_url(cls, url: str, timeout: float) -> NavigationTimeout:
+        """The one error for a URL that ran out of time: the same type and sentence on every
+        engine, whichever layer noticed first (the engine's own deadline, or the capture
+        service's backstop for an engine that could not stop in time)."""
+        return cls(f"{url} did not finish within its {timeout:g}s timeout")
 
 
 class NetworkError(TransientError):

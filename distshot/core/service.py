@@ -214,7 +214,7 @@ async def _run_engine(engine: Engine, request: ShotRequest) -> Capture:
         async with asyncio.timeout(budget):
             return await engine.capture(request)
     except TimeoutError:
-        raise NavigationTimeout(f"job exceeded its {request.options.timeout:g}s timeout") from None
+        raise NavigationTimeout.for_url(request.url, request.options.timeout) from None
 
 
 def _fail(result: ShotResult, status: str, error: DistshotError, started: float) -> ShotResult:

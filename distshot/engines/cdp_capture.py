@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..core.errors import ElementNotFound, InvalidOption, NavigationTimeout, ScriptError
+from ..core.errors import ElementNotFound, InvalidOption, ScriptError
 from ..core.options import CaptureOptions
 
 T = TypeVar("T")
@@ -355,7 +355,7 @@ def prepare_page(opts: CaptureOptions, deadline: float) -> Steps[None]:
                 f"click: no element matches {selector!r} within {opts.timeout:g}s"
             )
         if time.monotonic() >= deadline:
-            raise NavigationTimeout(f"clicking {selector!r} took past the job's timeout")
+            raise TimeoutError  # the engine reports the job's timeout, with its URL
     if opts.javascript:
         yield from evaluate(opts.javascript, user_script=True)
     css = _stylesheet(opts)

@@ -78,6 +78,10 @@ CAPABILITIES = Capabilities(
     description="Chromium through Playwright (async)",
 )
 _CLOSE_TIMEOUT = 5.0
+#: A context that does not close within this is held by a wedged renderer: its browser is
+#: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
+#: grace (5 s), so the engine, not the backstop, ends the job.
+_CONTEXT_CLOSE_TIMEOUT = 3.0
 
 
 #: A lane serves this many jobs, then gets a fresh context (bounds what piles up in it).
@@ -311,8 +315,13 @@ class PlaywrightEngine(Engine):
                 lane.reusable = False  # a failed job may have left anything behind
             raise
         finally:
+            await self.browsers.finish_job(self._end_job(slot, lane))
+
+    async def _end_job(self, slot: BrowserSlot[Browser], lane: _Lane | None) -> None:
+        try:
             if lane is not None:
                 await self._finish_lane(lane)
+        finally:
             self.browsers.release(slot)
 
     # -- lanes: a context and its page, reused by jobs with the same settings ------------
@@ -406,9 +415,7 @@ class PlaywrightEngine(Engine):
         except PlaywrightError as exc:
             raise self._explain(exc, request, lane.guard, lane.slot) from None
         except TimeoutError:
-            raise NavigationTimeout(
-                f"{request.url} did not finish within its {opts.timeout:g}s timeout"
-            ) from None
+            raise NavigationTimeout.for_url(request.url, opts.timeout) from None
         return Capture(
             image=shot.image,
             format=opts.format,
@@ -434,13 +441,7 @@ class PlaywrightEngine(Engine):
             assert refusal is not None
             return refusal
         if "Timeout" in message and "exceeded" in message:
-            if opts.wait_for and "wait_for_selector" in message:
-                return NavigationTimeout(
-                    f"element {opts.wait_for!r} did not appear within {opts.timeout:g}s"
-                )
-            return NavigationTimeout(
-                f"{request.url} did not reach '{opts.wait_until}' within {opts.timeout:g}s"
-            )
+            return NavigationTimeout.for_url(request.url, opts.timeout)
         if opts.wait_for and ("selector" in message.lower() and "parsing" in message.lower()):
             return InvalidOption(f"wait_for is not a valid CSS selector: {opts.wait_for!r}")
         error = translate_error(message, request.url)
@@ -489,7 +490,7 @@ async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) ->
     """Close a job's context; a renderer stuck in a JavaScript loop can make this hang,
     and then the whole browser is retired rather than the worker waiting on it."""
     try:
-        await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
+        await asyncio.wait_for(context.close(), _CONTEXT_CLOSE_TIMEOUT)
     except Exception:
         slot.crashed = True  # retire it, but let its other jobs finish
 

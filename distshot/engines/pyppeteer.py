@@ -5,12 +5,13 @@ fresh browser context per job behind the job's own egress guard (its proxy is a 
 of CDP's ``Target.createBrowserContext``, which pyppeteer does not expose, so the context is
 made with a raw CDP call), recycling and crash relaunch through ``RecyclingBrowser``.
 
-pyppeteer's launcher would download a Chromium and register exit and signal handlers that
-print errors at interpreter exit; we pass ``executablePath`` and ``autoClose=False`` and close
-(and, if need be, kill) the browser ourselves. Each browser gets its own user-data folder,
-removed when it closes. Screenshots go through CDP directly (``captureBeyondViewport``), so
-full-page images match the other engines' pixel for pixel instead of resizing the viewport
-as pyppeteer's own ``fullPage`` does.
+pyppeteer's launcher is not used: it would download a Chromium, register exit and signal
+handlers, and wait for the browser with blocking polls that freeze the event loop (every
+other job of the worker with it). Chromium is started here with pyppeteer's default flags,
+pyppeteer connects to it, and we close (and, if need be, kill) it ourselves. Each browser
+gets its own user-data folder, removed when it closes. Screenshots go through CDP directly
+(``cdp_capture``), so full-page images match the other engines' pixel for pixel instead of
+resizing the viewport as pyppeteer's own ``fullPage`` does.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
@@ -68,6 +71,10 @@ CAPABILITIES = Capabilities(
     description="Chromium through pyppeteer (async, CDP)",
 )
 _CLOSE_TIMEOUT = 5.0
+#: A context that does not close within this is held by a wedged renderer: its browser is
+#: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
+#: grace (5 s), so the engine, not the backstop, ends the job.
+_CONTEXT_CLOSE_TIMEOUT = 3.0
 _WAIT_UNTIL = {
     "load": "load",
     "domcontentloaded": "domcontentloaded",
@@ -82,6 +89,7 @@ class PyppeteerEngine(Engine):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._profiles: dict[int, str] = {}  # browser pid -> its user-data folder
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}  # browser pid -> process
         # pyppeteer's Chromium does not exit when the worker dies: the reaper kills it then.
         self._reaper = Reaper()
         self._background: set[asyncio.Future[Any]] = set()  # held so they are not collected
@@ -101,48 +109,72 @@ class PyppeteerEngine(Engine):
         await self.browsers.open()
 
     async def _launch(self) -> tuple[Browser, int | None]:
-        from pyppeteer import launch
+        """Start Chromium ourselves and connect pyppeteer to it. pyppeteer's own ``launch``
+        waits for the browser with blocking HTTP polls and sleeps (``get_ws_endpoint``):
+        measured, it froze the event loop for the whole start, 4.4 s on a loaded machine,
+        during which every other job of the worker stood still and ran out of time (the
+        ordinary page after a wedged one needed 2 or 3 attempts). Here the wait is async,
+        and Chromium picks its own debugging port (no race for a port chosen in advance)."""
+        from pyppeteer import connect
+        from pyppeteer.launcher import DEFAULT_ARGS
 
         profile = tempfile.mkdtemp(prefix="distshot-pyppeteer-")
+        # pyppeteer's defaults, as its launch() would pass them (its --disable-features is
+        # left out: launch_args carries the one Chromium reads, and site isolation stays on).
+        flags = [a for a in DEFAULT_ARGS if not a.startswith("--disable-features=")]
+        flags += ["--headless", "--hide-scrollbars", "--mute-audio"]
+        flags += launch_args(self.config.extra_args)
+        flags += [f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
         try:
-            browser = await launch(
-                executablePath=self.config.browser_path,
-                userDataDir=profile,
-                headless=True,
-                args=launch_args(self.config.extra_args),
-                # We close the browser ourselves: pyppeteer's atexit and signal handlers
-                # would race the worker's shutdown and print errors at exit.
-                autoClose=False,
-                handleSIGINT=False,
-                handleSIGTERM=False,
-                handleSIGHUP=False,
-                defaultViewport=None,
+            process = subprocess.Popen(
+                [self.config.browser_path, *flags],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        except Exception as exc:
+        except OSError as exc:
             shutil.rmtree(profile, ignore_errors=True)
             raise BrowserCrashed(
-                f"cannot start Chromium at {self.config.browser_path}: {str(exc).splitlines()[0]}"
+                f"cannot start Chromium at {self.config.browser_path}: {exc}"
             ) from None
-        pid: int = browser.process.pid
-        self._profiles[pid] = profile
-        self._reaper.watch(pid)
-        return browser, pid
+        self._reaper.watch(process.pid)
+        self._processes[process.pid] = process
+        self._profiles[process.pid] = profile
+        try:
+            endpoint = await _devtools_endpoint(process, profile)
+            browser = await connect(browserWSEndpoint=endpoint, defaultViewport=None)
+        except BaseException as exc:
+            await self._stop_process(process.pid)
+            if isinstance(exc, Exception):
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise BrowserCrashed(
+                    f"cannot start Chromium at {self.config.browser_path}: {first}"
+                ) from None
+            raise
+        return browser, process.pid
 
     async def _close_browser(self, browser: Browser, pid: int | None) -> None:
         """Ask politely, then make sure: wait for the process, kill its tree if it lingers,
         reap it (no zombie) and remove its user-data folder."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
-        process = browser.process
-        try:
-            await asyncio.wait_for(asyncio.to_thread(process.wait), _CLOSE_TIMEOUT)
-        except TimeoutError:
-            if pid is not None:
-                kill_process_tree(pid)
-            await asyncio.to_thread(process.wait)
+        with contextlib.suppress(Exception):
+            await browser._connection.dispose()
         if pid is not None:
-            self._reaper.forget(pid)
-        if pid is not None and (profile := self._profiles.pop(pid, None)):
+            await self._stop_process(pid)
+
+    async def _stop_process(self, pid: int) -> None:
+        """Wait for a browser process, kill its tree if it lingers, reap it (no zombie) and
+        remove its user-data folder."""
+        process = self._processes.pop(pid, None)
+        if process is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(process.wait), _CLOSE_TIMEOUT)
+            except TimeoutError:
+                kill_process_tree(pid)
+                await asyncio.to_thread(process.wait)
+        self._reaper.forget(pid)
+        if profile := self._profiles.pop(pid, None):
             await asyncio.to_thread(shutil.rmtree, profile, True)
 
     async def capture(self, request: ShotRequest) -> Capture:
@@ -164,10 +196,17 @@ class PyppeteerEngine(Engine):
                 self._capture_in(context, request, guard, slot), slot, request.url
             )
         finally:
+            await self.browsers.finish_job(self._end_job(slot, context, guard))
+
+    async def _end_job(
+        self, slot: BrowserSlot[Browser], context: BrowserContext | None, guard: EgressGuard | None
+    ) -> None:
+        try:
             if context is not None:
                 await _close_context(context, slot)
             if guard is not None:
                 await guard.close()
+        finally:
             self.browsers.release(slot)
 
     async def _capture_in(
@@ -288,11 +327,7 @@ class PyppeteerEngine(Engine):
     def _timeout(self, request: ShotRequest, guard: EgressGuard | None) -> DistshotError:
         if guard is not None and (refusal := guard.refusal_error()) is not None:
             return refusal
-        opts = request.options
-        return NavigationTimeout(
-            f"{request.url} did not reach '{opts.wait_until}'"
-            f"{f' and show {opts.wait_for!r}' if opts.wait_for else ''} within {opts.timeout:g}s"
-        )
+        return NavigationTimeout.for_url(request.url, request.options.timeout)
 
     def _explain(
         self,
@@ -336,7 +371,7 @@ async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) ->
     if slot.crashed and slot.gone.done():
         return
     try:
-        await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
+        await asyncio.wait_for(context.close(), _CONTEXT_CLOSE_TIMEOUT)
     except Exception:
         slot.crashed = True
 
@@ -349,6 +384,27 @@ async def _check_selector(page: Page, selector: str) -> None:
     )
     if not valid:
         raise InvalidOption(f"wait_for is not a valid CSS selector: {selector!r}")
+
+
+#: A fresh Chromium writes its debugging port here once it listens; this bounds the wait.
+_START_TIMEOUT = 30.0
+
+
+async def _devtools_endpoint(process: subprocess.Popen[bytes], profile: str) -> str:
+    """The browser's DevTools websocket URL, from ``DevToolsActivePort`` in its profile
+    (``--remote-debugging-port=0``: the port is Chromium's choice), waited for without
+    blocking the event loop."""
+    marker = Path(profile) / "DevToolsActivePort"
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Chromium exited at start with status {process.returncode}")
+        with contextlib.suppress(OSError):
+            lines = marker.read_text().split()
+            if len(lines) >= 2:
+                return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"Chromium did not open its DevTools port within {_START_TIMEOUT:g}s")
 
 
 def _is_download(response: Response) -> bool:

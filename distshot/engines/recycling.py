@@ -119,6 +119,16 @@ class RecyclingBrowser(Generic[B]):
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    async def finish_job(self, cleanup: Awaitable[None]) -> None:
+        """Run a job's clean-up (closing or resetting its context, releasing its slot) to
+        the end even when the job is cancelled: the capture service cancels a job that
+        overran its timeout, and a clean-up cut short would hold its browser slot, and so
+        its browser, for good. ``close`` waits for clean-ups still running."""
+        task = asyncio.ensure_future(cleanup)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        await asyncio.shield(task)
+
     async def close(self) -> None:
         async with self._lock:
             slot, self._slot = self._slot, None

@@ -188,8 +188,6 @@ class _Job:
     reuse: bool = False
     #: Set when the engine gave up on the job (cancelled, or past its grace): stop waiting.
     stop: threading.Event = field(default_factory=threading.Event)
-    #: Where the job is, for a time-out message that says what did not happen in time.
-    phase: str = "navigate"
     #: The capture, as soon as it is taken (before the page is reset for the next job).
     outcome: Capture | None = None
 
@@ -571,9 +569,7 @@ class _Slot:
             raise _timed_out(job) from None
         self._wait_until(job, watch)
         if opts.wait_for:
-            job.phase = "wait_for"
             self._wait_for_selector(job, opts.wait_for)
-        job.phase = "capture"
         if opts.delay:
             job.stop.wait(max(0.0, min(opts.delay / 1000, job.left())))
             if job.stop.is_set():
@@ -700,16 +696,7 @@ def _page_key(request: ShotRequest) -> tuple[object, ...]:
 
 
 def _timed_out(job: _Job) -> NavigationTimeout:
-    opts, url = job.request.options, job.request.url
-    if job.phase == "navigate":
-        return NavigationTimeout(
-            f"{url} did not reach '{opts.wait_until}' within {opts.timeout:g}s"
-        )
-    if job.phase == "wait_for":
-        return NavigationTimeout(
-            f"element {opts.wait_for!r} did not appear within {opts.timeout:g}s"
-        )
-    return NavigationTimeout(f"{url} did not finish within its {opts.timeout:g}s timeout")
+    return NavigationTimeout.for_url(job.request.url, job.request.options.timeout)
 
 
 def _swallow(future: asyncio.Future[Any]) -> None:

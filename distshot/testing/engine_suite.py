@@ -20,11 +20,14 @@ so the whole suite costs about half a minute per engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -52,6 +55,8 @@ GRACE_S = 5.0
 #: Generous enough that an ordinary page (dialogs, pop-ups) loads beside a JS loop burning
 #: a core on a 2-core machine; the hostile batch runs two jobs at a time for the same reason.
 HOSTILE_TIMEOUT = 6.0
+#: The wedged-page case's timeout, on a machine whose cores are all busy.
+WEDGE_TIMEOUT = 8.0
 
 
 @dataclass(frozen=True)
@@ -327,11 +332,7 @@ class EngineConformance:
                 await engine.close()
 
         results = asyncio.run(scenario())
-        # A normal close leaves no browser or driver process behind.
-        deadline = time.monotonic() + 10
-        while browser_processes() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert browser_processes() == [], "browser processes left after engine.close()"
+        _assert_no_browser_left()
         return results
 
     @pytest.fixture(scope="class")
@@ -661,6 +662,61 @@ class EngineConformance:
     def test_next_job_after_hostile_pages_works(self, hostile_run: Any) -> None:
         assert _ok(hostile_run["after"]).title == "solid"
 
+    def test_starting_the_browser_leaves_the_event_loop_free(self) -> None:
+        # A worker's jobs share one event loop: a launch (at start, and every relaunch after
+        # a crash, a wedge or recycling) that blocks it stops every other job's clock.
+        async def scenario() -> tuple[float, float]:
+            engine = self.make_engine()
+            stalls: list[float] = []
+            running = True
+
+            async def tick() -> None:
+                last = time.monotonic()
+                while running:
+                    await asyncio.sleep(0.01)
+                    now = time.monotonic()
+                    stalls.append(now - last)
+                    last = now
+
+            ticker = asyncio.create_task(tick())
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            try:
+                await engine.open()
+                took = time.monotonic() - started
+            finally:
+                running = False
+                await ticker
+                await engine.close()
+            return took, max(stalls)
+
+        took, stall = asyncio.run(scenario())
+        assert stall < max(0.5, took / 2), f"open() took {took:.2f}s, the loop stood {stall:.2f}s"
+
+    def test_after_a_wedged_page_the_next_page_works_at_once_under_load(
+        self, page_server: PageServer, workdir: Path
+    ) -> None:
+        wedged = Case("/jsloop.html", {"timeout": WEDGE_TIMEOUT})
+        ordinary = Case("/solid.html", {"timeout": WEDGE_TIMEOUT})
+        # Given a machine whose every core is busy with other work
+        with cpu_load():
+            # When one job slot gets a page whose script never yields, then that page again
+            # (its retry), then an ordinary page
+            first, retry, after = self._sequence(page_server, workdir, [wedged, wedged, ordinary])
+        # Then the wedged page fails as a timeout, the same on every engine, never as a
+        # crash, and in time
+        for result in (first, retry):
+            assert result.status == "failed", result
+            assert result.error == {
+                "type": "NavigationTimeout",
+                "message": f"{page_server.base}/jsloop.html did not finish within its "
+                f"{WEDGE_TIMEOUT:g}s timeout",
+            }
+            assert (result.timings["total_ms"] or 0) < (WEDGE_TIMEOUT + GRACE_S) * 1000
+        # and the ordinary page after it comes out right on its first attempt
+        assert _ok(after).title == "solid" and after.attempts == 1
+        assert _close(_pixel(after), RED)
+
     # -- isolation, address policy, crash ----------------------------------------------
 
     def test_jobs_cannot_see_each_others_cookies_or_storage(
@@ -710,7 +766,9 @@ class EngineConformance:
             finally:
                 await engine.close()
 
-        return asyncio.run(scenario())
+        results = asyncio.run(scenario())
+        _assert_no_browser_left()
+        return results
 
     def test_http_auth_does_not_carry_over_to_the_next_job(
         self, page_server: PageServer, workdir: Path
@@ -850,6 +908,31 @@ class EngineConformance:
         assert entry.capabilities.formats, "an engine must encode at least one format"
         assert "png" in entry.capabilities.formats
         json.dumps(entry.capabilities.describe())
+
+
+def _assert_no_browser_left() -> None:
+    """A normal close leaves no browser or driver process behind (a few seconds allowed)."""
+    deadline = time.monotonic() + 10
+    while browser_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browser_processes() == [], "browser processes left after engine.close()"
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int | None = None) -> Iterator[None]:
+    """Keep every core busy (one spinning process each) for the duration, as on a worker
+    that shares its machine; the processes are stopped and reaped afterwards."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(processes or os.cpu_count() or 1)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+        for spinner in spinners:
+            spinner.wait()
 
 
 def _pixel_difference(a: Any, b: Any, tolerance: int = 48) -> tuple[int, int]:

@@ -139,9 +139,7 @@ class CdpEngine(kit.Engine):
                 async with asyncio.timeout(request.options.timeout):
                     return await job.run()
             except TimeoutError:
-                raise kit.NavigationTimeout(
-                    f"{request.url} did not {job.stage} within {request.options.timeout:g}s"
-                ) from None
+                raise kit.NavigationTimeout.for_url(request.url, request.options.timeout) from None
             except ConnectionLost as exc:
                 raise kit.BrowserCrashed(
                     f"the browser crashed while capturing {request.url}: {exc}"
@@ -188,7 +186,6 @@ class _Job:
         self.deadline = time.monotonic() + request.options.timeout
         self.context: str | None = None  # the browser context, once created
         self.target_id = ""  # the page, once created (also its main frame's id)
-        self.stage = "open a page"  # what the job is waiting for, for the timeout message
         self.loaded, self.dom_ready = asyncio.Event(), asyncio.Event()
         self.http_status: int | None = None
         self.in_flight: set[str] = set()  # request ids, for networkidle
@@ -259,14 +256,12 @@ class _Job:
     async def run(self) -> kit.Capture:
         self.session = session = await self._open()
         opts, url = self.request.options, self.request.url
-        self.stage = "answer"
         started = time.monotonic()
         navigation = await session.send("Page.navigate", {"url": url})
         if navigation.get("isDownload"):  # an attachment: denied by setDownloadBehavior
             raise kit.DownloadRefused(f"{url} is a file download, not a page")
         if navigation.get("errorText"):  # e.g. net::ERR_TOO_MANY_REDIRECTS
             raise CdpError(f"{navigation['errorText']} at {url}")
-        self.stage = f"reach '{opts.wait_until}'"
         ready = self.dom_ready if opts.wait_until == "domcontentloaded" else self.loaded
         await session.until(ready.wait())
         while opts.wait_until == "networkidle" and (
@@ -274,18 +269,14 @@ class _Job:
         ):
             await session.until(asyncio.sleep(_POLL_S))
         if opts.wait_for:
-            self.stage = f"show element {opts.wait_for!r}"
             while not await self._visible(opts.wait_for):
                 await asyncio.sleep(_POLL_S)
         if opts.delay:
-            self.stage = f"finish its {opts.delay} ms delay"
             await session.until(asyncio.sleep(opts.delay / 1000))
         # Scrolling, clicks, the job's script and styles, animations (nothing by default).
-        self.stage = "get ready for the capture (scroll, click, script, styles)"
         await kit.run_steps(kit.prepare_page(opts, self.deadline), session.send)
         navigate_ms = _ms_since(started)
 
-        self.stage = "render a PDF" if opts.format == "pdf" else "render a screenshot"
         started = time.monotonic()
         # session_scales: this session set the device scale factor itself (setDeviceMetrics-
         # Override above), and Chromium applies it to a clip taken through the same session.
