@@ -503,6 +503,17 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds: the run's tree is killed, the worktree removed
 
 
+def resolve_base(rev: str) -> tuple[str, str]:
+    """The commit a --base names, and a label for the tables (exits with the reason if it
+    names none)."""
+    try:
+        commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"--base {rev}: {exc.stderr.strip()}") from None
+    subject = git("log", "-1", "--format=%s", commit)
+    return commit, f"{rev} = {commit[:10]} ({subject[:70]}{'...' if len(subject) > 70 else ''})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -528,12 +539,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     become_subreaper()
 
-    try:
-        base = git("rev-parse", "--verify", f"{args.base}^{{commit}}")
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"--base {args.base}: {exc.stderr.strip()}") from None
-    subject = git("log", "-1", "--format=%s", base)
-    a_label = f"{args.base} = {base[:10]} ({subject[:70]}{'...' if len(subject) > 70 else ''})"
+    base, a_label = resolve_base(args.base)
 
     print("\n".join(describe(BROWSER)))
     print(f"- interpreter {sys.executable} for both sides")
