@@ -93,7 +93,9 @@ OPTION_CASES: dict[str, Case] = {
     "timeout": Case("/hang", {"timeout": 2}),
     # what to capture
     "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
-    "selector_missing": Case("/controls.html", {"selector": "#nope", "timeout": 6}),
+    # (a missing element is looked for until a third of the job's time is left, so that the
+    # answer is "not found", not a timeout; 10 s leaves room for a loaded machine's page load)
+    "selector_missing": Case("/controls.html", {"selector": "#nope", "timeout": 10}),
     "clip": Case("/controls.html", {"clip": "100,100,200,100"}),
     "max_height": Case("/tall?h=5000", {"full_page": True, "max_height": 2000}),
     "scroll_page": Case("/lazy.html?scrolled", {"full_page": True}),
@@ -102,7 +104,7 @@ OPTION_CASES: dict[str, Case] = {
     "hide": Case("/flow.html", {"hide": ["#spacer"], "width": 400, "height": 300}),
     "remove": Case("/flow.html", {"remove": ["#spacer"], "width": 400, "height": 300}),
     "click": Case("/click.html", {"click": ["#first", "#second"]}),
-    "click_missing": Case("/click.html", {"click": ["#nope"], "timeout": 6}),
+    "click_missing": Case("/click.html", {"click": ["#nope"], "timeout": 10}),
     "javascript": Case(
         "/solid.html",
         {
