@@ -28,7 +28,7 @@ from pathlib import Path
 from corpus import Corpus
 from machine import describe
 
-from distshot.engines.chromium import launch_args, process_tree
+from distshot.engines.chromium import chromium_flags, process_tree
 from distshot.engines.playwright import _browser_pid
 
 BROWSER = "/usr/bin/chromium"
@@ -121,9 +121,9 @@ def main() -> None:
         on = _enable_again("RenderDocument")
         sides = [
             Side("A", "RenderDocument on", on, blank=False),
-            Side("B", "as shipped (RenderDocument off)", launch_args(), blank=False),
+            Side("B", "as shipped (RenderDocument off)", chromium_flags(), blank=False),
             Side("C", "RenderDocument on, about:blank after each shot", on, blank=True),
-            Side("D", "as shipped, about:blank after each shot", launch_args(), blank=True),
+            Side("D", "as shipped, about:blank after each shot", chromium_flags(), blank=True),
         ]
     else:
         blank_b = args.blank or args.blank_b
@@ -131,13 +131,13 @@ def main() -> None:
             Side(
                 "A",
                 f"{args.a or '-'}{_BLANK if args.blank else ''}",
-                launch_args(tuple((args.a or "").split())),
+                chromium_flags(tuple((args.a or "").split())),
                 blank=args.blank,
             ),
             Side(
                 "B",
                 f"{args.b or '-'}{_BLANK if blank_b else ''}",
-                launch_args(tuple((args.b or "").split())),
+                chromium_flags(tuple((args.b or "").split())),
                 blank=blank_b,
             ),
         ]
@@ -157,7 +157,7 @@ _BLANK = ", about:blank after each shot"
 
 def _enable_again(feature: str) -> list[str]:
     """distshot's flags with ``feature`` taken out of its --disable-features list."""
-    args = launch_args()
+    args = chromium_flags()
     for index, arg in enumerate(args):
         if arg.startswith("--disable-features="):
             kept = [f for f in arg.split("=", 1)[1].split(",") if f != feature]

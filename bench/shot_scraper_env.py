@@ -135,11 +135,11 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="do not install, only check")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
-    from distshot.engines.chromium import launch_args
+    from distshot.engines.chromium import chromium_flags
 
     if not args.check:
         install()
-    problem = available(launch_args())
+    problem = available(chromium_flags())
     if problem:
         raise SystemExit(f"shot-scraper is not usable: {problem}")
     print(f"shot-scraper {version()} ready in {VENV} (browsers: {BROWSERS})")

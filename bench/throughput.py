@@ -2,7 +2,7 @@
 
 Every contender shoots the same corpus pages (bench/corpus.py: 60 pages of Debian's
 python3.11-doc served on 127.0.0.1) at 1280x800 PNG with 2 jobs in flight, from the same
-Chromium (/usr/bin/chromium) with the same flags (distshot.engines.chromium.launch_args).
+Chromium (/usr/bin/chromium) with the same flags (distshot.engines.chromium.chromium_flags).
 Rounds alternate the contenders' order so that a busy moment of the machine does not favour
 one of them. Each run is checked before it counts: as many 1280x800 PNG files as URLs (and for
 distshot a manifest whose every line is ok), else the round is marked failed.
@@ -62,7 +62,7 @@ from corpus import DEFAULT_PAGES, Corpus, write_urls
 from machine import BROKER, describe, load
 from pipeline import wait_consumers
 
-from distshot.engines.chromium import launch_args, process_tree
+from distshot.engines.chromium import chromium_flags, process_tree
 
 BROWSER = "/usr/bin/chromium"
 DISTSHOT = [sys.executable, "-m", "distshot.cli"]
@@ -122,7 +122,7 @@ async def _raw_loop(setup: Setup, out: Path, mode: str) -> Run:
 
         async def launch():  # type: ignore[no-untyped-def]
             return await playwright.chromium.launch(
-                executable_path=BROWSER, headless=True, args=launch_args()
+                executable_path=BROWSER, headless=True, args=chromium_flags()
             )
 
         browser = await launch()
@@ -183,7 +183,7 @@ def shot_scraper(processes: int) -> Callable[[Setup, Path, int], Run]:
             config = setup.work / f"shots-{round_number}-{part}.yml"
             # JSON is YAML: no YAML library needed here.
             config.write_text(json.dumps(shots, indent=1))
-            commands.append(shot_scraper_env.command(config, launch_args()))
+            commands.append(shot_scraper_env.command(config, chromium_flags()))
         started = time.perf_counter()
         children = [
             subprocess.Popen(
@@ -487,7 +487,7 @@ def main() -> None:
     names = list(ALL) if "all" in args.contenders else args.contenders
 
     if any(name.startswith("shot-scraper") for name in names):
-        problem = shot_scraper_env.available(launch_args())
+        problem = shot_scraper_env.available(chromium_flags())
         if problem:
             print(f"skipping shot-scraper: {problem}", file=sys.stderr)
             names = [name for name in names if not name.startswith("shot-scraper")]

@@ -68,8 +68,22 @@ _FEATURES_FLAG = "--disable-features="
 
 
 def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
-    """Flags for a quiet, offline-safe headless Chromium, whose traffic goes through the
-    process's safety-net egress guard unless a context says otherwise (``context_proxy``).
+    """Flags for a quiet, offline-safe headless Chromium (``chromium_flags``) whose traffic
+    goes through the process's safety-net egress guard unless a context says otherwise
+    (``context_proxy``). What every engine launches with."""
+    return [
+        *chromium_flags(extra),
+        # Every context an engine makes without a proxy of its own goes through the strict
+        # guard; "<-loopback>" stops Chromium sending localhost around the proxy.
+        f"--proxy-server={browser_guard_url()}",
+        "--proxy-bypass-list=<-loopback>",
+    ]
+
+
+def chromium_flags(extra: tuple[str, ...] = ()) -> list[str]:
+    """The flags alone, without the safety-net proxy: for a browser distshot does not drive
+    (the benchmarks' raw Playwright loop and shot-scraper, which reach loopback pages
+    directly and must run with the same flags).
 
     A ``--disable-features`` among ``extra`` is merged into ours rather than replacing it.
     (pyppeteer's own default, ``site-per-process``, is deliberately not carried: site
@@ -95,10 +109,6 @@ def launch_args(extra: tuple[str, ...] = ()) -> list[str]:
         "--mute-audio",
         "--hide-scrollbars",
         _FEATURES_FLAG + ",".join(dict.fromkeys(features)),
-        # Every context an engine makes without a proxy of its own goes through the strict
-        # guard; "<-loopback>" stops Chromium sending localhost around the proxy.
-        f"--proxy-server={browser_guard_url()}",
-        "--proxy-bypass-list=<-loopback>",
     ]
     if os.geteuid() == 0:
         # Chromium's setuid/namespace sandbox refuses to start as root.
