@@ -131,3 +131,26 @@ def test_a_pdf_is_printed_on_its_paper() -> None:
     assert method == "Page.printToPDF"
     assert (params["paperWidth"], params["paperHeight"], params["landscape"]) == (8.5, 11, True)
     assert params["printBackground"] is True
+
+
+def test_a_transparent_background_is_undone_after_the_capture() -> None:
+    # (a reused page must not hand its transparency to the next job)
+    page = Page()
+    page.run(capture(options(omit_background=True), FAR))
+    assert page.methods == [
+        "Emulation.setDefaultBackgroundColorOverride",
+        "Page.captureScreenshot",
+        "Emulation.setDefaultBackgroundColorOverride",
+    ]
+    assert page.calls[0][1]["color"]["a"] == 0 and page.calls[2][1] == {}
+
+
+def test_a_time_zone_is_set_once_and_undone_for_the_next_job() -> None:
+    page = Page()
+    tokyo = page.run(emulate_media(options(timezone="Asia/Tokyo"), FRESH))
+    page.run(emulate_media(options(timezone="Asia/Tokyo"), tokyo))
+    page.run(emulate_media(DEFAULT_OPTIONS, tokyo))
+    assert page.calls == [
+        ("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"}),
+        ("Emulation.setTimezoneOverride", {"timezoneId": ""}),
+    ]

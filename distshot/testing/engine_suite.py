@@ -20,257 +20,55 @@ so the whole suite costs about half a minute per engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from ..core.contracts import UNIVERSAL_OPTIONS, Engine, EngineConfig
+from ..core.contracts import Engine, EngineConfig
 from ..core.models import ShotRequest, ShotResult
 from ..core.options import DEFAULT_OPTIONS, OPTION_NAMES, parse_options
 from ..core.service import capture_request
 from ..plugins.manager import get_registry
 from ..storage.local import LocalStorage
+from .engine_cases import (
+    BLUE,
+    GRACE_S,
+    GREEN,
+    HOSTILE_CASES,
+    HOSTILE_TIMEOUT,
+    OPTION_CASES,
+    OPTION_COVERAGE,
+    RED,
+    WEDGE_TIMEOUT,
+    WHITE,
+    Case,
+)
+from .engine_checks import (
+    assert_no_browser_left,
+    close,
+    cpu_load,
+    failed_permanently,
+    file_of,
+    fills,
+    image_of,
+    ok,
+    paper_is,
+    pixel_difference,
+    pixel_of,
+    request_for,
+    run_batch,
+)
 from .processes import browser_processes
 from .server import PageServer, start_server, stop_server
 
 __all__ = ["EngineConformance"]
-
-RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-#: Time an engine may take beyond a job's timeout (the service's clean-up grace).
-GRACE_S = 5.0
-#: Generous enough that an ordinary page (dialogs, pop-ups) loads beside a JS loop burning
-#: a core on a 2-core machine; the hostile batch runs two jobs at a time for the same reason.
-HOSTILE_TIMEOUT = 6.0
-#: The wedged-page case's timeout, on a machine whose cores are all busy.
-WEDGE_TIMEOUT = 8.0
-
-
-@dataclass(frozen=True)
-class Case:
-    """One job of a batch: a path on the page server and the options it is sent with."""
-
-    path: str
-    options: dict[str, Any]
-
-    def needs(self) -> set[str]:
-        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
-
-
-# Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
-OPTION_CASES: dict[str, Case] = {
-    "default": Case("/solid.html", {}),
-    "size": Case("/solid.html", {"width": 640, "height": 480}),
-    "full_page": Case("/tall?h=3000", {"full_page": True}),
-    "viewport_only": Case("/tall?h=3000", {}),
-    "jpeg": Case("/solid.html", {"format": "jpeg", "quality": 30}),
-    "webp": Case("/solid.html", {"format": "webp"}),
-    "scale": Case("/solid.html", {"scale": 2, "width": 300, "height": 200}),
-    "dcl": Case("/slow-image.html?ms=5000", {"wait_until": "domcontentloaded"}),
-    "load": Case("/slow-image.html", {"wait_until": "load"}),
-    "idle_control": Case("/idle.html?ms=5000", {"wait_until": "load"}),
-    "networkidle": Case("/idle.html", {"wait_until": "networkidle"}),
-    "late_control": Case("/late.html?ms=5000", {}),
-    "wait_for": Case("/late.html", {"wait_for": "#late"}),
-    "bad_selector": Case("/solid.html", {"wait_for": "#["}),
-    "delay_control": Case("/delayed-color.html?ms=5000", {}),
-    "delay": Case("/delayed-color.html", {"delay": 1500}),
-    "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
-    "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
-    "timeout": Case("/hang", {"timeout": 2}),
-    # what to capture
-    "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
-    # (a missing element is looked for until a third of the job's time is left, so that the
-    # answer is "not found", not a timeout; 10 s leaves room for a loaded machine's page load)
-    "selector_missing": Case("/controls.html", {"selector": "#nope", "timeout": 10}),
-    "clip": Case("/controls.html", {"clip": "100,100,200,100"}),
-    "max_height": Case("/tall?h=5000", {"full_page": True, "max_height": 2000}),
-    "scroll_page": Case("/lazy.html?scrolled", {"full_page": True}),
-    "no_scroll": Case("/lazy.html?unscrolled", {"full_page": True, "scroll_page": False}),
-    # changing the page
-    "hide": Case("/flow.html", {"hide": ["#spacer"], "width": 400, "height": 300}),
-    "remove": Case("/flow.html", {"remove": ["#spacer"], "width": 400, "height": 300}),
-    "click": Case("/click.html", {"click": ["#first", "#second"]}),
-    "click_missing": Case("/click.html", {"click": ["#nope"], "timeout": 10}),
-    "javascript": Case(
-        "/solid.html",
-        {
-            "javascript": "new Promise((done) => setTimeout(() => {"
-            "document.documentElement.style.background = '#00ff00'; done(); }, 300))"
-        },
-    ),
-    "javascript_error": Case("/solid.html", {"javascript": "throw new Error('conformance boom')"}),
-    "css": Case("/solid.html", {"css": "html, body { background: #0000ff !important; }"}),
-    "animations": Case("/animation.html", {"animations": "disabled"}),
-    "animations_control": Case("/animation.html", {}),
-    # emulation
-    "media_control": Case("/media.html", {}),
-    "color_scheme": Case("/media.html", {"color_scheme": "dark"}),
-    "reduced_motion": Case("/media.html", {"reduced_motion": "reduce"}),
-    "media": Case("/media.html", {"media": "print"}),
-    "timezone": Case("/timezone.html", {"timezone": "Asia/Tokyo"}),
-    "device": Case("/device.html", {"device": "iPhone 13"}),
-    "device_control": Case("/device.html", {}),
-    # output
-    "omit_background": Case("/transparent.html", {"omit_background": True}),
-    "background_control": Case("/transparent.html", {}),
-    "pdf": Case("/solid.html", {"format": "pdf"}),
-    "pdf_paper": Case(
-        "/solid.html",
-        {"format": "pdf", "pdf_paper": "Letter", "landscape": True, "print_background": False},
-    ),
-    "status_404": Case("/status/404", {}),
-    "redirect": Case("/redirect?to=/solid.html", {}),
-    "simple": Case("/simple.html", {}),
-}
-
-#: Every declared capture option and the cases above that show it. The suite fails when an
-#: option has none (``test_every_declared_option_has_a_case``): a new option comes with its
-#: case, so every engine must show it honoured or reject it.
-OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
-    "width": ("size",),
-    "height": ("size",),
-    "scale": ("scale",),
-    "device": ("device",),
-    "full_page": ("full_page",),
-    "max_height": ("max_height",),
-    "selector": ("selector", "selector_missing"),
-    "padding": ("selector",),
-    "clip": ("clip",),
-    "wait_until": ("dcl", "networkidle"),
-    "wait_for": ("wait_for", "bad_selector"),
-    "delay": ("delay",),
-    "timeout": ("timeout",),
-    "scroll_page": ("no_scroll",),
-    "hide": ("hide",),
-    "remove": ("remove",),
-    "click": ("click", "click_missing"),
-    "javascript": ("javascript", "javascript_error"),
-    "css": ("css",),
-    "animations": ("animations",),
-    "color_scheme": ("color_scheme",),
-    "reduced_motion": ("reduced_motion",),
-    "media": ("media",),
-    "timezone": ("timezone",),
-    "user_agent": ("user_agent",),
-    "headers": ("headers",),
-    "format": ("jpeg", "webp", "pdf"),
-    "quality": ("jpeg",),
-    "omit_background": ("omit_background",),
-    "pdf_paper": ("pdf_paper",),
-    "landscape": ("pdf_paper",),
-    "print_background": ("pdf_paper",),
-}
-
-HOSTILE_CASES: dict[str, Case] = {
-    name: Case(path, {"timeout": HOSTILE_TIMEOUT})
-    for name, path in {
-        "hang": "/hang",  # accepts the connection, never answers
-        "never_loads": "/never-loads",  # an image that never arrives: 'load' never fires
-        "jsloop": "/jsloop.html",  # while(true){}
-        "dialogs": "/dialog.html",  # alert, confirm, prompt
-        "popups": "/popup.html",  # window.open twice
-        "download": "/download",  # Content-Disposition: attachment
-        "redirect_loop": "/loop",  # redirects to itself forever
-    }.items()
-}
-
-
-def _request(server: PageServer, number: int, case: Case, **extra: Any) -> ShotRequest:
-    return ShotRequest(
-        id=f"conformance:{number}",
-        line=number,
-        url=server.base + case.path,
-        options=parse_options(case.options, DEFAULT_OPTIONS),
-        allow_private=True,  # the pages are on loopback
-        **extra,
-    )
-
-
-async def _run_batch(
-    engine: Engine,
-    server: PageServer,
-    cases: dict[str, Case],
-    storage: LocalStorage,
-    concurrency: int,
-) -> dict[str, ShotResult]:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(number: int, case: Case) -> ShotResult:
-        async with gate:
-            return await capture_request(_request(server, number, case), engine, storage)
-
-    results = await asyncio.gather(*(one(n, c) for n, c in enumerate(cases.values(), 1)))
-    return dict(zip(cases, results, strict=True))
-
-
-def _image(result: ShotResult) -> Any:
-    from PIL import Image
-
-    assert result.location is not None, result
-    data = Path(result.location.removeprefix("file://")).read_bytes()
-    return Image.open(io.BytesIO(data))
-
-
-def _pixel(result: ShotResult) -> tuple[int, int, int]:
-    rgb = _image(result).convert("RGB")
-    value: tuple[int, int, int] = rgb.getpixel((rgb.width // 2, rgb.height // 2))
-    return value
-
-
-def _file(result: ShotResult) -> bytes:
-    assert result.location is not None, result
-    return Path(result.location.removeprefix("file://")).read_bytes()
-
-
-def _paper(pdf: bytes, points: tuple[int, int]) -> bool:
-    """Whether the first page's /MediaBox is this size in points (within 2: Chromium
-    rounds the paper's inches to its own units)."""
-    match = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
-    assert match is not None, "no /MediaBox in the PDF"
-    size = float(match.group(1)), float(match.group(2))
-    return all(abs(a - b) <= 2 for a, b in zip(size, points, strict=True))
-
-
-def _fills(pdf: bytes, operator: str) -> bool:
-    """Whether any of the PDF's (deflated) content streams sets this fill colour."""
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL):
-        try:
-            text = zlib.decompress(stream)
-        except zlib.error:
-            text = stream
-        if operator.encode() in text:
-            return True
-    return False
-
-
-def _failed_permanently(result: ShotResult, error_type: str, mentions: str) -> None:
-    assert result.status == "failed", result
-    assert result.error is not None and result.error["type"] == error_type, result.error
-    assert mentions in result.error["message"], result.error
-    assert not result.transient and result.attempts == 1
-
-
-def _close(a: Any, b: tuple[int, int, int], tolerance: int = 40) -> bool:
-    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
-
-
-def _ok(result: ShotResult) -> ShotResult:
-    assert result.status == "ok", result.error
-    return result
 
 
 class EngineConformance:
@@ -327,14 +125,14 @@ class EngineConformance:
             engine = cls.make_engine()
             await engine.open()
             try:
-                return await _run_batch(
+                return await run_batch(
                     engine, server, cases, storage, concurrency or cls.concurrency
                 )
             finally:
                 await engine.close()
 
         results = asyncio.run(scenario())
-        _assert_no_browser_left()
+        assert_no_browser_left()
         return results
 
     @pytest.fixture(scope="class")
@@ -361,49 +159,49 @@ class EngineConformance:
     # -- capture options -----------------------------------------------------------------
 
     def test_default_is_a_1280x800_png_of_the_page(self, options_run: Any) -> None:
-        result = _ok(options_run["default"])
+        result = ok(options_run["default"])
         assert (result.width, result.height, result.format) == (1280, 800, "png")
-        image = _image(result)
+        image = image_of(result)
         assert image.format == "PNG" and image.size == (1280, 800)
-        assert _close(_pixel(result), RED)
+        assert close(pixel_of(result), RED)
 
     def test_width_and_height_set_the_viewport(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "size"):
-            assert (_ok(result).width, result.height) == (640, 480)
+            assert (ok(result).width, result.height) == (640, 480)
 
     def test_full_page_captures_the_whole_height(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "full_page"):
-            assert (_ok(result).width, result.height) == (1280, 3000)
-        assert _ok(options_run["viewport_only"]).height == 800
+            assert (ok(result).width, result.height) == (1280, 3000)
+        assert ok(options_run["viewport_only"]).height == 800
 
     def test_jpeg_with_quality(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "jpeg"):
-            assert _ok(result).format == "jpeg" and _image(result).format == "JPEG"
+            assert ok(result).format == "jpeg" and image_of(result).format == "JPEG"
             assert result.location is not None and result.location.endswith(".jpg")
-            assert _close(_pixel(result), RED)
+            assert close(pixel_of(result), RED)
 
     def test_webp_is_webp_or_rejected(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "webp"):
-            assert _ok(result).format == "webp" and _image(result).format == "WEBP"
+            assert ok(result).format == "webp" and image_of(result).format == "WEBP"
 
     def test_scale_multiplies_pixels(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "scale"):
-            assert (_ok(result).width, result.height) == (600, 400)
+            assert (ok(result).width, result.height) == (600, 400)
 
     def test_wait_until_domcontentloaded_does_not_wait_for_images(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "dcl"):
-            assert _close(_pixel(_ok(result)), WHITE)
-        assert _close(_pixel(_ok(options_run["load"])), RED)
+            assert close(pixel_of(ok(result)), WHITE)
+        assert close(pixel_of(ok(options_run["load"])), RED)
 
     def test_wait_until_networkidle_waits_for_late_requests(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "networkidle"):
-            assert _close(_pixel(_ok(result)), BLUE)
-        assert _close(_pixel(_ok(options_run["idle_control"])), WHITE)
+            assert close(pixel_of(ok(result)), BLUE)
+        assert close(pixel_of(ok(options_run["idle_control"])), WHITE)
 
     def test_wait_for_waits_for_the_element(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "wait_for"):
-            assert _close(_pixel(_ok(result)), GREEN)
-        assert _close(_pixel(_ok(options_run["late_control"])), WHITE)
+            assert close(pixel_of(ok(result)), GREEN)
+        assert close(pixel_of(ok(options_run["late_control"])), WHITE)
 
     def test_invalid_selector_is_a_permanent_invalid_option(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "bad_selector"):
@@ -413,8 +211,8 @@ class EngineConformance:
 
     def test_delay_waits_before_capture(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "delay"):
-            assert _close(_pixel(_ok(result)), BLUE)
-        assert _close(_pixel(_ok(options_run["delay_control"])), WHITE)
+            assert close(pixel_of(ok(result)), BLUE)
+        assert close(pixel_of(ok(options_run["delay_control"])), WHITE)
 
     def test_user_agent_and_headers_reach_the_server(
         self, options_run: Any, page_server: PageServer
@@ -428,11 +226,11 @@ class EngineConformance:
             if r["path"] == "/echo"
         }
         if ua:
-            _ok(ua)
+            ok(ua)
             assert echoes["ua"]["user-agent"] == "distshot-conformance/1.0"
             assert "x-distshot-conformance" not in echoes["ua"]
         if hdr:
-            _ok(hdr)
+            ok(hdr)
             assert echoes["hdr"]["x-distshot-conformance"] == "yes"
             assert echoes["hdr"].get("user-agent") != "distshot-conformance/1.0"
 
@@ -454,36 +252,42 @@ class EngineConformance:
 
     def test_selector_is_the_elements_box_plus_padding(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "selector"):
-            image = _image(_ok(result)).convert("RGB")
+            image = image_of(ok(result)).convert("RGB")
             # the 240x120 element, 10 px around it, far below the first screen
             assert image.size == (260, 140)
-            assert _close(image.getpixel((130, 70)), GREEN)
-            assert _close(image.getpixel((3, 3)), WHITE)
+            assert close(image.getpixel((130, 70)), GREEN)
+            assert close(image.getpixel((3, 3)), WHITE)
 
     def test_selector_without_a_match_is_element_not_found(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "selector_missing"):
-            _failed_permanently(result, "ElementNotFound", "#nope")
+            failed_permanently(result, "ElementNotFound", "#nope")
 
     def test_clip_is_that_rectangle_of_the_page(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "clip"):
-            assert (_ok(result).width, result.height) == (200, 100)
-            assert _close(_pixel(result), RED)
+            assert (ok(result).width, result.height) == (200, 100)
+            assert close(pixel_of(result), RED)
 
     def test_max_height_cuts_a_full_page_and_says_so(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "max_height"):
-            assert (_ok(result).width, result.height, result.truncated) == (1280, 2000, True)
-        assert _ok(options_run["full_page"]).truncated is False
+            assert (ok(result).width, result.height, result.truncated) == (1280, 2000, True)
+        assert ok(options_run["full_page"]).truncated is False
 
     def test_scroll_page_loads_lazy_images(self, options_run: Any, page_server: PageServer) -> None:
         lazy = [r["query"].get("lazy") for r in page_server.seen.requests]
         # full_page scrolls by default: the lazy image far down was loaded and is in the image
-        scrolled = _image(_ok(options_run["scroll_page"])).convert("RGB")
+        scrolled = image_of(ok(options_run["scroll_page"])).convert("RGB")
         assert "scrolled" in lazy
-        assert _close(scrolled.getpixel((150, 4150)), RED)
+        assert close(scrolled.getpixel((150, 4150)), RED)
         if result := self.option_result(options_run, "no_scroll"):
-            unscrolled = _image(_ok(result)).convert("RGB")
+            unscrolled = image_of(ok(result)).convert("RGB")
             assert "unscrolled" not in lazy
-            assert _close(unscrolled.getpixel((150, 4150)), WHITE)
+            assert close(unscrolled.getpixel((150, 4150)), WHITE)
+
+    def test_scrolling_an_endless_page_ends_in_time(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "endless"):
+            # it scrolled (the page grew past its first 2000 px) and stopped by itself
+            assert (ok(result).title or "").startswith("endless ")
+            assert (result.timings["total_ms"] or 0) < 8000
 
     # -- changing the page ------------------------------------------------------------------
 
@@ -491,64 +295,64 @@ class EngineConformance:
         # #spacer (600 px, white) sits above a green block: hidden it still pushes the block
         # out of the 300 px viewport; removed, the block moves up into it.
         if result := self.option_result(options_run, "hide"):
-            assert _close(_pixel(_ok(result)), WHITE)
+            assert close(pixel_of(ok(result)), WHITE)
         if result := self.option_result(options_run, "remove"):
-            assert _close(_pixel(_ok(result)), GREEN)
+            assert close(pixel_of(ok(result)), GREEN)
 
     def test_clicks_run_in_order_and_wait_for_their_element(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "click"):
-            assert _close(_pixel(_ok(result)), BLUE)
+            assert close(pixel_of(ok(result)), BLUE)
         if result := self.option_result(options_run, "click_missing"):
-            _failed_permanently(result, "ElementNotFound", "#nope")
+            failed_permanently(result, "ElementNotFound", "#nope")
 
     def test_javascript_runs_and_its_promise_is_awaited(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "javascript"):
-            assert _close(_pixel(_ok(result)), GREEN)
+            assert close(pixel_of(ok(result)), GREEN)
 
     def test_javascript_that_throws_is_a_script_error(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "javascript_error"):
-            _failed_permanently(result, "ScriptError", "conformance boom")
+            failed_permanently(result, "ScriptError", "conformance boom")
 
     def test_css_is_applied(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "css"):
-            assert _close(_pixel(_ok(result)), BLUE)
+            assert close(pixel_of(ok(result)), BLUE)
 
     def test_animations_disabled_shows_their_end(self, options_run: Any) -> None:
         # a 60 s fade from red to green: at its start without, finished with
         if result := self.option_result(options_run, "animations"):
-            assert _close(_pixel(_ok(result)), GREEN)
-        assert _close(_pixel(_ok(options_run["animations_control"])), RED, tolerance=60)
+            assert close(pixel_of(ok(result)), GREEN)
+        assert close(pixel_of(ok(options_run["animations_control"])), RED, tolerance=60)
 
     # -- emulation ----------------------------------------------------------------------
 
     def _thirds(self, result: ShotResult) -> list[tuple[int, int, int]]:
-        image = _image(_ok(result)).convert("RGB")
+        image = image_of(ok(result)).convert("RGB")
         return [image.getpixel((image.width * n // 6, image.height // 2)) for n in (1, 3, 5)]
 
     def test_media_features_are_emulated(self, options_run: Any) -> None:
         # media.html's thirds: colour scheme (white/black), reduced motion (red/green),
         # media type (red/blue)
         control = self._thirds(options_run["media_control"])
-        assert all(_close(a, b) for a, b in zip(control, (WHITE, RED, RED), strict=True))
+        assert all(close(a, b) for a, b in zip(control, (WHITE, RED, RED), strict=True))
         if result := self.option_result(options_run, "color_scheme"):
-            assert _close(self._thirds(result)[0], (0, 0, 0))
+            assert close(self._thirds(result)[0], (0, 0, 0))
         if result := self.option_result(options_run, "reduced_motion"):
-            assert _close(self._thirds(result)[1], GREEN)
+            assert close(self._thirds(result)[1], GREEN)
         if result := self.option_result(options_run, "media"):
-            assert _close(self._thirds(result)[2], BLUE)
+            assert close(self._thirds(result)[2], BLUE)
 
     def test_timezone_sets_the_pages_clock(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "timezone"):
-            assert _ok(result).title == "timezone Asia/Tokyo"
-            assert _close(_pixel(result), GREEN)
+            assert ok(result).title == "timezone Asia/Tokyo"
+            assert close(pixel_of(result), GREEN)
 
     def test_device_is_a_touch_phone_at_its_scale(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "device"):
             # iPhone 13: 390x664 CSS px at 3x, touch, mobile, its user agent
-            assert (_ok(result).width, result.height, result.device) == (1170, 1992, "iPhone 13")
+            assert (ok(result).width, result.height, result.device) == (1170, 1992, "iPhone 13")
             assert result.title == "device 390x664 phone"
-            assert _close(_pixel(result), GREEN)
-        control = _ok(options_run["device_control"])
+            assert close(pixel_of(result), GREEN)
+        control = ok(options_run["device_control"])
         assert control.title == "device 1280x800" and control.device is None
 
     def test_device_emulation_holds_from_job_to_job(
@@ -559,7 +363,7 @@ class EngineConformance:
         phone, desktop = OPTION_CASES["device"], OPTION_CASES["device_control"]
         results = self._sequence(page_server, workdir, [phone, phone, phone, desktop])
         # Then every phone job sees a touch phone, and the desktop job a desktop
-        assert [_ok(r).title for r in results] == [
+        assert [ok(r).title for r in results] == [
             *["device 390x664 phone"] * 3,
             "device 1280x800",
         ]
@@ -568,33 +372,33 @@ class EngineConformance:
 
     def test_omit_background_is_transparent(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "omit_background"):
-            image = _image(_ok(result)).convert("RGBA")
+            image = image_of(ok(result)).convert("RGBA")
             assert image.getpixel((10, 10))[3] == 0
             assert image.getpixel((600, 400)) == (255, 0, 0, 255)
-        control = _image(_ok(options_run["background_control"])).convert("RGBA")
+        control = image_of(ok(options_run["background_control"])).convert("RGBA")
         assert control.getpixel((10, 10)) == (255, 255, 255, 255)
 
     def test_pdf_is_a_pdf_on_the_paper_asked_for(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "pdf"):
-            data = _file(_ok(result))
+            data = file_of(ok(result))
             assert result.format == "pdf" and data.startswith(b"%PDF-")
             assert result.location is not None and result.location.endswith(".pdf")
             assert (result.width, result.height) == (None, None)
-            assert _paper(data, (595, 842))  # A4 in points
-            assert _fills(data, "1 0 0 rg")  # the red background is printed
+            assert paper_is(data, (595, 842))  # A4 in points
+            assert fills(data, "1 0 0 rg")  # the red background is printed
         if result := self.option_result(options_run, "pdf_paper"):
-            data = _file(_ok(result))
-            assert _paper(data, (792, 612))  # Letter, landscape
-            assert not _fills(data, "1 0 0 rg")  # no background
+            data = file_of(ok(result))
+            assert paper_is(data, (792, 612))  # Letter, landscape
+            assert not fills(data, "1 0 0 rg")  # no background
 
     # -- metadata ------------------------------------------------------------------------
 
     def test_error_pages_are_captured_with_status_and_title(self, options_run: Any) -> None:
-        result = _ok(options_run["status_404"])
+        result = ok(options_run["status_404"])
         assert (result.http_status, result.title) == (404, "Status 404")
 
     def test_redirect_reports_the_final_url(self, options_run: Any) -> None:
-        result = _ok(options_run["redirect"])
+        result = ok(options_run["redirect"])
         assert result.final_url is not None and result.final_url.endswith("/solid.html")
         assert (result.http_status, result.title) == (200, "solid")
         assert result.sha256 is not None and len(result.sha256) == 64
@@ -606,21 +410,21 @@ class EngineConformance:
     ) -> None:
         if self.reference_engine is None or self.reference_engine == self.engine:
             pytest.skip("this engine is the reference")
-        ours = _image(_ok(options_run["simple"])).convert("RGB")
+        ours = image_of(ok(options_run["simple"])).convert("RGB")
         storage = LocalStorage(str(workdir / "reference"))
 
         async def reference() -> ShotResult:
             engine = self.make_engine(self.reference_engine)
             await engine.open()
             try:
-                request = _request(page_server, 1, OPTION_CASES["simple"])
+                request = request_for(page_server, 1, OPTION_CASES["simple"])
                 return await capture_request(request, engine, storage)
             finally:
                 await engine.close()
 
-        theirs = _image(_ok(asyncio.run(reference()))).convert("RGB")
+        theirs = image_of(ok(asyncio.run(reference()))).convert("RGB")
         assert ours.size == theirs.size
-        differing, total = _pixel_difference(ours, theirs)
+        differing, total = pixel_difference(ours, theirs)
         # Text anti-aliasing may differ by a few pixels; layout and colours may not.
         assert differing / total < 0.01, f"{differing} of {total} pixels differ"
 
@@ -641,11 +445,11 @@ class EngineConformance:
         self._hostile_failed_in_time(hostile_run["jsloop"], "NavigationTimeout", "BrowserCrashed")
 
     def test_dialogs_are_dismissed(self, hostile_run: Any) -> None:
-        result = _ok(hostile_run["dialogs"])
+        result = ok(hostile_run["dialogs"])
         assert result.title == "dialogs done"
 
     def test_popups_are_closed_and_the_opener_captured(self, hostile_run: Any) -> None:
-        assert _ok(hostile_run["popups"]).title == "popup"
+        assert ok(hostile_run["popups"]).title == "popup"
 
     def test_downloads_are_refused(
         self, hostile_run: Any, page_server: PageServer, workdir: Path
@@ -662,7 +466,7 @@ class EngineConformance:
         self._hostile_failed_in_time(hostile_run["redirect_loop"], "RedirectLoop")
 
     def test_next_job_after_hostile_pages_works(self, hostile_run: Any) -> None:
-        assert _ok(hostile_run["after"]).title == "solid"
+        assert ok(hostile_run["after"]).title == "solid"
 
     def test_starting_the_browser_leaves_the_event_loop_free(self) -> None:
         # A worker's jobs share one event loop: a launch (at start, and every relaunch after
@@ -716,8 +520,8 @@ class EngineConformance:
             }
             assert (result.timings["total_ms"] or 0) < (WEDGE_TIMEOUT + GRACE_S) * 1000
         # and the ordinary page after it comes out right on its first attempt
-        assert _ok(after).title == "solid" and after.attempts == 1
-        assert _close(_pixel(after), RED)
+        assert ok(after).title == "solid" and after.attempts == 1
+        assert close(pixel_of(after), RED)
 
     # -- isolation, address policy, crash ----------------------------------------------
 
@@ -731,15 +535,17 @@ class EngineConformance:
             await engine.open()
             try:
                 # Given a job whose page sets a cookie, localStorage and sessionStorage
-                setter = _request(page_server, 1, Case("/set-cookie", {}))
-                _ok(await capture_request(setter, engine, storage))
+                setter = request_for(page_server, 1, Case("/set-cookie", {}))
+                ok(await capture_request(setter, engine, storage))
                 # When later jobs on the same engine, one after another and at once, read them
-                readers = [_request(page_server, n, Case("/cookies.html", {})) for n in (2, 3, 4)]
+                readers = [
+                    request_for(page_server, n, Case("/cookies.html", {})) for n in (2, 3, 4)
+                ]
                 first = await capture_request(readers[0], engine, storage)
                 rest = await asyncio.gather(
                     *(capture_request(r, engine, storage) for r in readers[1:])
                 )
-                return [_ok(r).title for r in (first, *rest)]
+                return [ok(r).title for r in (first, *rest)]
             finally:
                 await engine.close()
 
@@ -762,14 +568,14 @@ class EngineConformance:
             await engine.open()
             try:
                 return [
-                    await capture_request(_request(server, n, case), engine, storage)
+                    await capture_request(request_for(server, n, case), engine, storage)
                     for n, case in enumerate(cases, 1)
                 ]
             finally:
                 await engine.close()
 
         results = asyncio.run(scenario())
-        _assert_no_browser_left()
+        assert_no_browser_left()
         return results
 
     def test_http_auth_does_not_carry_over_to_the_next_job(
@@ -802,7 +608,7 @@ class EngineConformance:
         before, authed, after = asyncio.run(scenario())
         assert before.status == "failed" and not before.transient
         assert before.error is not None and before.error["type"] == "AuthenticationRequired"
-        assert (_ok(authed).http_status, authed.title) == (200, "authed")
+        assert (ok(authed).http_status, authed.title) == (200, "authed")
         # Then the next job on the same engine is not logged in
         assert after.status == "failed"
         assert after.error is not None and after.error["type"] == "AuthenticationRequired"
@@ -815,7 +621,7 @@ class EngineConformance:
         # password), between two jobs that load /auth without credentials
         before, logged_in, after = self._sequence(page_server, workdir, [auth, login, auth])
         assert before.error is not None and before.error["type"] == "AuthenticationRequired"
-        assert _ok(logged_in).title == "xhr:200"
+        assert ok(logged_in).title == "xhr:200"
         # Then the next job on the same engine is not logged in
         assert after.status == "failed"
         assert after.error is not None and after.error["type"] == "AuthenticationRequired"
@@ -827,9 +633,9 @@ class EngineConformance:
         ask = Case("/permissions.html?ask=1", {"wait_for": "#done"})
         # Given the states a first job sees, and a job that asks for permissions
         first, asked, after = self._sequence(page_server, workdir, [report, ask, report])
-        _ok(asked)
+        ok(asked)
         # Then the next job sees exactly what the first one saw
-        assert _ok(first).title == _ok(after).title, (first.title, after.title)
+        assert ok(first).title == ok(after).title, (first.title, after.title)
         assert first.title is not None and "geolocation=" in first.title
 
     def test_redirect_to_a_refused_address_sends_it_nothing(self, workdir: Path) -> None:
@@ -874,7 +680,7 @@ class EngineConformance:
             engine = self.make_engine(concurrency=1)
             await engine.open()
             try:
-                slow = _request(page_server, 1, Case("/slow?ms=4000&crash=1", {"timeout": 15}))
+                slow = request_for(page_server, 1, Case("/slow?ms=4000&crash=1", {"timeout": 15}))
                 job = asyncio.create_task(capture_request(slow, engine, storage))
                 deadline = time.monotonic() + 15
                 # (other tests of the class requested /slow too: wait for this job's request)
@@ -891,7 +697,7 @@ class EngineConformance:
                     os.kill(pid, signal.SIGKILL)
                 crashed = await job
                 after = await capture_request(
-                    _request(page_server, 2, Case("/solid.html", {})), engine, storage
+                    request_for(page_server, 2, Case("/solid.html", {})), engine, storage
                 )
                 return crashed, after
             finally:
@@ -902,7 +708,7 @@ class EngineConformance:
         assert crashed.status == "failed"
         assert crashed.error is not None and crashed.error["type"] == "BrowserCrashed"
         assert crashed.transient
-        assert _ok(after).title == "solid"
+        assert ok(after).title == "solid"
         assert browser_processes() == []
 
     def test_capabilities_are_declared(self) -> None:
@@ -910,37 +716,3 @@ class EngineConformance:
         assert entry.capabilities.formats, "an engine must encode at least one format"
         assert "png" in entry.capabilities.formats
         json.dumps(entry.capabilities.describe())
-
-
-def _assert_no_browser_left() -> None:
-    """A normal close leaves no browser or driver process behind (a few seconds allowed)."""
-    deadline = time.monotonic() + 10
-    while browser_processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert browser_processes() == [], "browser processes left after engine.close()"
-
-
-@contextlib.contextmanager
-def cpu_load(processes: int | None = None) -> Iterator[None]:
-    """Keep every core busy (one spinning process each) for the duration, as on a worker
-    that shares its machine; the processes are stopped and reaped afterwards."""
-    spinners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(processes or os.cpu_count() or 1)
-    ]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-        for spinner in spinners:
-            spinner.wait()
-
-
-def _pixel_difference(a: Any, b: Any, tolerance: int = 48) -> tuple[int, int]:
-    """Pixels whose channels differ by more than ``tolerance``, and the pixel count."""
-    from PIL import ImageChops
-
-    diff = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > tolerance else 0)
-    histogram = diff.histogram()
-    return histogram[255], a.width * a.height

@@ -275,14 +275,14 @@ class _Job:
             await session.until(asyncio.sleep(opts.delay / 1000))
         # Scrolling, clicks, the job's script and styles, animations (nothing by default).
         await kit.run_steps(kit.prepare_page(opts, self.deadline), session.send)
-        navigate_ms = _ms_since(started)
+        navigate_ms = kit.ms_since(started)
 
         started = time.monotonic()
         # session_scales: this session set the device scale factor itself (setDeviceMetrics-
         # Override above), and Chromium applies it to a clip taken through the same session.
         capture = kit.capture(opts, self.deadline, session_scales=True)
         shot = await kit.run_steps(capture, session.send)
-        capture_ms = _ms_since(started)
+        capture_ms = kit.ms_since(started)
         title, final_url = await self._evaluate("[document.title, location.href]")
         return kit.Capture(
             image=shot.image,
@@ -313,7 +313,3 @@ class _Job:
             error = reply["exceptionDetails"].get("exception", {}).get("description", "")
             raise CdpError(error or "the page's script failed")
         return reply["result"].get("value")
-
-
-def _ms_since(start: float) -> float:
-    return round((time.monotonic() - start) * 1000, 1)

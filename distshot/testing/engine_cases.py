@@ -1,0 +1,151 @@
+"""The conformance suite's cases: one job each, a page of ``distshot.testing.pages`` and the
+options it is sent with, and which case shows which capture option."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.contracts import UNIVERSAL_OPTIONS
+from ..core.options import DEFAULT_OPTIONS, parse_options
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+#: Time an engine may take beyond a job's timeout (the service's clean-up grace).
+GRACE_S = 5.0
+#: Generous enough that an ordinary page (dialogs, pop-ups) loads beside a JS loop burning
+#: a core on a 2-core machine; the hostile batch runs two jobs at a time for the same reason.
+HOSTILE_TIMEOUT = 6.0
+#: The wedged-page case's timeout, on a machine whose cores are all busy.
+WEDGE_TIMEOUT = 8.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One job of a batch: a path on the page server and the options it is sent with."""
+
+    path: str
+    options: dict[str, Any]
+
+    def needs(self) -> set[str]:
+        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
+
+
+# Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
+OPTION_CASES: dict[str, Case] = {
+    "default": Case("/solid.html", {}),
+    "size": Case("/solid.html", {"width": 640, "height": 480}),
+    "full_page": Case("/tall?h=3000", {"full_page": True}),
+    "viewport_only": Case("/tall?h=3000", {}),
+    "jpeg": Case("/solid.html", {"format": "jpeg", "quality": 30}),
+    "webp": Case("/solid.html", {"format": "webp"}),
+    "scale": Case("/solid.html", {"scale": 2, "width": 300, "height": 200}),
+    "dcl": Case("/slow-image.html?ms=5000", {"wait_until": "domcontentloaded"}),
+    "load": Case("/slow-image.html", {"wait_until": "load"}),
+    "idle_control": Case("/idle.html?ms=5000", {"wait_until": "load"}),
+    "networkidle": Case("/idle.html", {"wait_until": "networkidle"}),
+    "late_control": Case("/late.html?ms=5000", {}),
+    "wait_for": Case("/late.html", {"wait_for": "#late"}),
+    "bad_selector": Case("/solid.html", {"wait_for": "#["}),
+    "delay_control": Case("/delayed-color.html?ms=5000", {}),
+    "delay": Case("/delayed-color.html", {"delay": 1500}),
+    "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
+    "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
+    "timeout": Case("/hang", {"timeout": 2}),
+    # what to capture
+    "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
+    # (a missing element is looked for until a third of the job's time is left, so that the
+    # answer is "not found", not a timeout; 10 s leaves room for a loaded machine's page load)
+    "selector_missing": Case("/controls.html", {"selector": "#nope", "timeout": 10}),
+    "clip": Case("/controls.html", {"clip": "100,100,200,100"}),
+    "max_height": Case("/tall?h=5000", {"full_page": True, "max_height": 2000}),
+    "scroll_page": Case("/lazy.html?scrolled", {"full_page": True}),
+    "no_scroll": Case("/lazy.html?unscrolled", {"full_page": True, "scroll_page": False}),
+    # an infinite-scroll page: scrolling stops when half the job's time is spent
+    "endless": Case("/endless.html", {"scroll_page": True, "timeout": 8}),
+    # changing the page
+    "hide": Case("/flow.html", {"hide": ["#spacer"], "width": 400, "height": 300}),
+    "remove": Case("/flow.html", {"remove": ["#spacer"], "width": 400, "height": 300}),
+    "click": Case("/click.html", {"click": ["#first", "#second"]}),
+    "click_missing": Case("/click.html", {"click": ["#nope"], "timeout": 10}),
+    "javascript": Case(
+        "/solid.html",
+        {
+            "javascript": "new Promise((done) => setTimeout(() => {"
+            "document.documentElement.style.background = '#00ff00'; done(); }, 300))"
+        },
+    ),
+    "javascript_error": Case("/solid.html", {"javascript": "throw new Error('conformance boom')"}),
+    "css": Case("/solid.html", {"css": "html, body { background: #0000ff !important; }"}),
+    "animations": Case("/animation.html", {"animations": "disabled"}),
+    "animations_control": Case("/animation.html", {}),
+    # emulation
+    "media_control": Case("/media.html", {}),
+    "color_scheme": Case("/media.html", {"color_scheme": "dark"}),
+    "reduced_motion": Case("/media.html", {"reduced_motion": "reduce"}),
+    "media": Case("/media.html", {"media": "print"}),
+    "timezone": Case("/timezone.html", {"timezone": "Asia/Tokyo"}),
+    "device": Case("/device.html", {"device": "iPhone 13"}),
+    "device_control": Case("/device.html", {}),
+    # output
+    "omit_background": Case("/transparent.html", {"omit_background": True}),
+    "background_control": Case("/transparent.html", {}),
+    "pdf": Case("/solid.html", {"format": "pdf"}),
+    "pdf_paper": Case(
+        "/solid.html",
+        {"format": "pdf", "pdf_paper": "Letter", "landscape": True, "print_background": False},
+    ),
+    "status_404": Case("/status/404", {}),
+    "redirect": Case("/redirect?to=/solid.html", {}),
+    "simple": Case("/simple.html", {}),
+}
+
+#: Every declared capture option and the cases above that show it. The suite fails when an
+#: option has none (``test_every_declared_option_has_a_case``): a new option comes with its
+#: case, so every engine must show it honoured or reject it.
+OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
+    "width": ("size",),
+    "height": ("size",),
+    "scale": ("scale",),
+    "device": ("device",),
+    "full_page": ("full_page",),
+    "max_height": ("max_height",),
+    "selector": ("selector", "selector_missing"),
+    "padding": ("selector",),
+    "clip": ("clip",),
+    "wait_until": ("dcl", "networkidle"),
+    "wait_for": ("wait_for", "bad_selector"),
+    "delay": ("delay",),
+    "timeout": ("timeout",),
+    "scroll_page": ("no_scroll", "endless"),
+    "hide": ("hide",),
+    "remove": ("remove",),
+    "click": ("click", "click_missing"),
+    "javascript": ("javascript", "javascript_error"),
+    "css": ("css",),
+    "animations": ("animations",),
+    "color_scheme": ("color_scheme",),
+    "reduced_motion": ("reduced_motion",),
+    "media": ("media",),
+    "timezone": ("timezone",),
+    "user_agent": ("user_agent",),
+    "headers": ("headers",),
+    "format": ("jpeg", "webp", "pdf"),
+    "quality": ("jpeg",),
+    "omit_background": ("omit_background",),
+    "pdf_paper": ("pdf_paper",),
+    "landscape": ("pdf_paper",),
+    "print_background": ("pdf_paper",),
+}
+
+HOSTILE_CASES: dict[str, Case] = {
+    name: Case(path, {"timeout": HOSTILE_TIMEOUT})
+    for name, path in {
+        "hang": "/hang",  # accepts the connection, never answers
+        "never_loads": "/never-loads",  # an image that never arrives: 'load' never fires
+        "jsloop": "/jsloop.html",  # while(true){}
+        "dialogs": "/dialog.html",  # alert, confirm, prompt
+        "popups": "/popup.html",  # window.open twice
+        "download": "/download",  # Content-Disposition: attachment
+        "redirect_loop": "/loop",  # redirects to itself forever
+    }.items()
+}
