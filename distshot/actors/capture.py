@@ -89,14 +89,20 @@ def should_retry(max_retries: int) -> Any:
         if isinstance(exception, Shutdown):
             return True  # the worker is stopping: hand the job back for another worker
         if isinstance(exception, CaptureFailed):
-            result = exception.result
-            limit = max_retries
-            if result.error is not None and result.error["type"] == "NavigationTimeout":
-                limit = min(max_retries, TIMEOUT_RETRIES)
-            return result.transient and retries < limit
+            return retry_allowed(exception.result, retries, max_retries)
         return retries < max_retries
 
     return retry_when
+
+
+def retry_allowed(result: ShotResult, retries: int, max_retries: int) -> bool:
+    """Whether a failed result gets another attempt after ``retries`` retries: transient
+    failures while attempts remain, a timeout once at most (the service's embedded backend
+    retries by the same rule)."""
+    limit = max_retries
+    if result.error is not None and result.error["type"] == "NavigationTimeout":
+        limit = min(max_retries, TIMEOUT_RETRIES)
+    return result.transient and retries < limit
 
 
 def declare_capture_actor(

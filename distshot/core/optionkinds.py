@@ -35,6 +35,13 @@ class Kind:
         """The value, JSON-ready (``parse`` reads it back to the same value)."""
         return value
 
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the values an API client sends (the service's OpenAPI schema).
+
+        Narrower than ``parse`` where ``parse`` is lenient for CSV cells ("true", "1,2,3,4"):
+        the schema shows the one spelling a JSON client should use."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Int(Kind):
@@ -57,6 +64,9 @@ class Int(Kind):
         if not self.low <= number <= self.high:
             raise InvalidOption(f"{name} must be between {self.low} and {self.high}, not {number}")
         return number
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ class Number(Kind):
             )
         return number
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "number", "exclusiveMinimum": self.low, "maximum": self.high}
+
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
@@ -101,6 +114,9 @@ class Flag(Kind):
             return value.strip().lower() in _TRUE
         raise InvalidOption(f"{name} must be true or false, not {value!r}")
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
 
 @dataclass(frozen=True)
 class Choice(Kind):
@@ -112,11 +128,16 @@ class Choice(Kind):
         return ", ".join(self.choices)
 
     def parse(self, name: str, value: Any) -> str:
-        text = value.strip().lower() if isinstance(value, str) else value
+        if not isinstance(value, str):
+            raise InvalidOption(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
+        text = value.strip().lower()
         text = dict(self.aliases).get(text, text)
         if text not in self.choices:
             raise InvalidOption(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
         return str(text)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
 
 
 def _one_line(name: str, value: Any, max_len: int) -> str:
@@ -137,6 +158,9 @@ class Text(Kind):
     def parse(self, name: str, value: Any) -> str:
         return _one_line(name, value, self.max_len)
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": self.max_len, "pattern": r"\S"}
+
 
 @dataclass(frozen=True)
 class Code(Kind):
@@ -151,6 +175,9 @@ class Code(Kind):
         if len(value) > MAX_SCRIPT or "\0" in value:
             raise InvalidOption(f"{name} must be at most {MAX_SCRIPT} characters of text")
         return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": MAX_SCRIPT, "pattern": r"\S"}
 
 
 @dataclass(frozen=True)
@@ -173,6 +200,10 @@ class Selectors(Kind):
 
     def to_json(self, value: Any) -> Any:
         return list(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"\S"}
+        return {"type": "array", "items": item, "maxItems": MAX_SELECTORS}
 
 
 def parse_header_line(text: str) -> tuple[str, str]:
@@ -220,6 +251,13 @@ class Headers(Kind):
     def to_json(self, value: Any) -> Any:
         return dict(value)
 
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "header name: value",
+        }
+
 
 @dataclass(frozen=True)
 class Clip(Kind):
@@ -251,6 +289,15 @@ class Clip(Kind):
     def to_json(self, value: Any) -> Any:
         return list(value)
 
+    def json_schema(self) -> dict[str, Any]:
+        side = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PIXELS}
+        corner = {"type": "number", "minimum": 0}
+        return {
+            "type": "object",
+            "properties": {"x": corner, "y": corner, "width": side, "height": side},
+            "required": ["x", "y", "width", "height"],
+        }
+
 
 @dataclass(frozen=True)
 class DeviceName(Kind):
@@ -264,6 +311,11 @@ class DeviceName(Kind):
         device = find_device(value)
         assert device is not None
         return device.name
+
+    def json_schema(self) -> dict[str, Any]:
+        from .devices import DEVICES
+
+        return {"type": "string", "enum": sorted(DEVICES)}
 
 
 @dataclass(frozen=True)
@@ -281,3 +333,6 @@ class TimeZone(Kind):
                 f"{name} must be an IANA time zone such as Europe/Paris, not {value!r}"
             ) from None
         return text
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "examples": ["Europe/Paris"]}

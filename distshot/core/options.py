@@ -382,6 +382,18 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
     return result
 
 
+def options_json_schema() -> dict[str, Any]:
+    """The JSON Schema of an ``options`` object (the service's API), from the declarations."""
+    properties = {}
+    for name, spec in SPECS.items():
+        schema = dict(spec.kind.json_schema())
+        schema["description"] = spec.help
+        if spec.default is not None and spec.default != ():
+            schema["default"] = spec.kind.to_json(spec.default)
+        properties[name] = schema
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 def check_combination(opts: CaptureOptions) -> None:
     """Options that cannot go together: one clear message rather than a surprise image."""
     if opts.quality is not None and opts.format not in ("jpeg", "webp"):
