@@ -1,0 +1,1 @@
+"""distshot's HTTP service (``distshot serve``)."""
