@@ -526,6 +526,205 @@ def worker(
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["embedded", "rabbitmq"]),
+    default="embedded",
+    show_default=True,
+    help="embedded: browsers in this process; rabbitmq: requests go to the workers' queues.",
+)
+@click.option(
+    "--broker", "broker_url", help="amqp://... for --backend rabbitmq [DISTSHOT_BROKER_URL]."
+)
+@click.option(
+    "--storage", help="Where images go (a folder, file:///dir, s3://bucket/prefix) [shots]."
+)
+@click.option("--engine", help="Engine of requests that name none [playwright].")
+@click.option(
+    "--concurrency", type=int, help="Captures at once (rabbitmq: sent to the fleet at once)."
+)
+@click.option(
+    "--max-queue",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Requests that may wait; beyond: 429.",
+)
+@click.option(
+    "--max-memory",
+    type=int,
+    metavar="MIB",
+    help="429 while the service and its browsers use more [off].",
+)
+@click.option(
+    "--state-dir",
+    default=".distshot-serve",
+    show_default=True,
+    help="Shots, batches and webhook deliveries kept across restarts.",
+)
+@click.option("--api-keys", "keys_file", help="File of hashed API keys (distshot keys add).")
+@click.option("--allow-private", is_flag=True, help="Capture private and loopback addresses.")
+@click.option(
+    "--allow-network", "allow_networks", multiple=True, metavar="CIDR", help="Admit this network."
+)
+@click.option(
+    "--drain-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds SIGTERM waits for accepted work.",
+)
+@click.option("--instance", help="This instance's name (rabbitmq: its reply queue) [serve].")
+@click.option(
+    "--webhook-schedule",
+    envvar="DISTSHOT_WEBHOOK_SCHEDULE",
+    metavar="S,S,...",
+    help="Seconds between webhook attempts [5,30,120,300,600,900,1800,1800: over 1 h].",
+)
+@click.option("--config", "config_file", help="Settings file [./distshot.toml].")
+@cache_option
+@_handle_errors
+def serve(
+    host: str,
+    port: int,
+    backend: str,
+    broker_url: str | None,
+    storage: str | None,
+    engine: str | None,
+    concurrency: int | None,
+    max_queue: int,
+    max_memory: int | None,
+    state_dir: str,
+    keys_file: str | None,
+    allow_private: bool,
+    allow_networks: tuple[str, ...],
+    drain_timeout: float,
+    instance: str | None,
+    webhook_schedule: str | None,
+    config_file: str | None,
+    cache_ttl: str | None,
+) -> None:
+    """Serve the HTTP API: POST /v1/shots, GET /v1/screenshot, batches, webhooks, metrics."""
+    from .server.run import serve as run_service
+    from .server.service import ServeSettings
+
+    settings = load_settings(
+        config_file,
+        overrides={
+            "broker_url": broker_url,
+            "engine": engine,
+            "storage": storage,
+            "concurrency": concurrency,
+            "allow_private": allow_private or None,
+            "allow_networks": list(allow_networks) or None,
+            "cache_ttl": cache_ttl,
+        },
+    )
+    for name, value in (("--port", port), ("--max-queue", max_queue), ("--max-memory", max_memory)):
+        if value is not None and value < (0 if name == "--port" else 1):
+            raise click.BadParameter("must be at least 1", param_hint=name)
+    storage_url = settings.storage_url("shots")
+    assert storage_url is not None
+    serve_settings = ServeSettings(
+        host=host,
+        port=port,
+        backend=backend,
+        broker_url=settings.broker_url,
+        storage=storage_url,
+        engine=settings.engine,
+        concurrency=settings.concurrency,
+        max_queue=max_queue,
+        memory_limit=max_memory * 1024 * 1024 if max_memory else None,
+        state_dir=Path(state_dir),
+        keys_file=Path(keys_file) if keys_file else None,
+        allow_private=settings.allow_private,
+        allow_networks=settings.allow_networks,
+        cache_ttl=settings.cache_ttl,
+        drain_timeout=drain_timeout,
+        queue_prefix=settings.queue_prefix,
+        instance=instance or "serve",
+        webhook_schedule=_schedule(webhook_schedule),
+    )
+    run_service(serve_settings, settings)
+
+
+def _schedule(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        schedule = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            "must be seconds separated by commas", param_hint="--webhook-schedule"
+        ) from None
+    if not schedule or any(s < 0 for s in schedule):
+        raise click.BadParameter(
+            "must be seconds separated by commas", param_hint="--webhook-schedule"
+        )
+    return schedule
+
+
+@main.group()
+def keys() -> None:
+    """API keys of `distshot serve`: make one, sign a URL with one."""
+
+
+@keys.command("add")
+@click.argument("keys_file", type=click.Path(dir_okay=False))
+@click.argument("key_id")
+@click.option("--concurrency", type=int, help="Captures of this key at once [the service's].")
+@click.option("--max-queue", type=int, help="Requests of this key that may wait [the service's].")
+@_handle_errors
+def keys_add(keys_file: str, key_id: str, concurrency: int | None, max_queue: int | None) -> None:
+    """Make a key KEY_ID, keep its hash in KEYS_FILE, print the key (shown once)."""
+    from .server.keys import add_key
+
+    token, key = add_key(Path(keys_file), key_id, concurrency=concurrency, max_queue=max_queue)
+    click.echo(token)
+    click.echo(
+        f"key {key.id} added to {keys_file}; its webhook secret: {key.webhook_secret}", err=True
+    )
+
+
+@keys.command("sign")
+@click.argument("url")
+@click.option(
+    "--base", default="http://127.0.0.1:8000", show_default=True, help="The service's address."
+)
+@click.option("--key-id", required=True)
+@click.option(
+    "--key", "key", envvar="DISTSHOT_API_KEY", required=True, help="The key [DISTSHOT_API_KEY]."
+)
+@click.option(
+    "--expires",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the link works.",
+)
+@click.option("--option", "pairs", multiple=True, metavar="NAME=VALUE", help="A capture option.")
+@_handle_errors
+def keys_sign(
+    url: str, base: str, key_id: str, key: str, expires: str, pairs: tuple[str, ...]
+) -> None:
+    """Print a signed GET /v1/screenshot link for URL, usable in <img src> without a key."""
+    from .core.config import parse_duration
+    from .server.signing import SCREENSHOT_PATH, sign_query
+
+    params = [("url", url)]
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--option")
+        params.append((name, value))
+    until = int(time.time() + parse_duration(expires, "--expires"))
+    query = sign_query(params, key_id=key_id, key=key, expires=until)
+    click.echo(f"{base.rstrip('/')}{SCREENSHOT_PATH}?{query}")
+
+
+@main.command()
 @_handle_errors
 def engines() -> None:
     """List installed engines and what each one supports."""

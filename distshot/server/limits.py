@@ -1,0 +1,185 @@
+"""Admission control: the service takes a request only when it can answer it in time.
+
+Browser work is bounded by ``concurrency``, each key's by its own quota, and the requests
+waiting for a browser by ``max_queue`` (each key's by its own). Beyond that, or while the
+process tree's memory is over its bound, ``admit`` raises ``Overloaded`` at once, and the
+API answers 429 with Retry-After instead of letting latency grow. Nothing admitted is
+dropped: an admitted request waits for its turn and runs.
+
+Fairness: a request first takes a slot of its key's quota, then a browser slot. A key with
+a long queue therefore has at most ``quota`` requests in line for browsers, and another
+key's request waits behind at most those, not behind the whole backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .metrics import Metrics
+
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    def __init__(self, reason: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class _KeyState:
+    quota: int
+    max_queue: int
+    slots: asyncio.Semaphore
+    waiting: int = 0
+    running: int = 0
+
+
+@dataclass
+class Ticket:
+    """An admitted request: counted as waiting until it runs."""
+
+    key: str
+    state: _KeyState
+    used: bool = field(default=False)
+
+
+class Admission:
+    def __init__(
+        self,
+        concurrency: int,
+        max_queue: int,
+        *,
+        memory_limit: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.max_queue = max_queue
+        self.memory_limit = memory_limit
+        self.metrics = metrics or Metrics()
+        self.memory = ProcessTreeMemory()
+        self.waiting = 0
+        self.running = 0
+        self._browsers = asyncio.Semaphore(concurrency)
+        self._keys: dict[str, _KeyState] = {}
+        #: Seconds a capture takes, smoothed: the basis of Retry-After.
+        self._latency = 5.0
+
+    @property
+    def saturated(self) -> bool:
+        return self.waiting >= self.max_queue or self.memory_over
+
+    @property
+    def memory_over(self) -> bool:
+        return self.memory_limit is not None and self.memory.rss > self.memory_limit
+
+    def retry_after(self) -> int:
+        rounds = (self.waiting + self.running) / max(1, self.concurrency)
+        return max(1, math.ceil(rounds * self._latency))
+
+    def _key_state(self, key: str, quota: int | None, max_queue: int | None) -> _KeyState:
+        state = self._keys.get(key)
+        if state is None:
+            limit = min(quota or self.concurrency, self.concurrency)
+            state = _KeyState(limit, max_queue or self.max_queue, asyncio.Semaphore(limit))
+            self._keys[key] = state
+        return state
+
+    def admit(
+        self,
+        key: str,
+        *,
+        quota: int | None = None,
+        max_queue: int | None = None,
+        force: bool = False,
+    ) -> Ticket:
+        """A ticket, or Overloaded. ``force`` admits regardless (a batch's next line: the
+        batch was accepted as a whole and waits for its turn instead)."""
+        state = self._key_state(key, quota, max_queue)
+        if not force:
+            if self.memory_over:
+                self._refuse("memory", "the service is out of memory for new work")
+            if self.waiting >= self.max_queue:
+                self._refuse("queue", f"{self.waiting} requests are waiting for a browser")
+            if state.waiting >= state.max_queue:
+                self._refuse("key_queue", f"this key has {state.waiting} requests waiting")
+        self.waiting += 1
+        state.waiting += 1
+        self._publish()
+        return Ticket(key, state)
+
+    def _refuse(self, reason: str, message: str) -> None:
+        self.metrics.overloaded.labels(reason).inc()
+        raise Overloaded(reason, message + "; retry later", self.retry_after())
+
+    async def run(self, ticket: Ticket, job: Callable[[], Awaitable[T]]) -> T:
+        """Wait for the key's slot and a browser slot, then run ``job``."""
+        assert not ticket.used, "a ticket runs one job"
+        ticket.used = True
+        state = ticket.state
+        started: float | None = None
+        try:
+            async with state.slots, self._browsers:
+                self.waiting -= 1
+                state.waiting -= 1
+                self.running += 1
+                state.running += 1
+                self._publish()
+                started = time.monotonic()
+                try:
+                    return await job()
+                finally:
+                    self.running -= 1
+                    state.running -= 1
+                    elapsed = time.monotonic() - started
+                    self._latency = 0.8 * self._latency + 0.2 * elapsed
+                    self._publish()
+        finally:
+            if started is None:  # cancelled while waiting
+                self.waiting -= 1
+                state.waiting -= 1
+                self._publish()
+
+    def _publish(self) -> None:
+        self.metrics.queue_depth.set(self.waiting)
+        self.metrics.in_flight.set(self.running)
+
+
+class ProcessTreeMemory:
+    """Resident memory of this process and its descendants (the browsers), sampled in the
+    background: reading /proc on every request would cost more than the answer."""
+
+    def __init__(self, root: int | None = None) -> None:
+        self.root = root or os.getpid()
+        self.rss = 0
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def sample(self) -> int:
+        children: dict[int, list[int]] = {}
+        rss_pages: dict[int, int] = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(pid)
+            rss_pages[pid] = int(fields[21])
+        total, todo = 0, [self.root]
+        while todo:
+            pid = todo.pop()
+            total += rss_pages.get(pid, 0)
+            todo.extend(children.get(pid, ()))
+        self.rss = total * self._page
+        return self.rss
