@@ -1,0 +1,100 @@
+"""`distshot serve --backend rabbitmq`: requests go to the workers' queues on the shared
+RabbitMQ (a queue prefix of the test's own keeps it apart), replies to the instance's queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servekit import Serve, poll
+
+from distshot.testing.server import PageServer
+
+
+@pytest.fixture
+def fleet_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {"DISTSHOT_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:10]}"}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distshot.cli",
+            "worker",
+            "--engine",
+            "playwright",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--storage",
+            str(tmp_path / "shots"),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield env
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+
+def test_shots_and_a_batch_go_through_the_fleet(
+    tmp_path: Path, fleet_env: dict[str, str], http_server: PageServer
+) -> None:
+    serve = Serve(
+        tmp_path, "--backend", "rabbitmq", "--allow-network", "127.0.0.0/8", env=fleet_env
+    ).start()
+    try:
+        with serve.client() as client:
+            record = client.post("/v1/shots", json={"url": http_server.base + "/tall?h=99"}).json()
+            assert record["status"] == "ok" and record["engine"] == "playwright"
+            image = client.get(f"/v1/shots/{record['id']}/image")
+            assert image.content.startswith(b"\x89PNG")
+            body = f"{http_server.base}/tall?h=5\nnot a url\n"
+            batch = client.post(
+                "/v1/batches", content=body, headers={"content-type": "text/plain"}
+            ).json()
+            done = poll(client, f"/v1/batches/{batch['id']}", lambda b: b["status"] == "done")
+            assert (done["ok"], done["rejected"]) == (1, 1)
+    finally:
+        assert serve.stop() == 0
+
+
+def test_a_restarted_service_finds_its_batch_again_and_records_each_line_once(
+    tmp_path: Path, fleet_env: dict[str, str], http_server: PageServer
+) -> None:
+    args = ("--backend", "rabbitmq", "--allow-network", "127.0.0.0/8", "--instance", "one")
+    serve = Serve(tmp_path, *args, env=fleet_env).start()
+    lines = "".join(f"{http_server.base}/slow?ms=500&n={n}\n" for n in range(12))
+    with serve.client() as client:
+        batch = client.post(
+            "/v1/batches", content=lines, headers={"content-type": "text/plain"}
+        ).json()
+        poll(client, f"/v1/batches/{batch['id']}", lambda b: b["ok"] >= 3)
+    serve.kill()  # no drain: the process is gone mid-batch
+    again = Serve(tmp_path, *args, env=fleet_env)
+    again.port, again.base = serve.port, serve.base
+    again.start()
+    try:
+        with again.client() as client:
+            done = poll(
+                client, f"/v1/batches/{batch['id']}", lambda b: b["status"] == "done", timeout=180
+            )
+            assert done["ok"] == 12 and done["total"] == 12
+            text = client.get(f"/v1/batches/{batch['id']}/manifest").text
+        records = [json.loads(line) for line in text.splitlines()]
+        assert sorted(r["line"] for r in records) == list(range(1, 13))
+    finally:
+        assert again.stop() == 0
