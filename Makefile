@@ -85,6 +85,7 @@ bench: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/tall_pages.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(STAMPS) shots .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1446 @@
+"""Benchmark: `distshot serve` (the HTTP service, embedded backend): latency, throughput
+against `distshot shoot`, overload, and memory with a deep queue.
+
+The pages are the bundled example site (examples/site: index, gallery, long, i18n, fonts, as
+listed in examples/urls-demo.txt), served on 127.0.0.1 by a threaded HTTP/1.1 server in a
+child process: bench/corpus.py's ``Handler`` and ``Server`` (keep-alive, no request log)
+pointed at examples/site, plus ``/slow?delay=S`` (a small page answered after S seconds) for
+part 4. When Debian's python3.11-doc is installed (``bench/corpus.py --install``), its 60
+corpus pages (bench/corpus.py's ``Corpus``) are measured in parts 1 and 2 as well; when it is
+not, the script says so and skips them (it never installs anything). Every shot is 1280x800
+PNG (distshot's defaults, sent explicitly as options) and its URL is made unique with
+``?shot=...``, so no answer comes from a cache and every image is a file of its own.
+
+The service: ``distshot serve --port P --allow-private --state-dir D --storage D/shots
+--concurrency C --max-queue Q`` in a fresh state folder (a new session: its whole process
+group is killed at the end, also on error or Ctrl-C), ready when GET /readyz says 200. Its
+stderr goes to a log; lines other than the access log (and access lines with a 5xx status)
+are shown at the end. Clients are httpx (one connection per client thread, no proxy), to
+127.0.0.1 only. Percentiles are nearest-rank; latencies are measured by the client, from
+sending the request to having read the whole answer.
+
+1. Latency: one client at a time on the warm service (every page shot once first, untimed),
+   ``--samples`` POST /v1/shots with ``wait: 60``, cycling through the pages; p50/p99/max,
+   and the part of it the service does not spend in the capture (client latency minus the
+   record's ``timings.total_ms``).
+2. Throughput: ``--shots`` shots (the pages cycled) by 1, 2, 4 and 8 client threads, each
+   sending its next ``wait: 60`` request when the previous is answered (a 429 is retried
+   after 50 ms, and counted). Two rates, as bench/throughput.py: **wall** = shots / (last
+   answer - first request), and **steady** = (images - 1) / (last image written - first
+   image written), from the files' modification times (throughput.steady_rate). The same
+   list goes to ``distshot shoot URLS -o DIR --allow-private --concurrency C`` (run once
+   before the service's levels and once after, ``--shoot-rounds``), timed whole (its
+   process's life: Python start, browser launch, shutdown), with the rate distshot reports
+   about itself (throughput.reported_rate), its steady rate (which leaves start-up and
+   shutdown out) and its start-up (process start to first image). The ratio service/shoot
+   at saturation is taken at 8 clients, steady over steady (mean of the shoot rounds).
+3. Overload: 3 x (C + Q) client threads send ``wait: 60`` requests as fast as they can (a
+   429 is resent at once) for ``--overload-seconds``; every answer's latency is kept by
+   status. Reported: p99 time to a 429 (target < 50 ms), p99 latency of the 200s against
+   part 1's p99 (target within 2x), 5xx answers (target 0), transport errors, and the
+   service's process tree RSS (the serve process and its descendants, from /proc, every
+   second): at the start, the largest, at the end (once the queue is empty again). To tell
+   where a 429's time goes, also: a probe in a process of its own (one request every 50 ms,
+   so its figures hold no wait for the flood's threads' GIL), the service's own time per
+   answer (its access log: the middleware's clock, without uvicorn's parsing or the event
+   loop's backlog), the 200s' capture time (``timings.total_ms``) and the serve process's
+   CPU time.
+4. Memory with a deep queue: a second service with ``--max-queue 20000 --drain-timeout 1``,
+   one shot to launch its browser, then C shots of ``/slow?delay=90`` (their timeout raised
+   to 150 s) so that every browser slot is busy loading a page; tree RSS (median of 3
+   samples, 1 s apart; split by kind of process: python, the Playwright driver, Chromium)
+   before the burst, then ``--queued`` POSTs with ``wait: 0`` from ``--queue-clients`` (50)
+   threads, for ``/slow?delay=--slow-delay`` pages (the queue stays full), then the RSS
+   again (the same captures in flight: the difference is what the queue costs, also per
+   queued request), the service's own time per 202 (access log) and the queue depth it
+   reports in /metrics. Then SIGTERM to the serve process: the time it takes to exit
+   (SIGKILL to its process group if not within 30 s), and whether any Chromium process is
+   left: in its process group or session, among the Chromium processes seen in its tree,
+   or any process that carries this run's marker in its environment (bench/wedged.py's way).
+
+Tree RSS sums each process's resident memory (statm), so pages shared between Chromium's
+processes are counted once per process (as bench/memory.py and distshot's recycle trigger).
+
+    .venv/bin/python bench/serve.py --quick          # a smoke run (~1 min)
+    .venv/bin/python bench/serve.py                  # the full run (~4 min)
+    .venv/bin/python bench/serve.py --json out.json  # the figures as JSON too (- : stdout)
+    .venv/bin/python bench/serve.py --parts 3 --overload-seconds 30 --max-queue 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+from corpus import DOC_PACKAGE, DOC_ROOT, Corpus, doc_version
+from corpus import Handler as CorpusHandler
+from corpus import Server as CorpusServer
+from machine import describe, load
+from memory import kind
+from throughput import png_size, reported_rate, steady_rate
+from wedged import MARKER, command_line, marked
+
+from distshot.engines.chromium import process_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "examples" / "site"
+DEMO_URLS = ROOT / "examples" / "urls-demo.txt"
+DISTSHOT = Path(sys.executable).with_name("distshot")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+WIDTH, HEIGHT = 1280, 800
+OPTIONS = {"width": WIDTH, "height": HEIGHT, "format": "png"}
+LEVELS = (1, 2, 4, 8)
+WAIT = 60
+STOP_GRACE = 30.0
+#: Part 4: seconds the pages that keep every browser slot busy take to answer.
+HOLD = 90
+#: The service's access log: "distshot.access: POST /v1/shots 429 1.2ms client=127.0.0.1".
+ACCESS_LINE = re.compile(r"distshot\.access: POST /v1/shots (\d{3}) ([\d.]+)ms")
+
+#: Every child process this script started (page server, services, shoot): killed at exit.
+CHILDREN: list[subprocess.Popen[bytes]] = []
+#: This run's marker, in the environment of every service (and so of its browsers).
+TOKEN = uuid.uuid4().hex[:12]
+
+
+# -- output ----------------------------------------------------------------------------------
+
+OUT: TextIO = sys.stdout
+
+
+def say(text: str = "") -> None:
+    print(text, file=OUT, flush=True)
+
+
+def progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+def num(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def met(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "**no**")
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def start_child(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """A child in a session (and process group) of its own, remembered for the cleanup."""
+    child = subprocess.Popen(command, start_new_session=True, **kwargs)
+    CHILDREN.append(child)
+    return child
+
+
+def kill_group(child: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=10)
+
+
+def cleanup() -> list[str]:
+    """SIGKILL every child's process group and anything carrying the marker; what was left."""
+    left = []
+    for child in CHILDREN:
+        if child.poll() is None:
+            left.append(f"{child.pid} {command_line(child.pid)}")
+        kill_group(child)
+    for pid in marked(TOKEN):
+        left.append(f"{pid} {command_line(pid)}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgrp, session) of a process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def rss(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group or session is ``pgid`` (a session leader's pid)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = proc_stat(int(entry.name))
+            if stat and stat[0] != "Z" and pgid in (stat[2], stat[3]):
+                found.append(int(entry.name))
+    return found
+
+
+def is_chromium(pid: int) -> bool:
+    return "chrom" in command_line(pid)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- the page server -------------------------------------------------------------------------
+
+
+class PageHandler(CorpusHandler):
+    """bench/corpus.py's handler on examples/site, plus ``/slow?delay=S``."""
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != "/slow":
+            super().do_GET()
+            return
+        delay = float(parse_qs(parts.query).get("delay", ["3"])[0])
+        time.sleep(min(delay, 120.0))
+        body = b"<!doctype html><title>slow</title><h1>A slow page</h1>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+
+def serve_pages(root: str) -> None:
+    """The child: serve ``root`` until the parent closes our stdin (or kills us)."""
+    handler: Callable[..., BaseHTTPRequestHandler] = functools.partial(PageHandler, directory=root)
+    server = CorpusServer(("127.0.0.1", 0), handler)
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+
+    def exit_on_eof() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=exit_on_eof, daemon=True).start()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+@contextlib.contextmanager
+def page_server() -> Iterator[str]:
+    child = start_child(
+        [sys.executable, __file__, "--page-server", str(SITE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    base = child.stdout.readline().decode().strip()
+    if not base.startswith("http://127.0.0.1:"):
+        kill_group(child)
+        raise SystemExit("the page server did not start")
+    try:
+        yield base
+    finally:
+        kill_group(child)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def demo_pages(base: str) -> list[str]:
+    lines = DEMO_URLS.read_text(encoding="utf-8").splitlines()
+    return [line.replace("{base}", base) for line in lines if line.startswith("{base}")]
+
+
+def unique(urls: list[str], tag: str, count: int) -> list[str]:
+    """``count`` URLs: ``urls`` cycled, each made unique with ?shot=TAG-N."""
+    return [f"{urls[n % len(urls)]}?shot={tag}-{n}" for n in range(count)]
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+class Service:
+    """One `distshot serve` in a fresh state folder, in a process group of its own."""
+
+    def __init__(
+        self, work: Path, name: str, concurrency: int, max_queue: int, drain: float | None = None
+    ) -> None:
+        self.name = name
+        self.state = work / name
+        self.state.mkdir(parents=True)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = work / f"{name}.log"
+        command = [
+            str(DISTSHOT),
+            "serve",
+            "--port",
+            str(self.port),
+            "--allow-private",
+            "--state-dir",
+            str(self.state),
+            "--storage",
+            str(self.state / "shots"),
+            "--concurrency",
+            str(concurrency),
+            "--max-queue",
+            str(max_queue),
+        ]
+        if drain is not None:
+            command += ["--drain-timeout", str(drain)]
+        self.command = command
+        with open(self.log_path, "wb") as log:
+            self.process = start_child(
+                command,
+                cwd=work,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, MARKER: TOKEN},
+            )
+        self.pid = self.process.pid
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        started = time.perf_counter()
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            while time.perf_counter() - started < timeout:
+                if self.process.poll() is not None:
+                    raise SystemExit(
+                        f"{self.name} exited {self.process.returncode}:\n{self.tail()}"
+                    )
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.base}/readyz").status_code == 200:
+                        return time.perf_counter() - started
+                time.sleep(0.2)
+        raise SystemExit(f"{self.name} not ready within {timeout:.0f}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def metrics(self) -> dict[str, float]:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            text = client.get(f"{self.base}/metrics").text
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    values[name] = float(value)
+        return values
+
+    def wait_idle(self, timeout: float = 300) -> bool:
+        """Until nothing is queued or running (True), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            values = self.metrics()
+            if not values.get("distshot_queue_depth") and not values.get("distshot_in_flight"):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def stop(self, grace: float = STOP_GRACE) -> tuple[float, bool]:
+        """SIGTERM the serve process; SIGKILL its group if it has not exited within
+        ``grace``. (seconds to exit, whether it had to be killed)"""
+        started = time.perf_counter()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+            killed = False
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait()
+            killed = True
+        return time.perf_counter() - started, killed
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def access_times(self, start: int, end: int | None = None) -> dict[str, list[float]]:
+        """Seconds the service itself took per POST /v1/shots, by status, from its access
+        log lines between byte offsets ``start`` and ``end`` (the middleware's own clock)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(start)
+            data = log.read() if end is None else log.read(end - start)
+        times: dict[str, list[float]] = {}
+        for match in ACCESS_LINE.finditer(data.decode(errors="replace")):
+            times.setdefault(match[1], []).append(float(match[2]) / 1000)
+        return times
+
+    def log_findings(self, limit: int = 40) -> list[str]:
+        """Log lines worth a look: everything but the access log and the routine lines, and
+        access lines with a 5xx status."""
+        routine = ("draining:", "Started server", "Waiting for application", "Uvicorn running")
+        found = []
+        with contextlib.suppress(OSError), open(self.log_path, errors="replace") as log:
+            for line in log:
+                line = line.rstrip("\n")
+                if "distshot.access:" in line:
+                    fields = line.split("distshot.access:", 1)[1].split()
+                    if len(fields) > 2 and fields[2].startswith("5"):
+                        found.append(line)
+                elif line.strip() and not any(text in line for text in routine):
+                    found.append(line)
+        if len(found) > limit:
+            found = [
+                *found[: limit // 2],
+                f"... {len(found) - limit} more ...",
+                *found[-limit // 2 :],
+            ]
+        return found
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the sampler was made
+    rss: int  # bytes, the serve process and its descendants
+    processes: int
+    parts: dict[str, int]  # bytes by kind: python, driver, chromium, other (memory.kind)
+    detached: int  # bytes of marked processes outside the tree (Chromium's crashpad handlers)
+
+
+class RssSampler:
+    """The service's tree RSS every ``interval`` seconds, on a thread; also remembers every
+    Chromium process seen in the tree (pid, start time) to check later that none survives."""
+
+    def __init__(self, root: int, interval: float = 1.0) -> None:
+        self.root = root
+        self.interval = interval
+        self.samples: list[Sample] = []
+        self.chromium: set[tuple[int, str]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def sample(self) -> Sample:
+        pids = process_tree(self.root)
+        parts: dict[str, int] = {}
+        for pid in pids:
+            comm = process_name(pid)
+            parts[kind(comm)] = parts.get(kind(comm), 0) + rss(pid)
+            if kind(comm) == "chromium":
+                self.chromium.add((pid, start_time(pid)))
+        tree = set(pids)
+        detached = sum(rss(pid) for pid in marked(TOKEN) if pid not in tree)
+        sample = Sample(
+            time.monotonic() - self._started, sum(parts.values()), len(pids), parts, detached
+        )
+        self.samples.append(sample)
+        return sample
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        if not self.samples:
+            return {"samples": 0}
+        first, last = self.samples[0], self.samples[-1]
+        peak = max(self.samples, key=lambda s: s.rss)
+        return {
+            "samples": len(self.samples),
+            "start_mib": first.rss / MIB,
+            "max_mib": peak.rss / MIB,
+            "end_mib": last.rss / MIB,
+            "max_processes": max(s.processes for s in self.samples),
+            "parts_mib": {
+                name: {k: v / MIB for k, v in sample.parts.items()}
+                for name, sample in (("start", first), ("max", peak), ("end", last))
+            },
+            "max_detached_mib": max(s.detached for s in self.samples) / MIB,
+        }
+
+    def survivors(self) -> list[str]:
+        """Chromium processes seen in the tree that are still alive (the same process: the
+        start time matches)."""
+        return [
+            f"{pid} {command_line(pid)}"
+            for pid, started in sorted(self.chromium)
+            if started and start_time(pid) == started
+        ]
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def parts_text(parts: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.0f}" for name, value in sorted(parts.items()))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    sent: float  # perf_counter at sending
+    latency: float  # seconds to the whole answer
+    status: str  # HTTP status, or the transport error's type
+    record: dict[str, Any] | None = None
+    retry_after: str | None = None
+
+
+def client() -> httpx.Client:
+    return httpx.Client(trust_env=False, timeout=httpx.Timeout(WAIT + 60, connect=30))
+
+
+def post(
+    http: httpx.Client, base: str, url: str, wait: float, options: dict[str, Any] | None = None
+) -> Answer:
+    body = {"url": url, "options": options or OPTIONS, "wait": wait}
+    sent = time.perf_counter()
+    try:
+        response = http.post(f"{base}/v1/shots", json=body)
+    except httpx.TransportError as exc:
+        return Answer(sent, time.perf_counter() - sent, type(exc).__name__)
+    latency = time.perf_counter() - sent
+    record = None
+    if response.status_code in (200, 202):
+        with contextlib.suppress(ValueError):
+            record = response.json()
+    return Answer(
+        sent, latency, str(response.status_code), record, response.headers.get("retry-after")
+    )
+
+
+def image_path(record: dict[str, Any] | None) -> Path | None:
+    location = (record or {}).get("location")
+    if not isinstance(location, str) or not location.startswith("file://"):
+        return None
+    return Path(unquote(urlsplit(location).path))
+
+
+def good_image(record: dict[str, Any] | None) -> bool:
+    path = image_path(record)
+    return (
+        record is not None
+        and record.get("status") == "ok"
+        and path is not None
+        and path.exists()
+        and png_size(path) == (WIDTH, HEIGHT)
+    )
+
+
+def failures(answers: list[Answer], good: list[Answer]) -> list[str]:
+    """The first few answers that are not a good image: status and error."""
+    counted = {id(a) for a in good}
+    bad = [a for a in answers if id(a) not in counted]
+    return [f"{a.status} {(a.record or {}).get('error')}" for a in bad[:3]]
+
+
+# -- 1. latency ------------------------------------------------------------------------------
+
+
+def latency_part(service: Service, name: str, pages: list[str], samples: int) -> dict[str, Any]:
+    with client() as http:
+        for url in unique(pages, f"warm-{name}", len(pages)):
+            answer = post(http, service.base, url, WAIT)
+            if answer.status != "200" or not good_image(answer.record):
+                raise SystemExit(f"warm-up shot of {url} failed: {answer.status} {answer.record}")
+        answers = [post(http, service.base, url, WAIT) for url in unique(pages, name, samples)]
+    good = [a for a in answers if a.status == "200" and good_image(a.record)]
+    latencies = [a.latency for a in good]
+    inside = [
+        a.latency - a.record["timings"]["total_ms"] / 1000
+        for a in good
+        if a.record and (a.record.get("timings") or {}).get("total_ms") is not None
+    ]
+    captures = [
+        a.record["timings"]["total_ms"] / 1000
+        for a in good
+        if a.record and (a.record.get("timings") or {}).get("total_ms") is not None
+    ]
+    return {
+        "pages": name,
+        "page_count": len(pages),
+        "samples": len(answers),
+        "ok": len(good),
+        "failures": failures(answers, good),
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "max": max(latencies, default=None),
+        "capture_p50": pct(captures, 50),
+        "overhead_p50": pct(inside, 50),
+        "overhead_p99": pct(inside, 99),
+    }
+
+
+def latency_table(rows: list[dict[str, Any]]) -> None:
+    say(
+        "\n| pages | samples | ok | p50 ms | p99 ms | max ms | capture p50 ms (record) | "
+        "not capture p50 / p99 ms |\n|---|---|---|---|---|---|---|---|"
+    )
+    for row in rows:
+        say(
+            f"| {row['pages']} ({row['page_count']}) | {row['samples']} | {row['ok']} | "
+            f"{ms(row['p50'])} | {ms(row['p99'])} | {ms(row['max'])} | {ms(row['capture_p50'])} | "
+            f"{ms(row['overhead_p50'])} / {ms(row['overhead_p99'])} |"
+        )
+        for failure in row["failures"]:
+            say(f"|  failed: {failure} | | | | | | | |")
+
+
+# -- 2. throughput ---------------------------------------------------------------------------
+
+
+def service_level(service: Service, urls: list[str], clients: int) -> dict[str, Any]:
+    """``urls`` shot by ``clients`` threads, each waiting for its answer; 429s retried."""
+    todo = list(reversed(urls))
+    lock = threading.Lock()
+    answers: list[Answer] = []
+    retried: list[float] = []  # when each 429 came, seconds after the level's start
+    started = time.perf_counter()
+
+    def run() -> None:
+        with client() as http:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    url = todo.pop()
+                answer = post(http, service.base, url, WAIT)
+                if answer.status == "429":
+                    with lock:
+                        retried.append(time.perf_counter() - started)
+                        todo.append(url)
+                    time.sleep(0.05)
+                    continue
+                answers.append(answer)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    good = [a for a in answers if a.status == "200" and good_image(a.record)]
+    images = [p for p in (image_path(a.record) for a in good) if p is not None]
+    return {
+        "runner": "serve",
+        "clients": clients,
+        "shots": len(urls),
+        "ok": len(good),
+        "retried_429": len(retried),
+        "retried_429_at_s": [round(at, 3) for at in retried[:10]],
+        "wall_s": wall,
+        "wall_rate": len(good) / wall if wall else None,
+        "steady_rate": steady_rate(images) if len(images) == len(urls) else None,
+        "problems": failures(answers, good),
+    }
+
+
+def shoot_run(work: Path, urls: list[str], concurrency: int, label: str) -> dict[str, Any]:
+    """`distshot shoot URLS -o DIR --allow-private --concurrency C`, timed whole."""
+    urls_file = work / f"urls-{label}.txt"
+    urls_file.write_text("".join(f"{url}\n" for url in urls))
+    out = work / f"shoot-{label}"
+    command = [
+        str(DISTSHOT),
+        "shoot",
+        str(urls_file),
+        "-o",
+        str(out),
+        "--allow-private",
+        "--concurrency",
+        str(concurrency),
+    ]
+    began = time.time()
+    started = time.perf_counter()
+    child = start_child(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, stderr = child.communicate(timeout=1800)
+    except subprocess.TimeoutExpired:
+        kill_group(child)
+        stderr = b"timed out after 1800 s"
+    wall = time.perf_counter() - started
+    text = stderr.decode(errors="replace")
+    images = [p for p in out.rglob("*.png") if not p.name.startswith(".")]
+    good = [p for p in images if png_size(p) == (WIDTH, HEIGHT)]
+    records = []
+    for manifest in out.rglob("manifest.jsonl"):
+        records += [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    ok = sum(r.get("status") == "ok" for r in records)
+    problems = []
+    if child.returncode != 0:
+        lines = [line for line in text.splitlines() if line.strip()]
+        problems.append(f"exit {child.returncode}: {lines[-1][:200] if lines else ''}")
+    if len(good) != len(urls) or ok != len(urls):
+        problems.append(f"{len(good)} 1280x800 PNGs, {ok} ok records for {len(urls)} URLs")
+    first = min((p.stat().st_mtime for p in good), default=None)
+    result = {
+        "runner": f"shoot {label}",
+        "clients": concurrency,
+        "shots": len(urls),
+        "ok": ok,
+        "wall_s": wall,
+        "wall_rate": ok / wall if wall else None,
+        "reported_rate": reported_rate(text),
+        "steady_rate": steady_rate(good) if not problems else None,
+        "startup_s": first - began if first is not None else None,
+        "command": " ".join(command),
+        "problems": problems,
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def throughput_part(
+    service: Service, work: Path, name: str, pages: list[str], shots: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    shoots: list[dict[str, Any]] = []
+    # The shoot rounds bracket the service's levels: the first before them, the others after.
+    for round_number in range(1, args.shoot_rounds + 1):
+        progress(f"{name}: distshot shoot, round {round_number} (load {load()})")
+        urls = unique(pages, f"shoot{round_number}-{name}", shots)
+        shoots.append(shoot_run(work, urls, args.concurrency, str(round_number)))
+        rows.append(shoots[-1])
+        if round_number == 1:
+            for clients in LEVELS:
+                progress(f"{name}: service, {clients} clients (load {load()})")
+                urls = unique(pages, f"tput{clients}-{name}", shots)
+                rows.append(service_level(service, urls, clients))
+    shoot_steady = mean([s["steady_rate"] for s in shoots if s["steady_rate"]])
+    shoot_wall = mean([s["wall_rate"] for s in shoots if s["wall_rate"] and not s["problems"]])
+    for row in rows:
+        if row["runner"] == "serve":
+            row["ratio_steady"] = (
+                row["steady_rate"] / shoot_steady if row["steady_rate"] and shoot_steady else None
+            )
+            row["ratio_wall"] = (
+                row["wall_rate"] / shoot_wall if row["wall_rate"] and shoot_wall else None
+            )
+    saturated = next(r for r in rows if r["runner"] == "serve" and r["clients"] == LEVELS[-1])
+    return {
+        "pages": name,
+        "rows": rows,
+        "shoot_steady_mean": shoot_steady,
+        "shoot_wall_mean": shoot_wall,
+        "saturation_clients": LEVELS[-1],
+        "ratio_at_saturation": saturated.get("ratio_steady"),
+        "ratio_at_saturation_wall": saturated.get("ratio_wall"),
+    }
+
+
+def retried_cell(row: dict[str, Any]) -> str:
+    if "retried_429" not in row:
+        return "-"
+    at = row["retried_429_at_s"]
+    return f"{row['retried_429']}" + (f" (at {', '.join(f'{t:.2f}' for t in at)} s)" if at else "")
+
+
+def throughput_table(part: dict[str, Any]) -> None:
+    say(
+        f"\n{part['pages']}: | runner | clients / --concurrency | shots | ok | 429 retried | "
+        "wall s | shots/s wall | shots/s steady | distshot says | start-up s | "
+        "serve/shoot steady (wall) |"
+    )
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in part["rows"]:
+        ratio = "-"
+        if row["runner"] == "serve":
+            ratio = f"{num(row.get('ratio_steady'), 2, 'x')} ({num(row.get('ratio_wall'), 2, 'x')})"
+        say(
+            f"| {row['runner']} | {row['clients']} | {row['shots']} | {row['ok']} | "
+            f"{retried_cell(row)} | {num(row['wall_s'], 1)} | "
+            f"{num(row['wall_rate'])} | {num(row['steady_rate'])} | "
+            f"{num(row.get('reported_rate'))} | {num(row.get('startup_s'), 1)} | {ratio} |"
+        )
+        for problem in row["problems"]:
+            say(f"|  problem: {problem} | | | | | | | | | | |")
+    say(
+        f"\nshoot (mean of {sum(r['runner'] != 'serve' for r in part['rows'])} rounds): "
+        f"{num(part['shoot_steady_mean'])} shots/s steady, {num(part['shoot_wall_mean'])} "
+        f"wall; serve at saturation ({part['saturation_clients']} clients) / shoot: "
+        f"{num(part['ratio_at_saturation'], 2, 'x')} steady, "
+        f"{num(part['ratio_at_saturation_wall'], 2, 'x')} wall (serve) over wall (shoot, "
+        "start-up included)"
+    )
+
+
+# -- 3. overload -----------------------------------------------------------------------------
+
+
+def overload_part(
+    service: Service, pages: list[str], args: argparse.Namespace, unloaded_p99: float | None
+) -> dict[str, Any]:
+    clients = 3 * (args.concurrency + args.max_queue)
+    duration = args.overload_seconds
+    answers: list[Answer] = []
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+    sampler = RssSampler(service.pid).start()
+    time.sleep(1.1)  # the start sample, before any load
+    before = service.metrics()
+    log_start = service.log_size()
+    cpu_before = cpu_seconds(service.pid)
+    deadline = time.perf_counter() + duration
+
+    def run() -> None:
+        with client() as http:
+            while time.perf_counter() < deadline:
+                with lock:
+                    n = next(counter)
+                url = f"{pages[n % len(pages)]}?shot=overload-{n}"
+                answers.append(post(http, service.base, url, WAIT))
+
+    progress(f"overload: {clients} clients for {duration:.0f} s (load {load()})")
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(min(1.0, duration / 10))  # the probe starts once the flood is on
+    prober = start_child(
+        [sys.executable, __file__, "--probe", service.base, pages[0], str(duration - 2)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(service.pid) - cpu_before
+    try:
+        probe_out, _ = prober.communicate(timeout=WAIT + 120)
+        probed = [(str(s), float(t)) for s, t in json.loads(probe_out or b"[]")]
+    except (subprocess.TimeoutExpired, ValueError):
+        kill_group(prober)
+        probed = []
+    idle = service.wait_idle()
+    time.sleep(1.1)  # the end sample, once the queue is empty again
+    sampler.stop()
+    after = service.metrics()
+    inside = service.access_times(log_start)
+
+    by_status: dict[str, list[float]] = {}
+    for answer in answers:
+        by_status.setdefault(answer.status, []).append(answer.latency)
+    statuses: dict[str, dict[str, Any]] = {
+        status: {
+            "count": len(values),
+            "p50": pct(values, 50),
+            "p99": pct(values, 99),
+            "max": max(values),
+            "service_p50": pct(inside.get(status, []), 50),
+            "service_p99": pct(inside.get(status, []), 99),
+            "service_count": len(inside.get(status, [])),
+        }
+        for status, values in sorted(by_status.items())
+    }
+    accepted = [a for a in answers if a.status == "200"]
+    record_status: dict[str, int] = {}
+    for answer in accepted:
+        key = str((answer.record or {}).get("status"))
+        record_status[key] = record_status.get(key, 0) + 1
+    retry_after = sorted({a.retry_after for a in answers if a.status == "429" and a.retry_after})
+    probe_429 = [t for status, t in probed if status == "429"]
+    probe_statuses: dict[str, int] = {}
+    for status, _ in probed:
+        probe_statuses[status] = probe_statuses.get(status, 0) + 1
+    p99_429 = statuses.get("429", {}).get("p99")
+    p99_200 = statuses.get("200", {}).get("p99")
+    server_errors = sum(v["count"] for k, v in statuses.items() if k.isdigit() and k[0] == "5")
+    transport = sum(v["count"] for k, v in statuses.items() if not k.isdigit())
+    in_window = [a for a in accepted if a.sent + a.latency <= started + duration]
+    captures = [
+        a.record["timings"]["total_ms"] / 1000
+        for a in accepted
+        if a.record and (a.record.get("timings") or {}).get("total_ms") is not None
+    ]
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    return {
+        "clients": clients,
+        "seconds": duration,
+        "elapsed_s": elapsed,
+        "answers": len(answers),
+        "statuses": statuses,
+        "record_status_of_200": record_status,
+        "retry_after_values": retry_after[:10],
+        "p99_429": p99_429,
+        "probe": {
+            "answers": probe_statuses,
+            "p50_429": pct(probe_429, 50),
+            "p99_429": pct(probe_429, 99),
+            "max_429": max(probe_429, default=None),
+        },
+        "p99_200": p99_200,
+        "unloaded_p99": unloaded_p99,
+        "ratio_200_to_unloaded": p99_200 / unloaded_p99 if p99_200 and unloaded_p99 else None,
+        "server_errors": server_errors,
+        "transport_errors": transport,
+        "accepted_rate": len(in_window) / duration if duration else None,
+        "capture_p50": pct(captures, 50),
+        "capture_p99": pct(captures, 99),
+        "serve_cpu_s": cpu,
+        "serve_cpu_ms_per_answer": cpu * 1000 / len(answers) if answers else None,
+        "metrics_overloaded_queue": delta('distshot_overloaded_total{reason="queue"}'),
+        "metrics_shots_ok": delta('distshot_shots_total{engine="playwright",status="ok"}'),
+        "idle_after": idle,
+        "rss": sampler.summary(),
+        "rss_series_mib": [round(sample.rss / MIB) for sample in sampler.samples],
+    }
+
+
+def probe(base: str, url: str, seconds: float, gap: float = 0.05) -> None:
+    """The child of part 3: one request at a time, ``gap`` seconds apart, for ``seconds``;
+    prints [[status, latency], ...] as JSON. In a process of its own, so that its figures
+    do not include waiting for the flood's client threads (one GIL)."""
+    found = []
+    deadline = time.perf_counter() + seconds
+    with client() as http:
+        n = 0
+        while time.perf_counter() < deadline:
+            answer = post(http, base, f"{url}?shot=probe-{n}", WAIT)
+            found.append([answer.status, answer.latency])
+            n += 1
+            time.sleep(gap)
+    print(json.dumps(found), flush=True)
+
+
+def overload_table(part: dict[str, Any]) -> None:
+    say(
+        f"\n{part['clients']} clients for {part['seconds']:.0f} s ({part['elapsed_s']:.1f} s "
+        f"until the last answer), {part['answers']} answers; 200s answered within the window: "
+        f"{num(part['accepted_rate'])} shots/s; records of the 200s: "
+        f"{part['record_status_of_200']}; Retry-After values: {part['retry_after_values']}"
+    )
+    say(
+        "\n| status | answers | p50 ms | p99 ms | max ms | service's own p50 / p99 ms "
+        "(access log) |\n|---|---|---|---|---|---|"
+    )
+    for status, row in part["statuses"].items():
+        say(
+            f"| {status} | {row['count']} | {ms(row['p50'])} | {ms(row['p99'])} | "
+            f"{ms(row['max'])} | {ms(row.get('service_p50'))} / {ms(row.get('service_p99'))} |"
+        )
+    say(
+        f"\ncapture time of the 200s (record timings.total_ms): p50 {ms(part['capture_p50'])} "
+        f"ms, p99 {ms(part['capture_p99'])} ms; the serve process (API and capture loop) used "
+        f"{part['serve_cpu_s']:.1f} s of CPU in {part['elapsed_s']:.0f} s, "
+        f"{num(part['serve_cpu_ms_per_answer'])} ms per answer"
+    )
+    probe = part["probe"]
+    say(
+        f"\nprobe (a process of its own, one request every 50 ms during the flood): "
+        f"{probe['answers']}; 429 p50 {ms(probe['p50_429'])} ms, p99 {ms(probe['p99_429'])} "
+        f"ms, max {ms(probe['max_429'])} ms"
+    )
+    rss = part["rss"]
+    say(
+        f"\nservice tree RSS (every 1 s, {rss['samples']} samples, up to "
+        f"{rss['max_processes']} processes): start {num(rss['start_mib'], 0)} MiB, max "
+        f"{num(rss['max_mib'], 0)} MiB, end {num(rss['end_mib'], 0)} MiB; /metrics: "
+        f"{part['metrics_overloaded_queue']:.0f} refused (queue), "
+        f"{part['metrics_shots_ok']:.0f} shots ok; queue empty afterwards: {part['idle_after']}"
+    )
+    parts = rss.get("parts_mib", {})
+    say(
+        "by kind (MiB): "
+        + "; ".join(f"{name}: {parts_text(values)}" for name, values in parts.items())
+        + f"; outside the tree (crashpad): up to {num(rss.get('max_detached_mib'), 0)} MiB"
+    )
+    say(f"RSS every second (MiB): {part['rss_series_mib']}")
+
+
+# -- 4. memory with a deep queue -------------------------------------------------------------
+
+
+def queued_part(
+    work: Path, page_base: str, pages: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    count = args.queued
+    service = Service(work, "serve-queued", args.concurrency, 20000, drain=1)
+    progress(f"queued: starting {' '.join(service.command)}")
+    ready = service.wait_ready()
+    sampler = RssSampler(service.pid)
+    with client() as http:
+        warm = post(http, service.base, f"{pages[0]}?shot=queued-warm", WAIT)
+    if warm.status != "200" or not good_image(warm.record):
+        raise SystemExit(f"queued: warm-up shot failed: {warm.status} {warm.record}")
+    # Every browser slot busy with a page that takes HOLD seconds (its timeout raised to
+    # match): the RSS before the burst has the same captures in flight as after it, so the
+    # difference is what the queue costs.
+    holders = []
+    held = time.monotonic()
+    with client() as http:
+        for n in range(args.concurrency):
+            url = f"{page_base}/slow?delay={HOLD}&shot=queued-hold-{n}"
+            holders.append(post(http, service.base, url, 0, {**OPTIONS, "timeout": HOLD + 60}))
+    if any(answer.status != "202" for answer in holders):
+        raise SystemExit(f"queued: holders not accepted: {[a.status for a in holders]}")
+    deadline = time.monotonic() + 30
+    while service.metrics().get("distshot_in_flight") != args.concurrency:
+        if time.monotonic() > deadline:
+            raise SystemExit("queued: the holder pages did not start")
+        time.sleep(0.2)
+    time.sleep(3)
+    before = []
+    for _ in range(3):
+        before.append(sampler.sample())
+        time.sleep(1)
+    log_start = service.log_size()
+
+    answers: list[Answer] = []
+    counter = iter(range(count))
+    lock = threading.Lock()
+    delay = args.slow_delay
+
+    def run() -> None:
+        with client() as http:
+            while True:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                url = f"{page_base}/slow?delay={delay}&shot=queued-{n}"
+                answers.append(post(http, service.base, url, 0))
+
+    progress(f"queued: {count} wait:0 POSTs from {args.queue_clients} clients (load {load()})")
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(args.queue_clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    burst = time.perf_counter() - started
+    time.sleep(2)
+    after_samples = []
+    for _ in range(3):
+        after_samples.append(sampler.sample())
+        time.sleep(1)
+    hold_elapsed = time.monotonic() - held
+    values = service.metrics()
+    inside = service.access_times(log_start)
+    depth = values.get("distshot_queue_depth")
+    in_flight = values.get("distshot_in_flight")
+    service_rss = values.get("distshot_process_tree_rss_bytes")
+    python_rss = rss(service.pid)
+
+    statuses: dict[str, int] = {}
+    for answer in answers:
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+    latencies = [a.latency for a in answers if a.status == "202"]
+    accepted = statuses.get("202", 0)
+    memory = {
+        "before": median_sample(before),
+        "after": median_sample(after_samples),
+    }
+    delta = {
+        name: memory["after"].get(name, 0) - memory["before"].get(name, 0)
+        for name in memory["after"]
+    }
+
+    progress("queued: SIGTERM to the service")
+    seconds, killed = service.stop(STOP_GRACE)
+    right_after = [pid for pid in group_members(service.pid) if is_chromium(pid)]
+    time.sleep(5)
+    later = [f"{pid} {command_line(pid)}" for pid in group_members(service.pid)]
+    later_chromium = [line for line in later if "chrom" in line]
+    survivors = sampler.survivors()
+    marked_left = [f"{pid} {command_line(pid)}" for pid in marked(TOKEN)]
+    if later or marked_left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+        for pid in marked(TOKEN):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return {
+        "queued": count,
+        "clients": args.queue_clients,
+        "slow_delay_s": delay,
+        "hold_s": HOLD,
+        "hold_elapsed_s": hold_elapsed,
+        "ready_s": ready,
+        "statuses": statuses,
+        "burst_s": burst,
+        "post_p50": pct(latencies, 50),
+        "post_p99": pct(latencies, 99),
+        "service_202_p50": pct(inside.get("202", []), 50),
+        "service_202_p99": pct(inside.get("202", []), 99),
+        "rss_mib": {
+            when: {name: value / MIB for name, value in values.items()}
+            for when, values in memory.items()
+        },
+        "delta_mib": {name: value / MIB for name, value in delta.items()},
+        "kib_per_queued": {
+            name: value / 1024 / accepted if accepted else None for name, value in delta.items()
+        },
+        "serve_process_rss_mib": python_rss / MIB,
+        "processes": max(sample.processes for sample in after_samples),
+        "metrics_queue_depth": depth,
+        "metrics_in_flight": in_flight,
+        "metrics_tree_rss_mib": service_rss / MIB if service_rss else None,
+        "sigterm_exit_s": seconds,
+        "sigkilled": killed,
+        "exit_status": service.process.returncode,
+        "chromium_in_group_at_exit": len(right_after),
+        "left_after_5s": later,
+        "chromium_left_after_5s": later_chromium,
+        "seen_chromium_alive": survivors,
+        "marked_left": marked_left,
+        "log": service.log_findings(),
+        "command": " ".join(service.command),
+    }
+
+
+def median_sample(samples: list[Sample]) -> dict[str, int]:
+    """The median of each figure over a few samples: the tree, and each kind of process."""
+    names = {name for sample in samples for name in sample.parts}
+    figures = {"tree": sorted(sample.rss for sample in samples)}
+    for name in names:
+        figures[name] = sorted(sample.parts.get(name, 0) for sample in samples)
+    return {name: values[len(values) // 2] for name, values in figures.items()}
+
+
+def queued_table(part: dict[str, Any]) -> None:
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(part["statuses"].items()))
+    say(
+        f"\n{part['queued']} POSTs (wait: 0) from {part['clients']} clients in "
+        f"{part['burst_s']:.1f} s ({statuses}); 202 latency p50 {ms(part['post_p50'])} ms, "
+        f"p99 {ms(part['post_p99'])} ms; queued pages answer after {part['slow_delay_s']:g} s; "
+        f"the {part['metrics_in_flight'] or 0:.0f} in flight (sent before the burst, both RSS "
+        f"figures) after {part['hold_s']} s, {part['hold_elapsed_s']:.0f} s had passed at the "
+        "last sample"
+    )
+    say(
+        f"service's own time per 202 (access log): p50 {ms(part['service_202_p50'])} ms, p99 "
+        f"{ms(part['service_202_p99'])} ms; /metrics after: queue depth "
+        f"{num(part['metrics_queue_depth'], 0)}, in flight {num(part['metrics_in_flight'], 0)}, "
+        f"tree RSS {num(part['metrics_tree_rss_mib'], 0)} MiB; {part['processes']} processes"
+    )
+    rows = part["rss_mib"]
+    names = ["tree", *sorted(name for name in rows["after"] if name != "tree")]
+    say(
+        "\n| RSS (MiB) | "
+        + " | ".join(names)
+        + " |\n|---|"
+        + "---|" * len(names)
+        + "\n"
+        + "\n".join(
+            f"| {label} | " + " | ".join(num(values.get(name), 1) for name in names) + " |"
+            for label, values in (
+                ("before the burst", rows["before"]),
+                (f"with {part['statuses'].get('202', 0)} accepted", rows["after"]),
+                ("delta", part["delta_mib"]),
+                ("KiB per queued request", part["kib_per_queued"]),
+            )
+        )
+    )
+    say(
+        f"\nSIGTERM (--drain-timeout 1): exited in {part['sigterm_exit_s']:.1f} s with status "
+        f"{part['exit_status']}{' after SIGKILL to its group' if part['sigkilled'] else ''}; "
+        f"Chromium processes in its group right after: {part['chromium_in_group_at_exit']}, "
+        f"5 s later: {len(part['chromium_left_after_5s'])}; Chromium processes seen in its "
+        f"tree still alive: {len(part['seen_chromium_alive'])}; marked processes left: "
+        f"{len(part['marked_left'])}"
+    )
+    for line in part["left_after_5s"] + part["seen_chromium_alive"] + part["marked_left"]:
+        say(f"    left: {line}")
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def targets(results: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, bool | None]] = []
+    for part in results.get("throughput", []):
+        ratio = part["ratio_at_saturation"]
+        rows.append(
+            (
+                f"serve / shoot at saturation ≥ 0.9 ({part['pages']}, steady)",
+                num(ratio, 2, "x"),
+                None if ratio is None else ratio >= 0.9,
+            )
+        )
+    overload = results.get("overload")
+    if overload:
+        p99 = overload["p99_429"]
+        probe_p99 = overload["probe"]["p99_429"]
+        inside = overload["statuses"].get("429", {}).get("service_p99")
+        rows.append(
+            (
+                "overload: p99 time to a 429 < 50 ms (all clients)",
+                f"{ms(p99)} ms (probe process: {ms(probe_p99)} ms; the service's own: "
+                f"{ms(inside)} ms)",
+                None if p99 is None else p99 < 0.05,
+            )
+        )
+        ratio = overload["ratio_200_to_unloaded"]
+        rows.append(
+            (
+                "overload: p99 of 200s ≤ 2x unloaded p99",
+                f"{ms(overload['p99_200'])} ms vs {ms(overload['unloaded_p99'])} ms "
+                f"= {num(ratio, 2, 'x')}",
+                None if ratio is None else ratio <= 2,
+            )
+        )
+        rows.append(
+            (
+                "overload: 5xx answers = 0",
+                f"{overload['server_errors']} (transport errors: {overload['transport_errors']})",
+                overload["server_errors"] == 0,
+            )
+        )
+    queued = results.get("queued")
+    if queued:
+        left = len(queued["chromium_left_after_5s"]) + len(queued["seen_chromium_alive"])
+        rows.append(
+            (
+                "queued: no Chromium left after SIGTERM",
+                f"{left} left; exit in {queued['sigterm_exit_s']:.1f} s"
+                f"{', SIGKILLed' if queued['sigkilled'] else ''}",
+                left == 0,
+            )
+        )
+    if rows:
+        say("\n| target | measured | met |\n|---|---|---|")
+        for label, value, ok in rows:
+            say(f"| {label} | {value} | {met(ok)} |")
+
+
+def run(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    parts = set(args.parts)
+    say("\n".join(describe()))
+    docs = (DOC_ROOT / "library").is_dir()
+    if not docs:
+        say(
+            f"- {DOC_PACKAGE} is not installed ({DOC_ROOT}/library is missing): the Python docs "
+            "corpus is skipped (bench/corpus.py --install adds it)"
+        )
+    results["docs_corpus"] = doc_version() if docs else None
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(page_server())
+        page_sets = {"examples/site": demo_pages(base)}
+        if docs:
+            corpus = stack.enter_context(Corpus())
+            page_sets[f"{DOC_PACKAGE} corpus"] = corpus.urls(args.docs_pages)
+        say(
+            f"- pages: examples/site at {base} ({len(page_sets['examples/site'])} pages); "
+            f"{WIDTH}x{HEIGHT} PNG; service --concurrency {args.concurrency} --max-queue "
+            f"{args.max_queue}"
+        )
+        if parts & {1, 2, 3}:
+            service = Service(work, "serve", args.concurrency, args.max_queue)
+            results["command"] = " ".join(service.command)
+            progress(f"starting {' '.join(service.command)}")
+            results["ready_s"] = service.wait_ready()
+            say(f"- service ready in {results['ready_s']:.1f} s: {service.command[0]} ...")
+            try:
+                unloaded = None
+                if 1 in parts:
+                    say(f"\n## 1. Latency, one client at a time, warm service (load {load()})")
+                    results["latency"] = []
+                    for name, pages in page_sets.items():
+                        progress(f"latency: {name}, {args.samples} samples")
+                        results["latency"].append(latency_part(service, name, pages, args.samples))
+                    latency_table(results["latency"])
+                    unloaded = results["latency"][0]["p99"]
+                if 2 in parts:
+                    say(f"\n## 2. Throughput (load {load()})")
+                    results["throughput"] = []
+                    for name, pages in page_sets.items():
+                        part = throughput_part(service, work, name, pages, args.shots, args)
+                        results["throughput"].append(part)
+                        throughput_table(part)
+                if 3 in parts:
+                    if unloaded is None:
+                        progress("overload: measuring the unloaded p99 first")
+                        pages = page_sets["examples/site"]
+                        unloaded = latency_part(service, "examples/site", pages, args.samples)[
+                            "p99"
+                        ]
+                    say(f"\n## 3. Overload at 3x capacity (load {load()})")
+                    results["overload"] = overload_part(
+                        service, page_sets["examples/site"], args, unloaded
+                    )
+                    overload_table(results["overload"])
+            finally:
+                seconds, killed = service.stop()
+                results["stop"] = {"seconds": seconds, "sigkilled": killed}
+                results["log"] = service.log_findings()
+        if 4 in parts:
+            say(f"\n## 4. Memory with {args.queued} queued requests (load {load()})")
+            results["queued"] = queued_part(work, base, page_sets["examples/site"], args)
+            queued_table(results["queued"])
+    say("\n## Targets")
+    targets(results)
+    for name, key in (("serve", results), ("serve-queued", results.get("queued") or {})):
+        if "log" not in key:
+            continue
+        lines = key["log"]
+        say(f"\n{name} log: {len(lines)} lines other than routine ones and non-5xx access lines")
+        for line in lines:
+            say(f"    {line}")
+
+
+def main() -> None:
+    global OUT
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small numbers")
+    parser.add_argument("--parts", type=int, nargs="+", choices=(1, 2, 3, 4), default=[1, 2, 3, 4])
+    parser.add_argument("--concurrency", type=int, default=2, help="captures at once [2]")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=6,
+        help="the service's --max-queue for parts 1-3 [6: 8 clients never get a 429]",
+    )
+    parser.add_argument("--samples", type=int, help="latency samples per page set [100; 20]")
+    parser.add_argument("--shots", type=int, help="shots per throughput level [100; 20]")
+    parser.add_argument("--shoot-rounds", type=int, help="distshot shoot runs [2; 1]")
+    parser.add_argument("--overload-seconds", type=float, help="[60; 10]")
+    parser.add_argument("--queued", type=int, help="wait:0 requests of part 4 [10000; 1000]")
+    parser.add_argument("--queue-clients", type=int, default=50, help="part 4's clients [50]")
+    parser.add_argument("--slow-delay", type=float, default=5.0, help="part 4's page delay [5]")
+    parser.add_argument("--docs-pages", type=int, default=60, help="docs corpus pages [60]")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the figures as JSON (- : stdout)",
+    )
+    parser.add_argument("--keep", type=Path, help="keep the work folder (logs, state) here")
+    parser.add_argument("--page-server", help=argparse.SUPPRESS)  # the page server child
+    parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)  # part 3's probe child
+    args = parser.parse_args()
+    if args.page_server:
+        serve_pages(args.page_server)
+        return
+    if args.probe:
+        probe(args.probe[0], args.probe[1], float(args.probe[2]))
+        return
+    quick = args.quick
+    defaults = {
+        "samples": 20 if quick else 100,
+        "shots": 20 if quick else 100,
+        "shoot_rounds": 1 if quick else 2,
+        "overload_seconds": 10.0 if quick else 60.0,
+        "queued": 1000 if quick else 10000,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.json == "-":
+        OUT = sys.stderr
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    results: dict[str, Any] = {
+        "arguments": {
+            k: v for k, v in vars(args).items() if k not in ("page_server", "probe", "keep")
+        }
+        | {"keep": str(args.keep) if args.keep else None}
+    }
+    status = 0
+    work = Path(tempfile.mkdtemp(prefix="distshot-serve-bench-"))
+    try:
+        run(args, work, results)
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        status = 1
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        left = cleanup()
+        results["left_at_exit"] = left
+        if left:
+            say(f"\nwarning: processes left at the end (killed): {left}")
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True, ignore=_no_images)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        text = json.dumps(results, indent=1, default=str)
+        if args.json == "-":
+            print(text, flush=True)
+        else:
+            Path(args.json).write_text(text + "\n")
+    sys.exit(status)
+
+
+def _no_images(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name.endswith((".png", ".jpeg", ".webp"))]
+
+
+if __name__ == "__main__":
+    main()
