@@ -93,6 +93,17 @@ class Admission:
             self._keys[key] = state
         return state
 
+    def check(self, key: str, *, max_queue: int | None = None) -> None:
+        """Raise Overloaded now if ``admit`` would: called before a request's body is read
+        and parsed, so that a refusal costs as little as possible."""
+        state = self._keys.get(key)
+        if self.memory_over:
+            self._refuse("memory", "the service is out of memory for new work")
+        if self.waiting >= self.max_queue:
+            self._refuse("queue", f"{self.waiting} requests are waiting for a browser")
+        if state is not None and state.waiting >= state.max_queue:
+            self._refuse("key_queue", f"this key has {state.waiting} requests waiting")
+
     def admit(
         self,
         key: str,
