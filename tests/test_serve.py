@@ -447,3 +447,37 @@ def test_a_browser_that_cannot_start_is_one_line_and_exit_2(tmp_path: Path) -> N
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "distshot: error:" in result.stderr
+
+
+def test_one_key_cannot_starve_another(
+    alice: httpx.Client, bob: httpx.Client, pages: PageServer
+) -> None:
+    """alice's quota is one capture at once: with two browsers, bob's shot runs beside
+    alice's backlog instead of behind it."""
+    backlog = [
+        alice.post("/v1/shots", json={"url": f"{pages.base}/slow?ms=1200&q={n}", "wait": 0}).json()[
+            "id"
+        ]
+        for n in range(4)
+    ]
+    record = bob.post("/v1/shots", json={"url": pages.base + "/tall?h=77"}).json()
+    assert record["status"] == "ok"
+    waiting = [alice.get(f"/v1/shots/{i}").json()["status"] for i in backlog]
+    assert waiting.count("queued") >= 2, waiting  # alice's backlog is still there
+    for shot_id in backlog:
+        poll(alice, f"/v1/shots/{shot_id}", lambda b: "format" in b)
+
+
+def test_over_the_memory_bound_it_answers_429(tmp_path: Path, pages: PageServer) -> None:
+    serve = Serve(tmp_path, "--max-memory", "1", *LOOPBACK).start()  # 1 MiB: always over
+    try:
+        with serve.client() as client:
+            time.sleep(1.5)  # the memory is sampled twice a second
+            answer = client.post("/v1/shots", json={"url": pages.base + "/tall"})
+            assert answer.status_code == 429, answer.text
+            assert "memory" in answer.json()["error"]["message"]
+            assert client.get("/readyz").status_code == 503
+            metrics = client.get("/metrics").text
+            assert 'distshot_overloaded_total{reason="memory"} 1.0' in metrics
+    finally:
+        serve.stop()
