@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -23,6 +23,7 @@ from ..core.errors import DistshotError
 from ..core.imageinfo import CONTENT_TYPES
 from ..core.options import DEFAULT_OPTIONS
 from ..plugins.manager import Registry
+from .batches import Batch
 from .errors import ApiError, error_response, not_found, unauthorized
 from .keys import ApiKey
 from .limits import Overloaded
@@ -44,6 +45,7 @@ from .schemas import (
     option_parameters,
 )
 from .service import Service
+from .shots import Shot
 from .signing import SCREENSHOT_PATH, SignatureError, is_signed, verify
 
 access_log = logging.getLogger("distshot.access")
@@ -131,6 +133,19 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
                 raise ApiError(413, "BodyTooLarge", f"the body must be at most {limit} bytes")
         return bytes(body)
 
+    def own_shot(request: Request, shot_id: str) -> Shot:
+        """The shot, if the caller's key asked for it (another key's id is a 404 too)."""
+        shot = service.shots.get(shot_id, authenticate(request).id)
+        if shot is None:
+            raise not_found("shot")
+        return shot
+
+    def own_batch(request: Request, batch_id: str) -> Batch:
+        batch = service.batches.get(batch_id, authenticate(request).id)
+        if batch is None:
+            raise not_found("batch")
+        return batch
+
     def check_engine(engine: str | None) -> str | None:
         if engine is None:
             return None
@@ -148,8 +163,6 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
             elif not service.policy.allow_private:
                 await asyncio.to_thread(service.policy.check_url, url)
         except DistshotError as exc:
-            if exc.transient:
-                raise ApiError(422, exc.type_name, exc.message, field=field) from None
             raise ApiError(422, exc.type_name, exc.message, field=field) from None
 
     def location(shot_id: str) -> str:
@@ -206,11 +219,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         },
     )
     async def get_shot(shot_id: str, request: Request) -> Response:
-        key = authenticate(request)
-        shot = service.shots.get(shot_id, key.id)
-        if shot is None:
-            raise not_found("shot")
-        return JSONResponse(shot.summary())
+        return JSONResponse(own_shot(request, shot_id).summary())
 
     @app.get(
         "/v1/shots/{shot_id}/image",
@@ -222,10 +231,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         },
     )
     async def get_shot_image(shot_id: str, request: Request) -> Response:
-        key = authenticate(request)
-        shot = service.shots.get(shot_id, key.id)
-        if shot is None:
-            raise not_found("shot")
+        shot = own_shot(request, shot_id)
         if shot.record is None:
             raise ApiError(409, "NotReady", f"the shot is {shot.status}; try again later")
         return image_response(shot.record)
@@ -350,10 +356,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         },
     )
     async def get_batch(batch_id: str, request: Request) -> Response:
-        key = authenticate(request)
-        batch = service.batches.get(batch_id, key.id)
-        if batch is None:
-            raise not_found("batch")
+        batch = own_batch(request, batch_id)
         return JSONResponse(batch.summary())
 
     @app.get(
@@ -365,10 +368,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         },
     )
     async def get_manifest(batch_id: str, request: Request, follow: bool = False) -> Response:
-        key = authenticate(request)
-        batch = service.batches.get(batch_id, key.id)
-        if batch is None:
-            raise not_found("batch")
+        batch = own_batch(request, batch_id)
         return StreamingResponse(stream_manifest(batch, follow), media_type="application/x-ndjson")
 
     @app.delete(
@@ -381,10 +381,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         status_code=202,
     )
     async def delete_batch(batch_id: str, request: Request) -> Response:
-        key = authenticate(request)
-        batch = service.batches.get(batch_id, key.id)
-        if batch is None:
-            raise not_found("batch")
+        batch = own_batch(request, batch_id)
         if not batch.finished:
             batch.cancel_requested = True
         return JSONResponse(batch.summary(), status_code=202)
@@ -457,7 +454,7 @@ async def spool(request: Request, path: Path, limit: int) -> None:
             out.write(chunk)
 
 
-async def stream_manifest(batch: Any, follow: bool) -> AsyncIterator[bytes]:
+async def stream_manifest(batch: Batch, follow: bool) -> AsyncIterator[bytes]:
     """The manifest's whole lines; with ``follow``, new ones as they are written, until
     the batch is finished and everything written has been sent."""
     offset = 0
@@ -520,6 +517,3 @@ class AccessLog:
                 (time.monotonic() - started) * 1000,
                 (scope.get("client") or ("-",))[0],
             )
-
-
-_Handler = Callable[[Request], Awaitable[Response]]

@@ -29,6 +29,7 @@ from ..core.errors import DistshotError
 from ..core.inputs import InputItem, Rejection, RequestReader
 from ..core.manifest import ManifestWriter, read_records
 from ..core.models import ShotRequest, ShotResult
+from ..dispatch.dispatcher import Counts
 from .shots import new_id
 
 logger = logging.getLogger("distshot.serve")
@@ -52,9 +53,8 @@ class Batch:
     webhook_url: str | None = None
     status: str = "receiving"  # receiving | running | done | cancelled
     total: int | None = None
-    ok: int = 0
-    failed: int = 0
-    rejected: int = 0
+    #: ok / failed / rejected, counted as the dispatcher counts a batch's records.
+    counts: Counts = field(default_factory=Counts)
     in_flight: int = 0
     created: float = field(default_factory=time.time)
     recorded: set[int] = field(default_factory=set)
@@ -78,19 +78,11 @@ class Batch:
             "id": self.id,
             "status": self.status,
             "total": self.total,
-            "ok": self.ok,
-            "failed": self.failed,
-            "rejected": self.rejected,
+            "ok": self.counts.ok,
+            "failed": self.counts.failed,
+            "rejected": self.counts.rejected,
             "in_flight": self.in_flight,
         }
-
-    def count(self, status: str) -> None:
-        if status == "ok":
-            self.ok += 1
-        elif status == "rejected":
-            self.rejected += 1
-        else:
-            self.failed += 1
 
     def touch(self) -> None:
         """Wake whoever follows the manifest."""
@@ -162,7 +154,7 @@ class BatchStore:
                     line = record.get("line")
                     if isinstance(line, int) and line not in batch.recorded:
                         batch.recorded.add(line)
-                        batch.count(str(record.get("status")))
+                        batch.counts.add(str(record.get("status")))
             if batch.finished:
                 batch.total = len(batch.recorded)
             else:
@@ -273,7 +265,7 @@ class BatchRunner:
             return  # a duplicate (a line captured again after a restart)
         batch.recorded.add(line)
         manifest.write(record)
-        batch.count(str(record.get("status")))
+        batch.counts.add(str(record.get("status")))
         batch.touch()
         self._unsynced += 1
         if self._unsynced >= _SYNC_EVERY:

@@ -70,10 +70,7 @@ class EmbeddedBackend(Backend):
         # The default storage and the browser are made now: a bad folder or a browser that
         # cannot start fails the start-up with one line, not every request.
         await asyncio.to_thread(self.runtime.storage, None)
-        await self._in_capture_loop(self._open_engine())
-
-    async def _open_engine(self) -> None:
-        await self.runtime.engine()
+        await self._in_capture_loop(self.runtime.engine())
 
     async def _in_capture_loop(self, coro: Any) -> Any:
         assert self._loop is not None

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from ..core.errors import DistshotError
-from ..core.models import ShotRequest
 from ..core.optionkinds import Headers, Selectors
 from ..core.options import DEFAULT_OPTIONS, SPECS, CaptureOptions, parse_options
 from ..core.policy import parse_url
@@ -51,31 +50,21 @@ def parse_options_field(raw: Any, base: CaptureOptions, prefix: str = "options."
         raise invalid(prefix.rstrip("."), "options must be a JSON object")
     for key, value in raw.items():
         name = str(key)
-        if name.strip().lower().replace("-", "_") not in SPECS:
+        spec = SPECS.get(name.strip().lower().replace("-", "_"))
+        if spec is None:
             raise invalid(
                 prefix + name, f"unknown option {name!r}; GET /openapi.json lists the options"
             )
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue  # "not set", as parse_options reads it
         try:
-            parse_options({key: value}, DEFAULT_OPTIONS)
+            spec.kind.parse(spec.name, value)
         except DistshotError as exc:
-            if _combination_only(name, value):
-                continue  # valid alone; judged with the others below
             raise invalid(prefix + name, exc.message) from None
-    try:
+    try:  # every value is good alone: what is left is how they go together
         return parse_options(raw, base)
     except DistshotError as exc:
         raise invalid(prefix.rstrip(".") or "options", exc.message) from None
-
-
-def _combination_only(name: str, value: Any) -> bool:
-    """Whether an option's value is fine and only its pairing with defaults fails (quality
-    without format jpeg): then the error is about the combination, not the option."""
-    spec = SPECS[name.strip().lower().replace("-", "_")]
-    try:
-        spec.kind.parse(spec.name, value)
-    except DistshotError:
-        return False
-    return True
 
 
 def parse_shot_body(data: Any) -> ShotInput:
@@ -145,9 +134,3 @@ def single(params: list[tuple[str, str]], name: str) -> str | None:
     if len(values) > 1:
         raise invalid(name, f"{name} is given {len(values)} times")
     return values[0] if values else None
-
-
-def build_request(
-    shot_id: str, line: int, url: str, options: CaptureOptions, engine: str | None, **policy: Any
-) -> ShotRequest:
-    return ShotRequest(id=shot_id, line=line, url=url, options=options, engine=engine, **policy)

@@ -114,9 +114,6 @@ class ShotBook:
         shot = self._shots.get(shot_id)
         return shot if shot is not None and shot.owner == owner else None
 
-    def lookup(self, shot_id: str) -> Shot | None:
-        return self._shots.get(shot_id)
-
     def pending(self) -> list[Shot]:
         return [shot for shot in self._shots.values() if shot.status != "done"]
 
