@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import secrets
 import signal
@@ -553,6 +554,14 @@ def worker(
     help="Requests that may wait; beyond: 429.",
 )
 @click.option(
+    "--max-queue-wait",
+    default="auto",
+    show_default=True,
+    metavar="SECONDS|auto|off",
+    help="A request whose client waits for the answer gets 429 when it is predicted to wait "
+    "longer for a browser (auto: one capture's time).",
+)
+@click.option(
     "--max-memory",
     type=int,
     metavar="MIB",
@@ -595,6 +604,7 @@ def serve(
     engine: str | None,
     concurrency: int | None,
     max_queue: int,
+    max_queue_wait: str,
     max_memory: int | None,
     state_dir: str,
     keys_file: str | None,
@@ -636,6 +646,7 @@ def serve(
         engine=settings.engine,
         concurrency=settings.concurrency,
         max_queue=max_queue,
+        max_queue_wait=_queue_wait(max_queue_wait),
         memory_limit=max_memory * 1024 * 1024 if max_memory else None,
         state_dir=Path(state_dir),
         keys_file=Path(keys_file) if keys_file else None,
@@ -648,6 +659,24 @@ def serve(
         webhook_schedule=_schedule(webhook_schedule),
     )
     run_service(serve_settings, settings)
+
+
+def _queue_wait(text: str) -> float | None:
+    """Seconds, None for auto (one smoothed capture time), inf for off."""
+    word = text.strip().lower()
+    if word == "auto":
+        return None
+    if word == "off":
+        return math.inf
+    try:
+        seconds = float(word)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or math.isinf(seconds):
+        raise click.BadParameter(
+            "must be seconds above 0, auto or off", param_hint="--max-queue-wait"
+        )
+    return seconds
 
 
 def _schedule(text: str | None) -> tuple[float, ...] | None:

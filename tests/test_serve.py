@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -349,6 +350,26 @@ def test_webhooks_are_signed_retried_while_the_receiver_fails_and_none_lost(
 # -- metrics, health -----------------------------------------------------------------------
 
 
+def test_an_idle_keep_alive_connection_outlives_a_client_pools_idle_time(service: Serve) -> None:
+    """httpx keeps idle connections 5 s, as uvicorn did: a client reusing one just as the
+    server closed it got "server disconnected". The server now keeps them longer."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as conn:
+        reader = conn.makefile("rb")
+        for _ in range(2):
+            conn.sendall(request)
+            status = reader.readline()
+            assert status, "the server closed the idle connection"
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)
+            time.sleep(6.5)
+
+
 def test_metrics_count_requests_by_route_and_shots_by_status(
     service: Serve, alice: httpx.Client, pages: PageServer
 ) -> None:
@@ -400,6 +421,52 @@ def test_overload_gets_429_with_retry_after_and_every_accepted_request_is_answer
             assert 'distshot_overloaded_total{reason="queue"} 5.0' in metrics
     finally:
         serve.stop()
+
+
+def test_a_waiting_client_gets_429_rather_than_a_slow_answer_and_wait_0_is_queued(
+    tmp_path: Path, pages: PageServer
+) -> None:
+    """One browser busy with a 2 s page and one request in line: a synchronous shot would
+    wait two captures for its answer, so it is refused at once (the bound is one capture's
+    time); the same shot with wait 0 is queued and done. With --max-queue-wait off, the
+    same synchronous shot is accepted and answered, slowly."""
+    slow = {"url": f"{pages.base}/slow?ms=2000", "wait": 0}
+    for bound, refused in (("auto", True), ("off", False)):
+        (tmp_path / bound).mkdir()
+        serve = Serve(
+            tmp_path / bound, "--concurrency", "1", "--max-queue-wait", bound, *LOOPBACK
+        ).start()
+        try:
+            with serve.client() as client:
+                assert (
+                    client.post("/v1/shots", json={"url": pages.base + "/tall"}).status_code == 200
+                )
+                held = [client.post("/v1/shots", json=slow).json()["id"] for _ in range(2)]
+                started = time.monotonic()
+                answer = client.post("/v1/shots", json={"url": pages.base + "/tall?h=90"})
+                took = time.monotonic() - started
+                if refused:
+                    assert answer.status_code == 429, answer.text
+                    assert took < 1.0  # at once, not after the captures ahead of it
+                    error = answer.json()["error"]
+                    assert error["type"] == "Overloaded" and "wait 0" in error["message"]
+                    assert int(answer.headers["retry-after"]) >= 1
+                    image = client.get("/v1/screenshot", params={"url": pages.base + "/tall"})
+                    assert image.status_code == 429
+                    queued = client.post(
+                        "/v1/shots", json={"url": pages.base + "/tall?h=91", "wait": 0}
+                    )
+                    assert queued.status_code == 202
+                    held.append(queued.json()["id"])
+                    metrics = client.get("/metrics").text
+                    assert 'distshot_overloaded_total{reason="wait"} 2.0' in metrics
+                else:
+                    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+                for shot_id in held:
+                    record = poll(client, f"/v1/shots/{shot_id}", lambda b: "format" in b)
+                    assert record["status"] == "ok"
+        finally:
+            serve.stop()
 
 
 def test_sigterm_drains_then_exits_with_no_browser_left(

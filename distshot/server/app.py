@@ -192,10 +192,15 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         await check_destination(shot_input.url, "url")
         if shot_input.webhook_url:
             await check_destination(shot_input.webhook_url, "webhook_url")
-        shot = service.submit_shot(
-            key, shot_input.url, shot_input.options, engine, shot_input.webhook_url
-        )
         wait = settings.default_wait if shot_input.wait is None else shot_input.wait
+        shot = service.submit_shot(
+            key,
+            shot_input.url,
+            shot_input.options,
+            engine,
+            shot_input.webhook_url,
+            waiting_client=wait > 0,
+        )
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(shot.done.wait()), wait)
@@ -268,12 +273,12 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         else:
             key = authenticate(request)
         accepting()
-        service.backend.admission.check(key.id, max_queue=key.max_queue)
+        service.backend.admission.check(key.id, max_queue=key.max_queue, waiting_client=True)
         url = check_url_text(single(params, "url"))
         options = query_options(params, DEFAULT_OPTIONS)
         engine = check_engine(single(params, "engine"))
         await check_destination(url, "url")
-        shot = service.submit_shot(key, url, options, engine, None)
+        shot = service.submit_shot(key, url, options, engine, None, waiting_client=True)
         try:
             await asyncio.wait_for(
                 asyncio.shield(shot.done.wait()), options.timeout + _SCREENSHOT_GRACE

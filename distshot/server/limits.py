@@ -6,6 +6,16 @@ process tree's memory is over its bound, ``admit`` raises ``Overloaded`` at once
 API answers 429 with Retry-After instead of letting latency grow. Nothing admitted is
 dropped: an admitted request waits for its turn and runs.
 
+A request whose client waits for the answer (a synchronous shot, ``GET /v1/screenshot``)
+has one more bound: its *predicted wait*. A queue length alone cannot keep answers fast: six
+requests waiting for two browsers is three rounds of captures, fine for 100 ms pages and
+far too slow for 5 s ones. So the service predicts how long the request would wait for a
+browser (the requests ahead of it, divided by the slots that serve them, times the smoothed
+capture time) and refuses it when that exceeds ``max_wait`` seconds; by default (``None``)
+one capture's time, so an accepted answer takes about two captures at most. Asynchronous
+requests (``wait: 0``) and batch lines are bounded by the queue only: nobody is waiting on
+the connection for them.
+
 Fairness: a request first takes a slot of its key's quota, then a browser slot. A key with
 a long queue therefore has at most ``quota`` requests in line for browsers, and another
 key's request waits behind at most those, not behind the whole backlog.
@@ -59,11 +69,15 @@ class Admission:
         max_queue: int,
         *,
         memory_limit: int | None = None,
+        max_wait: float | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.max_queue = max_queue
         self.memory_limit = memory_limit
+        #: Seconds a waiting client's request may be predicted to wait for a browser;
+        #: None: one smoothed capture time; math.inf: no bound but the queue's.
+        self.max_wait = max_wait
         self.metrics = metrics or Metrics()
         self.memory = ProcessTreeMemory()
         self.waiting = 0
@@ -93,16 +107,43 @@ class Admission:
             self._keys[key] = state
         return state
 
-    def check(self, key: str, *, max_queue: int | None = None) -> None:
+    def predicted_wait(self, state: _KeyState | None) -> float:
+        """Seconds a new request of this key would wait for a browser, from what is ahead
+        of it: requests of any key that hold their key's slot and wait for a browser (the
+        others wait behind their own key's quota, not in front of this one), and this key's
+        own backlog, which it must wait out at its quota's pace."""
+        ready = self.running + sum(
+            min(other.waiting, max(0, other.quota - other.running)) for other in self._keys.values()
+        )
+        rounds = max(0, ready + 1 - self.concurrency) / self.concurrency
+        if state is not None:
+            own = max(0, state.waiting + state.running + 1 - state.quota) / state.quota
+            rounds = max(rounds, own)
+        return rounds * self._latency
+
+    def check(
+        self, key: str, *, max_queue: int | None = None, waiting_client: bool = False
+    ) -> None:
         """Raise Overloaded now if ``admit`` would: called before a request's body is read
         and parsed, so that a refusal costs as little as possible."""
-        state = self._keys.get(key)
+        self._check(self._keys.get(key), waiting_client)
+
+    def _check(self, state: _KeyState | None, waiting_client: bool) -> None:
         if self.memory_over:
             self._refuse("memory", "the service is out of memory for new work")
         if self.waiting >= self.max_queue:
             self._refuse("queue", f"{self.waiting} requests are waiting for a browser")
         if state is not None and state.waiting >= state.max_queue:
             self._refuse("key_queue", f"this key has {state.waiting} requests waiting")
+        if waiting_client:
+            budget = self._latency if self.max_wait is None else self.max_wait
+            wait = self.predicted_wait(state)
+            if wait > budget:
+                self._refuse(
+                    "wait",
+                    f"the answer would wait {wait:.1f} s for a browser (bound {budget:.1f} s)",
+                    "retry later, or send it with wait 0 to be queued",
+                )
 
     def admit(
         self,
@@ -110,26 +151,23 @@ class Admission:
         *,
         quota: int | None = None,
         max_queue: int | None = None,
+        waiting_client: bool = False,
         force: bool = False,
     ) -> Ticket:
-        """A ticket, or Overloaded. ``force`` admits regardless (a batch's next line: the
-        batch was accepted as a whole and waits for its turn instead)."""
+        """A ticket, or Overloaded. ``waiting_client``: somebody waits on the connection for
+        the answer, so the predicted wait is bounded too. ``force`` admits regardless (a
+        batch's next line: the batch was accepted as a whole and waits for its turn)."""
         state = self._key_state(key, quota, max_queue)
         if not force:
-            if self.memory_over:
-                self._refuse("memory", "the service is out of memory for new work")
-            if self.waiting >= self.max_queue:
-                self._refuse("queue", f"{self.waiting} requests are waiting for a browser")
-            if state.waiting >= state.max_queue:
-                self._refuse("key_queue", f"this key has {state.waiting} requests waiting")
+            self._check(state, waiting_client)
         self.waiting += 1
         state.waiting += 1
         self._publish()
         return Ticket(key, state)
 
-    def _refuse(self, reason: str, message: str) -> None:
+    def _refuse(self, reason: str, message: str, hint: str = "retry later") -> None:
         self.metrics.overloaded.labels(reason).inc()
-        raise Overloaded(reason, message + "; retry later", self.retry_after())
+        raise Overloaded(reason, f"{message}; {hint}", self.retry_after())
 
     async def run(self, ticket: Ticket, job: Callable[[], Awaitable[T]]) -> T:
         """Wait for the key's slot and a browser slot, then run ``job``."""

@@ -41,7 +41,11 @@ def is_loopback(host: str) -> bool:
 
 def build_backend(serve: ServeSettings, settings: Settings) -> Backend:
     admission = Admission(
-        serve.concurrency, serve.max_queue, memory_limit=serve.memory_limit, metrics=Metrics()
+        serve.concurrency,
+        serve.max_queue,
+        memory_limit=serve.memory_limit,
+        max_wait=serve.max_queue_wait,
+        metrics=Metrics(),
     )
     registry = get_registry()
     if serve.backend == "embedded":
@@ -120,6 +124,11 @@ def serve(serve_settings: ServeSettings, settings: Settings) -> None:
         ws="none",
         # A query may carry a script or a stylesheet option (up to 100,000 characters).
         h11_max_incomplete_event_size=1 << 20,
+        # Longer than a load balancer's or client pool's idle timeout (60 s on most; httpx
+        # and uvicorn both default to 5 s, so a client reusing a connection as the server
+        # closes it got "server disconnected" under load): the side that reuses a
+        # connection must be the one that closes it first.
+        timeout_keep_alive=75,
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, service)

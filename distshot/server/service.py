@@ -39,6 +39,9 @@ class ServeSettings:
     engine: str = "playwright"
     concurrency: int = 2
     max_queue: int = 100
+    #: Seconds a waiting client's request may be predicted to wait for a browser
+    #: (None: one smoothed capture time; math.inf: only the queue bounds it).
+    max_queue_wait: float | None = None
     #: 429 while the process tree's resident memory is above this many bytes.
     memory_limit: int | None = None
     state_dir: Path = field(default_factory=lambda: Path(".distshot-serve"))
@@ -146,10 +149,16 @@ class Service:
         options: CaptureOptions,
         engine: str | None,
         webhook_url: str | None,
+        *,
+        waiting_client: bool = False,
     ) -> Shot:
-        """Admit (or raise Overloaded) and start one shot."""
+        """Admit (or raise Overloaded) and start one shot. ``waiting_client``: the client
+        waits on the connection for the answer (see ``Admission.predicted_wait``)."""
         ticket = self.backend.admission.admit(
-            key.id, quota=key.concurrency, max_queue=key.max_queue
+            key.id,
+            quota=key.concurrency,
+            max_queue=key.max_queue,
+            waiting_client=waiting_client,
         )
         shot = self.shots.reserve(key.id, url, webhook_url)
         request = ShotRequest(
