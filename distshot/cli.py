@@ -559,7 +559,7 @@ def worker(
     show_default=True,
     metavar="SECONDS|auto|off",
     help="A request whose client waits for the answer gets 429 when it is predicted to wait "
-    "longer for a browser (auto: one capture's time).",
+    "longer for a browser (auto: one capture's time; 0: only when a browser is free).",
 )
 @click.option(
     "--max-memory",
@@ -672,9 +672,9 @@ def _queue_wait(text: str) -> float | None:
         seconds = float(word)
     except ValueError:
         seconds = -1.0
-    if not seconds > 0 or math.isinf(seconds):
+    if not seconds >= 0 or math.isinf(seconds):
         raise click.BadParameter(
-            "must be seconds above 0, auto or off", param_hint="--max-queue-wait"
+            "must be seconds (0 or more), auto or off", param_hint="--max-queue-wait"
         )
     return seconds
 

@@ -501,6 +501,12 @@ def test_without_keys_it_refuses_to_listen_beyond_loopback(tmp_path: Path) -> No
     assert result.stderr.count("\n") == 1 and "without API keys" in result.stderr
 
 
+def test_a_bad_queue_wait_bound_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("serve", "--max-queue-wait", "soon", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--max-queue-wait" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_browser_that_cannot_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run_cli(
         "serve",

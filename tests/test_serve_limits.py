@@ -75,6 +75,11 @@ def test_an_explicit_bound_in_seconds_and_off() -> None:
     started(strict, "a", 1)
     with pytest.raises(Overloaded):
         strict.admit("a", waiting_client=True)  # one round of 1 s > 0.5 s
+    free_only = Admission(2, 100, max_wait=0.0)
+    free_only.admit("a", waiting_client=True)  # a browser is free: no wait predicted
+    started(free_only, "b", 2)
+    with pytest.raises(Overloaded):
+        free_only.admit("c", waiting_client=True)
     off = Admission(1, 3, max_wait=math.inf)
     started(off, "a", 1)
     for _ in range(3):
