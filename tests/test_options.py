@@ -285,3 +285,14 @@ def test_an_engines_own_table_reaches_its_factory_and_only_its_own(tmp_path: Pat
     config.write_text("[engines]\ncdp = 3\n")
     with pytest.raises(ConfigError, match=r"engines.cdp must be a table"):
         load_settings(str(config), env={})
+
+
+def test_every_device_preset_survives_the_wire() -> None:
+    """A device fills width, height, scale and user agent; the message a worker (or the
+    service's capture process) gets must parse back to the same options. Galaxy S9+ has a
+    scale of 4.5, which the scale option's bound once refused on the far side."""
+    from distshot.core.devices import DEVICES
+
+    for name in DEVICES:
+        options = parse_options({"device": name}, DEFAULT_OPTIONS)
+        assert CaptureOptions.from_wire(options.to_wire()) == options, name

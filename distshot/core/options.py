@@ -132,7 +132,7 @@ class CaptureOptions:
     )
     scale: float = option(
         1.0,
-        Number(0.0, 4.0),
+        Number(0.0, 5.0),  # device presets go up to 4.5 (Galaxy S9+)
         "Device scale factor: 2 doubles the pixels of the image.",
         group="Viewport and device",
     )
