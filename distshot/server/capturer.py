@@ -1,0 +1,155 @@
+"""The embedded backend's capture process: the engine, its browser and the storage uploads,
+in a child process of the service.
+
+Why a process and not a thread: in one interpreter the capture loop (Playwright's protocol
+messages, base64 screenshots, JSON records) holds the GIL in bursts of milliseconds, and
+every one of those is a wait for the API's loop; under overload the tail of a 429 grew from
+the ~10 ms a bare uvicorn needs on the same machine to ~60 ms. Apart, the API's process
+only parses, admits and answers.
+
+The protocol is JSON over a ``multiprocessing`` pipe, one message per frame:
+``{"op": "capture", "id": N, "request": WIRE}`` one way, ``{"id": N, "record": RECORD}``
+back; ``{"op": "ready"}`` or ``{"op": "failed", "error": "..."}`` once at start-up;
+``{"op": "close"}`` to stop. The child retries transient failures by the worker's rule
+(``actors.capture.retry_allowed``), so a record that comes back is final.
+
+The child ignores SIGINT and SIGTERM (the service drains, then sends ``close``) and stops
+by itself, closing its browser, when the pipe breaks: a service killed with SIGKILL leaves
+no capture process and no browser behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..actors.capture import result_for_payload, retry_allowed
+from ..actors.runtime import WorkerRuntime
+from ..core.contracts import EngineConfig
+from ..core.errors import DistshotError
+from ..core.models import ShotRequest, ShotResult
+from ..core.service import capture_request
+
+logger = logging.getLogger("distshot.serve")
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """What the child needs to build its runtime (sent pickled at spawn)."""
+
+    engine: str
+    engine_config: EngineConfig
+    storage: str
+    upload_threads: int = 4
+    max_attempts: int = 3
+    min_backoff: float = 0.5
+    log_level: int = logging.INFO
+
+
+def send(conn: Connection, message: dict[str, Any]) -> None:
+    conn.send_bytes(json.dumps(message).encode())
+
+
+def child_main(conn: Connection, spec: CaptureSpec) -> None:
+    """The capture process's entry point (``multiprocessing`` spawn target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=spec.log_level, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_Child(conn, spec).run())
+
+
+class _Child:
+    def __init__(self, conn: Connection, spec: CaptureSpec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.runtime = WorkerRuntime(spec.engine, spec.engine_config, default_storage=spec.storage)
+        self.stopping = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        uploads = concurrent.futures.ThreadPoolExecutor(
+            self.spec.upload_threads, thread_name_prefix="distshot-store"
+        )
+        loop.set_default_executor(uploads)
+        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def read() -> None:
+            while True:
+                try:
+                    message = json.loads(self.conn.recv_bytes())
+                except (EOFError, OSError):
+                    loop.call_soon_threadsafe(inbox.put_nowait, None)  # the service is gone
+                    return
+                loop.call_soon_threadsafe(inbox.put_nowait, message)
+
+        threading.Thread(target=read, name="distshot-capture-pipe", daemon=True).start()
+        try:
+            # A bad folder or a browser that cannot start fails the service's start-up
+            # with one line, not every request.
+            await asyncio.to_thread(self.runtime.storage, None)
+            await self.runtime.engine()
+        except DistshotError as exc:
+            send(self.conn, {"op": "failed", "error": exc.message})
+            await self.runtime.close()
+            return
+        send(self.conn, {"op": "ready"})
+        try:
+            while (message := await inbox.get()) is not None and message["op"] != "close":
+                task = asyncio.create_task(self._capture(message["id"], message["request"]))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        finally:
+            self.stopping = True
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.runtime.close()
+            uploads.shutdown(wait=True)
+
+    async def _capture(self, job: int, wire: dict[str, Any]) -> None:
+        """Capture one request and send its record back; whatever happens, a record goes
+        back (a request the service waits for must never be lost to an exception here)."""
+        try:
+            record = await self._record(wire)
+        except Exception as exc:  # a bug, not the page's fault: still one record
+            logger.exception("capture of %s failed unexpectedly", wire.get("url"))
+            error = DistshotError(f"internal error: {type(exc).__name__}: {exc}")
+            result = result_for_payload(wire, "failed", error, 1)
+            assert result is not None  # the service always sends an id
+            record = result.to_record()
+        # The service may be gone; its restart captures this request again.
+        with contextlib.suppress(OSError):
+            send(self.conn, {"id": job, "record": record})
+
+    async def _record(self, wire: dict[str, Any]) -> dict[str, Any]:
+        try:
+            request = ShotRequest.from_wire(wire)
+        except DistshotError as exc:  # the service checked it: a mismatch, but answer it
+            rejected = result_for_payload(wire, "rejected", exc, 1)
+            assert rejected is not None
+            return rejected.to_record()
+        attempt = 1
+        while True:
+            try:
+                storage = self.runtime.storage(request.storage)
+                engine = await self.runtime.engine()
+            except DistshotError as exc:
+                result = ShotResult.from_error(request.id, request.line, request.url, "failed", exc)
+                result.attempts, result.engine = attempt, self.runtime.engine_name
+            else:
+                result = await capture_request(request, engine, storage, attempt=attempt)
+            retry = retry_allowed(result, attempt - 1, self.spec.max_attempts - 1)
+            if result.status != "failed" or not retry or self.stopping:
+                break
+            await asyncio.sleep(self.spec.min_backoff * 2 ** (attempt - 1))
+            attempt += 1
+        return result.to_record()

@@ -1,0 +1,90 @@
+"""The embedded backend's capture process: killed, it is replaced and what it had in
+flight is captured again; a service killed with SIGKILL leaves neither it nor a browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servekit import Serve, poll
+
+from distshot.testing.processes import tagged_processes, wait_no_processes
+from distshot.testing.server import PageServer, start_server, stop_server
+
+LOOPBACK = ("--allow-network", "127.0.0.0/8")
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[PageServer]:
+    server = start_server()
+    yield server
+    stop_server(server)
+
+
+def capture_process(serve_pid: int) -> int:
+    """The serve process's child that runs the captures (a multiprocessing spawn). The
+    kernel lists a child under the thread that started it, so every thread is read."""
+    children = [
+        pid
+        for task in Path(f"/proc/{serve_pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    for pid in children:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in command:
+            return int(pid)
+    raise AssertionError(f"no capture process among {children}")
+
+
+def test_a_dead_capture_process_is_replaced_and_its_captures_done(
+    tmp_path: Path, pages: PageServer, tag: str
+) -> None:
+    serve = Serve(tmp_path, "--concurrency", "2", *LOOPBACK).start()
+    try:
+        assert serve.process is not None
+        with serve.client() as client:
+            ids = [
+                client.post(
+                    "/v1/shots", json={"url": f"{pages.base}/slow?ms=3000&n={n}", "wait": 0}
+                ).json()["id"]
+                for n in range(2)
+            ]
+            time.sleep(1.0)  # both pages are loading
+            first = capture_process(serve.process.pid)
+            os.kill(first, signal.SIGKILL)
+            for shot_id in ids:
+                record = poll(client, f"/v1/shots/{shot_id}", lambda b: "format" in b)
+                assert record["status"] == "ok", record
+            assert capture_process(serve.process.pid) != first
+            after = client.post("/v1/shots", json={"url": pages.base + "/tall"}).json()
+            assert after["status"] == "ok"
+        assert "the capture process died" in serve.log.read_text()
+    finally:
+        assert serve.stop() == 0
+    assert wait_no_processes(tag, timeout=20) == []
+
+
+def test_a_service_killed_outright_leaves_no_capture_process_and_no_browser(
+    tmp_path: Path, pages: PageServer, tag: str
+) -> None:
+    serve = Serve(tmp_path, "--concurrency", "1", *LOOPBACK).start()
+    assert serve.process is not None
+    with serve.client() as client:
+        assert client.post("/v1/shots", json={"url": pages.base + "/tall"}).json()["status"] == "ok"
+    child = capture_process(serve.process.pid)
+    assert tagged_processes(tag), "the browser should be running"
+    os.kill(serve.process.pid, signal.SIGKILL)  # the service only, not its process group
+    serve.process.wait(10)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        status = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if status == "Z":
+            break
+        time.sleep(0.2)
+    else:
+        assert not Path(f"/proc/{child}").exists(), "the capture process outlived the service"
+    assert wait_no_processes(tag, timeout=30) == []
