@@ -34,17 +34,28 @@ sending the request to having read the whole answer.
    about itself (throughput.reported_rate), its steady rate (which leaves start-up and
    shutdown out) and its start-up (process start to first image). The ratio service/shoot
    at saturation is taken at 8 clients, steady over steady (mean of the shoot rounds).
-3. Overload: 3 x (C + Q) client threads send ``wait: 60`` requests as fast as they can (a
-   429 is resent at once) for ``--overload-seconds``; every answer's latency is kept by
-   status. Reported: p99 time to a 429 (target < 50 ms), p99 latency of the 200s against
-   part 1's p99 (target within 2x), 5xx answers (target 0), transport errors, and the
-   service's process tree RSS (the serve process and its descendants, from /proc, every
-   second): at the start, the largest, at the end (once the queue is empty again). To tell
-   where a 429's time goes, also: a probe in a process of its own (one request every 50 ms,
-   so its figures hold no wait for the flood's threads' GIL), the service's own time per
-   answer (its access log: the middleware's clock, without uvicorn's parsing or the event
-   loop's backlog), the 200s' capture time (``timings.total_ms``) and the serve process's
-   CPU time.
+3. Overload at 3x capacity, in two ways, each for ``--overload-seconds``:
+   - *open*: requests arrive at 3x the service's capacity (its steady shots/s at saturation:
+     part 2's 8-client figure, else measured first), as a Poisson process with a fixed seed,
+     whatever became of the earlier ones (an open loop: a slow service does not slow the
+     arrivals down, as it would slow clients that wait for their answers). The client is one
+     asyncio loop on plain keep-alive sockets in a child process of its own, at nice -10 (it
+     stands for clients on other machines), so that its own CPU, GIL and wake-ups stay out
+     of the tail; latencies count from each request's scheduled arrival. The targets are
+     judged here.
+   - *storm*: 3 x (C + Q) client threads resend at once after a 429, ignoring Retry-After
+     (clients misbehaving: about 600 requests a second here); with a probe in a process of
+     its own (one request every 50 ms). 5xx and memory are judged here too.
+   Before them, the latency at capacity without overload (C clients, each waiting for its
+   answer: no queue) is measured as context. Reported for each: every answer's latency by
+   status, p99 time to a 429 (target < 50 ms), p99 of the 200s against part 1's p99
+   (target within 2x), 5xx answers (target 0), transport errors, and the service's process
+   tree RSS (the serve process and its descendants, from /proc, every second): at the
+   start, the largest, at the end (once the queue is empty again), and whether it grew
+   during the flood (largest of the second half over the first's; bounded: ≤ 1.1). Also
+   the service's own time per answer (its access log: the middleware's clock, without
+   uvicorn's parsing or the event loop's backlog), the 200s' capture time
+   (``timings.total_ms``) and the serve process's CPU time.
 4. Memory with a deep queue: a second service with ``--max-queue 20000 --drain-timeout 1``,
    one shot to launch its browser, then C shots of ``/slow?delay=90`` (their timeout raised
    to 150 s) so that every browser slot is busy loading a page; tree RSS (median of 3
@@ -70,11 +81,13 @@ processes are counted once per process (as bench/memory.py and distshot's recycl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import json
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -116,6 +129,8 @@ OPTIONS = {"width": WIDTH, "height": HEIGHT, "format": "png"}
 LEVELS = (1, 2, 4, 8)
 WAIT = 60
 STOP_GRACE = 30.0
+#: Part 3: the open-loop client's nice value (it stands for clients on other machines).
+CLIENT_NICE = -10
 #: Part 4: seconds the pages that keep every browser slot busy take to answer.
 HOLD = 90
 #: The service's access log: "distshot.access: POST /v1/shots 429 1.2ms client=127.0.0.1".
@@ -304,7 +319,13 @@ class Service:
     """One `distshot serve` in a fresh state folder, in a process group of its own."""
 
     def __init__(
-        self, work: Path, name: str, concurrency: int, max_queue: int, drain: float | None = None
+        self,
+        work: Path,
+        name: str,
+        concurrency: int,
+        max_queue: int,
+        drain: float | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         self.name = name
         self.state = work / name
@@ -329,6 +350,7 @@ class Service:
         ]
         if drain is not None:
             command += ["--drain-timeout", str(drain)]
+        command += extra or []
         self.command = command
         with open(self.log_path, "wb") as log:
             self.process = start_child(
@@ -696,6 +718,8 @@ def service_level(service: Service, urls: list[str], clients: int) -> dict[str, 
         "wall_s": wall,
         "wall_rate": len(good) / wall if wall else None,
         "steady_rate": steady_rate(images) if len(images) == len(urls) else None,
+        "p50": pct([a.latency for a in good], 50),
+        "p99": pct([a.latency for a in good], 99),
         "problems": failures(answers, good),
     }
 
@@ -836,9 +860,217 @@ def throughput_table(part: dict[str, Any]) -> None:
 # -- 3. overload -----------------------------------------------------------------------------
 
 
+async def raw_post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[str, dict[str, str], bytes]:
+    """One HTTP/1.1 exchange on a keep-alive connection: the status, headers and a
+    Content-Length body (all the service answers with here)."""
+    writer.write(request)
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    payload = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status_line.split()[1].decode(), headers, payload
+
+
+def open_loop(
+    base: str, pages: list[str], rate: float, duration: float, floor: str | None = None
+) -> tuple[list[Answer], int, list[float]]:
+    """Requests arriving at ``rate`` per second (Poisson, a fixed seed) for ``duration``
+    seconds, each sent at its time whatever became of the earlier ones: the load does not
+    ease off when the service slows down, as it would with clients that wait for their
+    answers. A latency counts from the request's scheduled arrival, so a request the client
+    could not send on time is not flattered. Returns the answers and how many went out more
+    than 10 ms late.
+
+    One asyncio loop on plain keep-alive sockets (a pool of idle connections), in a child
+    process of its own (``--open-loop``): client threads convoy on their GIL (a thread
+    woken while ten others parse their answers waits their turns) and httpx costs about
+    half a millisecond of CPU a request; either put the load generator's own delays into
+    the tail on a machine this small. ``floor``: a do-nothing server (``floor_server``)
+    probed every 50 ms meanwhile, the same request on a connection of its own; its
+    latencies are returned too."""
+    parts = urlsplit(base)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    rng = random.Random(16)
+    arrivals: list[float] = []
+    at = rng.expovariate(rate)
+    while at < duration:
+        arrivals.append(at)
+        at += rng.expovariate(rate)
+    answers: list[Answer] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    late = 0
+
+    async def one(n: int, due: float) -> None:
+        nonlocal late
+        body = {"url": f"{pages[n % len(pages)]}?shot=overload-{n}", "wait": WAIT}
+        data = json.dumps(body | {"options": OPTIONS}).encode()
+        request = (
+            f"POST /v1/shots HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode() + data
+        if time.perf_counter() - due > 0.010:
+            late += 1
+        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        try:
+            status, headers, payload = await raw_post(*conn, request)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            conn[1].close()
+            answers.append(Answer(due, time.perf_counter() - due, type(exc).__name__))
+            return
+        done = time.perf_counter()
+        idle.append(conn)
+        record = None
+        if status == "200":
+            with contextlib.suppress(ValueError):
+                full = json.loads(payload)
+                record = {
+                    "status": full.get("status"),
+                    "timings": {"total_ms": (full.get("timings") or {}).get("total_ms")},
+                }
+        answers.append(Answer(due, done - due, status, record, headers.get("retry-after")))
+
+    floor_times: list[float] = []
+
+    async def probe_floor(until: float) -> None:
+        assert floor is not None
+        address = urlsplit(floor)
+        conn = await asyncio.open_connection(address.hostname, address.port)
+        data = json.dumps({"url": pages[0], "wait": WAIT, "options": OPTIONS}).encode()
+        request = (
+            f"POST /v1/shots HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode() + data
+        while time.perf_counter() < until:
+            sent = time.perf_counter()
+            await raw_post(*conn, request)
+            floor_times.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.05)
+        conn[1].close()
+
+    async def main() -> None:
+        tasks = []
+        started = time.perf_counter()
+        if floor:
+            tasks.append(asyncio.create_task(probe_floor(started + duration)))
+        for n, offset in enumerate(arrivals):
+            pause = started + offset - time.perf_counter()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            tasks.append(asyncio.create_task(one(n, started + offset)))
+        await asyncio.gather(*tasks)
+        for _, writer in idle:
+            writer.close()
+
+    asyncio.run(main())
+    return answers, late, floor_times
+
+
+def floor_server(port: int) -> None:
+    """The child behind ``--floor-server``: uvicorn (as the service runs it: h11, asyncio)
+    with an app that does nothing but read the body and answer 429. Probed beside the
+    service during the open-loop flood, it shows what the machine itself adds to an
+    answer's time while Chromium keeps both cores busy: the floor under any Python service
+    here."""
+    import uvicorn
+
+    body = b'{"error": {"type": "Overloaded", "message": "floor"}}'
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
+        http="h11",
+        loop="asyncio",
+        timeout_keep_alive=75,
+    )
+
+
+def open_loop_child(base: str, floor: str, rate: float, duration: float, pages: list[str]) -> None:
+    # The load generator stands for clients on other machines: above the service's own
+    # processes and its browsers in the CPU queue, so that its wake-ups are on time (as
+    # root; otherwise it says so).
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, CLIENT_NICE)
+        nice = CLIENT_NICE
+    except OSError:
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+    answers, late, floor_times = open_loop(base, pages, rate, duration, floor)
+    rows = [[a.sent, a.latency, a.status, a.record, a.retry_after] for a in answers]
+    found = {"late": late, "nice": nice, "answers": rows, "floor": floor_times}
+    print(json.dumps(found), flush=True)
+
+
+def run_open_loop(
+    base: str, pages: list[str], rate: float, duration: float
+) -> tuple[list[Answer], int, list[float]]:
+    port = free_port()
+    floor = start_child(
+        [sys.executable, __file__, "--floor-server", str(port)], stdin=subprocess.DEVNULL
+    )
+    try:
+        floor_base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(floor_base, content=b"{}", trust_env=False, timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("overload: the floor server did not start") from None
+                time.sleep(0.2)
+        command = [sys.executable, __file__, "--open-loop", base, floor_base]
+        child = start_child(
+            [*command, str(rate), str(duration), *pages],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            out, _ = child.communicate(timeout=duration + WAIT + 120)
+        except subprocess.TimeoutExpired:
+            kill_group(child)
+            raise SystemExit("overload: the open-loop client did not finish") from None
+    finally:
+        kill_group(floor)
+    found = json.loads(out)
+    if found["nice"] != CLIENT_NICE:
+        say(f"- the open-loop client could not raise its priority (nice {found['nice']})")
+    answers = [Answer(*row) for row in found["answers"]]
+    return answers, int(found["late"]), [float(t) for t in found["floor"]]
+
+
 def overload_part(
-    service: Service, pages: list[str], args: argparse.Namespace, unloaded_p99: float | None
+    service: Service,
+    pages: list[str],
+    args: argparse.Namespace,
+    unloaded_p99: float | None,
+    capacity: float | None = None,
 ) -> dict[str, Any]:
+    """``capacity`` (shots/s) given: requests arrive at 3x that rate (open loop); without
+    it: 3 x (C + Q) clients that resend at once, ignoring Retry-After (a retry storm)."""
+    mode = "open" if capacity else "storm"
     clients = 3 * (args.concurrency + args.max_queue)
     duration = args.overload_seconds
     answers: list[Answer] = []
@@ -850,6 +1082,8 @@ def overload_part(
     log_start = service.log_size()
     cpu_before = cpu_seconds(service.pid)
     deadline = time.perf_counter() + duration
+    late = 0
+    floor_times: list[float] = []
 
     def run() -> None:
         with client() as http:
@@ -859,27 +1093,35 @@ def overload_part(
                 url = f"{pages[n % len(pages)]}?shot=overload-{n}"
                 answers.append(post(http, service.base, url, WAIT))
 
-    progress(f"overload: {clients} clients for {duration:.0f} s (load {load()})")
     started = time.perf_counter()
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    time.sleep(min(1.0, duration / 10))  # the probe starts once the flood is on
-    prober = start_child(
-        [sys.executable, __file__, "--probe", service.base, pages[0], str(duration - 2)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-    )
-    for thread in threads:
-        thread.join()
+    prober = None
+    if mode == "open":
+        assert capacity is not None
+        rate = 3 * capacity
+        progress(f"overload: {rate:.1f} requests/s (3 x {capacity:.2f}) for {duration:.0f} s")
+        answers, late, floor_times = run_open_loop(service.base, pages, rate, duration)
+    else:
+        progress(f"overload: {clients} clients for {duration:.0f} s (load {load()})")
+        threads = [threading.Thread(target=run) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(min(1.0, duration / 10))  # the probe starts once the flood is on
+        prober = start_child(
+            [sys.executable, __file__, "--probe", service.base, pages[0], str(duration - 2)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        for thread in threads:
+            thread.join()
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(service.pid) - cpu_before
-    try:
-        probe_out, _ = prober.communicate(timeout=WAIT + 120)
-        probed = [(str(s), float(t)) for s, t in json.loads(probe_out or b"[]")]
-    except (subprocess.TimeoutExpired, ValueError):
-        kill_group(prober)
-        probed = []
+    probed: list[tuple[str, float]] = []
+    if prober is not None:
+        try:
+            probe_out, _ = prober.communicate(timeout=WAIT + 120)
+            probed = [(str(s), float(t)) for s, t in json.loads(probe_out or b"[]")]
+        except (subprocess.TimeoutExpired, ValueError):
+            kill_group(prober)
     idle = service.wait_idle()
     time.sleep(1.1)  # the end sample, once the queue is empty again
     sampler.stop()
@@ -926,7 +1168,17 @@ def overload_part(
         return after.get(name, 0.0) - before.get(name, 0.0)
 
     return {
-        "clients": clients,
+        "mode": mode,
+        "capacity": capacity,
+        "rate": 3 * capacity if capacity else None,
+        "late_sends": late,
+        "floor": {
+            "answers": len(floor_times),
+            "p50": pct(floor_times, 50),
+            "p99": pct(floor_times, 99),
+            "max": max(floor_times, default=None),
+        },
+        "clients": clients if mode == "storm" else None,
         "seconds": duration,
         "elapsed_s": elapsed,
         "answers": len(answers),
@@ -951,11 +1203,22 @@ def overload_part(
         "serve_cpu_s": cpu,
         "serve_cpu_ms_per_answer": cpu * 1000 / len(answers) if answers else None,
         "metrics_overloaded_queue": delta('distshot_overloaded_total{reason="queue"}'),
+        "metrics_overloaded_wait": delta('distshot_overloaded_total{reason="wait"}'),
         "metrics_shots_ok": delta('distshot_shots_total{engine="playwright",status="ok"}'),
         "idle_after": idle,
         "rss": sampler.summary(),
         "rss_series_mib": [round(sample.rss / MIB) for sample in sampler.samples],
+        "rss_growth": rss_growth([sample.rss for sample in sampler.samples]),
     }
+
+
+def rss_growth(series: list[int]) -> float | None:
+    """Largest RSS of the flood's second half over that of its first: about 1 when the
+    memory is bounded by the browser slots, above when it grows with the flood."""
+    if len(series) < 4:
+        return None
+    half = len(series) // 2
+    return max(series[half:]) / max(series[:half])
 
 
 def probe(base: str, url: str, seconds: float, gap: float = 0.05) -> None:
@@ -975,8 +1238,15 @@ def probe(base: str, url: str, seconds: float, gap: float = 0.05) -> None:
 
 
 def overload_table(part: dict[str, Any]) -> None:
+    if part["mode"] == "open":
+        who = (
+            f"{part['rate']:.1f} requests/s arriving (3 x the {part['capacity']:.2f} shots/s "
+            f"measured at saturation; {part['late_sends']} sent over 10 ms late)"
+        )
+    else:
+        who = f"{part['clients']} clients resending at once (a retry storm)"
     say(
-        f"\n{part['clients']} clients for {part['seconds']:.0f} s ({part['elapsed_s']:.1f} s "
+        f"\n{who} for {part['seconds']:.0f} s ({part['elapsed_s']:.1f} s "
         f"until the last answer), {part['answers']} answers; 200s answered within the window: "
         f"{num(part['accepted_rate'])} shots/s; records of the 200s: "
         f"{part['record_status_of_200']}; Retry-After values: {part['retry_after_values']}"
@@ -996,18 +1266,27 @@ def overload_table(part: dict[str, Any]) -> None:
         f"{part['serve_cpu_s']:.1f} s of CPU in {part['elapsed_s']:.0f} s, "
         f"{num(part['serve_cpu_ms_per_answer'])} ms per answer"
     )
+    floor = part["floor"]
+    if floor["answers"]:
+        say(
+            f"\nfloor (a do-nothing uvicorn app beside the service, answering 429, probed "
+            f"every 50 ms by the same client during the flood): {floor['answers']} answers, "
+            f"p50 {ms(floor['p50'])} ms, p99 {ms(floor['p99'])} ms, max {ms(floor['max'])} ms"
+        )
     probe = part["probe"]
-    say(
-        f"\nprobe (a process of its own, one request every 50 ms during the flood): "
-        f"{probe['answers']}; 429 p50 {ms(probe['p50_429'])} ms, p99 {ms(probe['p99_429'])} "
-        f"ms, max {ms(probe['max_429'])} ms"
-    )
+    if probe["answers"]:
+        say(
+            f"\nprobe (a process of its own, one request every 50 ms during the flood): "
+            f"{probe['answers']}; 429 p50 {ms(probe['p50_429'])} ms, p99 "
+            f"{ms(probe['p99_429'])} ms, max {ms(probe['max_429'])} ms"
+        )
     rss = part["rss"]
     say(
         f"\nservice tree RSS (every 1 s, {rss['samples']} samples, up to "
         f"{rss['max_processes']} processes): start {num(rss['start_mib'], 0)} MiB, max "
         f"{num(rss['max_mib'], 0)} MiB, end {num(rss['end_mib'], 0)} MiB; /metrics: "
         f"{part['metrics_overloaded_queue']:.0f} refused (queue), "
+        f"{part['metrics_overloaded_wait']:.0f} refused (predicted wait), "
         f"{part['metrics_shots_ok']:.0f} shots ok; queue empty afterwards: {part['idle_after']}"
     )
     parts = rss.get("parts_mib", {})
@@ -1229,16 +1508,34 @@ def targets(results: dict[str, Any]) -> None:
                 None if ratio is None else ratio >= 0.9,
             )
         )
-    overload = results.get("overload")
-    if overload:
+    for overload in results.get("overload", []):
+        mode = "overload" if overload["mode"] == "open" else "retry storm"
+        rows.append(
+            (
+                f"{mode}: 5xx answers = 0",
+                f"{overload['server_errors']} (transport errors: {overload['transport_errors']})",
+                overload["server_errors"] == 0,
+            )
+        )
+        growth = overload["rss_growth"]
+        rss = overload["rss"]
+        rows.append(
+            (
+                f"{mode}: tree RSS bounded (2nd half's max ≤ 1.1 x 1st half's)",
+                f"{num(growth, 2, 'x')}; start {num(rss.get('start_mib'), 0)} MiB, max "
+                f"{num(rss.get('max_mib'), 0)} MiB, end {num(rss.get('end_mib'), 0)} MiB",
+                None if growth is None else growth <= 1.1,
+            )
+        )
+        if overload["mode"] != "open":
+            continue
         p99 = overload["p99_429"]
-        probe_p99 = overload["probe"]["p99_429"]
         inside = overload["statuses"].get("429", {}).get("service_p99")
         rows.append(
             (
-                "overload: p99 time to a 429 < 50 ms (all clients)",
-                f"{ms(p99)} ms (probe process: {ms(probe_p99)} ms; the service's own: "
-                f"{ms(inside)} ms)",
+                "overload: p99 time to a 429 < 50 ms",
+                f"{ms(p99)} ms (the service's own: {ms(inside)} ms; a do-nothing app beside "
+                f"it: {ms(overload['floor']['p99'])} ms)",
                 None if p99 is None else p99 < 0.05,
             )
         )
@@ -1251,13 +1548,16 @@ def targets(results: dict[str, Any]) -> None:
                 None if ratio is None else ratio <= 2,
             )
         )
-        rows.append(
-            (
-                "overload: 5xx answers = 0",
-                f"{overload['server_errors']} (transport errors: {overload['transport_errors']})",
-                overload["server_errors"] == 0,
+        loaded = (results.get("at_capacity") or {}).get("p99")
+        if loaded and overload["p99_200"]:
+            rows.append(
+                (
+                    "(context) p99 of 200s against the p99 at capacity without overload",
+                    f"{ms(overload['p99_200'])} ms vs {ms(loaded)} ms "
+                    f"= {num(overload['p99_200'] / loaded, 2, 'x')}",
+                    None,
+                )
             )
-        )
     queued = results.get("queued")
     if queued:
         left = len(queued["chromium_left_after_5s"]) + len(queued["seen_chromium_alive"])
@@ -1273,6 +1573,24 @@ def targets(results: dict[str, Any]) -> None:
         say("\n| target | measured | met |\n|---|---|---|")
         for label, value, ok in rows:
             say(f"| {label} | {value} | {met(ok)} |")
+
+
+def saturation_rate(
+    results: dict[str, Any], service: Service, pages: list[str], args: argparse.Namespace
+) -> float:
+    """The service's steady shots/s at saturation on the example site: part 2's figure,
+    or measured now with as many clients as part 2's top level."""
+    for part in results.get("throughput", []):
+        if part["pages"] == "examples/site":
+            row = next(r for r in part["rows"] if r.get("clients") == LEVELS[-1])
+            if row["steady_rate"]:
+                return float(row["steady_rate"])
+    progress("overload: measuring the capacity first")
+    row = service_level(service, unique(pages, "capacity", args.shots), LEVELS[-1])
+    if not row["steady_rate"]:
+        raise SystemExit(f"overload: could not measure the capacity: {row['problems']}")
+    results["capacity"] = row
+    return float(row["steady_rate"])
 
 
 def run(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
@@ -1294,10 +1612,10 @@ def run(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
         say(
             f"- pages: examples/site at {base} ({len(page_sets['examples/site'])} pages); "
             f"{WIDTH}x{HEIGHT} PNG; service --concurrency {args.concurrency} --max-queue "
-            f"{args.max_queue}"
+            f"{args.max_queue} {' '.join(args.serve_arg)}".rstrip()
         )
         if parts & {1, 2, 3}:
-            service = Service(work, "serve", args.concurrency, args.max_queue)
+            service = Service(work, "serve", args.concurrency, args.max_queue, extra=args.serve_arg)
             results["command"] = " ".join(service.command)
             progress(f"starting {' '.join(service.command)}")
             results["ready_s"] = service.wait_ready()
@@ -1326,11 +1644,24 @@ def run(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
                         unloaded = latency_part(service, "examples/site", pages, args.samples)[
                             "p99"
                         ]
+                    pages = page_sets["examples/site"]
+                    capacity = saturation_rate(results, service, pages, args)
+                    progress(f"overload: latency with {args.concurrency} clients (no queue)")
+                    urls = unique(pages, "at-capacity", args.samples)
+                    results["at_capacity"] = service_level(service, urls, args.concurrency)
                     say(f"\n## 3. Overload at 3x capacity (load {load()})")
-                    results["overload"] = overload_part(
-                        service, page_sets["examples/site"], args, unloaded
+                    row = results["at_capacity"]
+                    say(
+                        f"\nFirst, at capacity without overload ({args.concurrency} clients, "
+                        f"{row['ok']}/{row['shots']} ok): p50 {ms(row['p50'])} ms, p99 "
+                        f"{ms(row['p99'])} ms (one client at a time: p99 {ms(unloaded)} ms)"
                     )
-                    overload_table(results["overload"])
+                    results["overload"] = []
+                    modes = {"open": capacity, "storm": None}  # 3x capacity; a retry storm
+                    for mode in args.overload_modes:
+                        part = overload_part(service, pages, args, unloaded, modes[mode])
+                        results["overload"].append(part)
+                        overload_table(part)
             finally:
                 seconds, killed = service.stop()
                 results["stop"] = {"seconds": seconds, "sigkilled": killed}
@@ -1364,10 +1695,25 @@ def main() -> None:
         default=6,
         help="the service's --max-queue for parts 1-3 [6: 8 clients never get a 429]",
     )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for the service of parts 1-3 (repeat: --serve-arg=--max-queue-wait"
+        " --serve-arg=0)",
+    )
     parser.add_argument("--samples", type=int, help="latency samples per page set [100; 20]")
     parser.add_argument("--shots", type=int, help="shots per throughput level [100; 20]")
     parser.add_argument("--shoot-rounds", type=int, help="distshot shoot runs [2; 1]")
     parser.add_argument("--overload-seconds", type=float, help="[60; 10]")
+    parser.add_argument(
+        "--overload-modes",
+        nargs="+",
+        choices=("open", "storm"),
+        default=["open", "storm"],
+        help="part 3: arrivals at 3x capacity, and/or a retry storm [both]",
+    )
     parser.add_argument("--queued", type=int, help="wait:0 requests of part 4 [10000; 1000]")
     parser.add_argument("--queue-clients", type=int, default=50, help="part 4's clients [50]")
     parser.add_argument("--slow-delay", type=float, default=5.0, help="part 4's page delay [5]")
@@ -1382,12 +1728,21 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the work folder (logs, state) here")
     parser.add_argument("--page-server", help=argparse.SUPPRESS)  # the page server child
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)  # part 3's probe child
+    parser.add_argument("--open-loop", nargs="+", help=argparse.SUPPRESS)  # part 3's load
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)  # part 3's floor
     args = parser.parse_args()
     if args.page_server:
         serve_pages(args.page_server)
         return
     if args.probe:
         probe(args.probe[0], args.probe[1], float(args.probe[2]))
+        return
+    if args.open_loop:
+        base, floor, rate, seconds, *urls = args.open_loop
+        open_loop_child(base, floor, float(rate), float(seconds), urls)
+        return
+    if args.floor_server:
+        floor_server(args.floor_server)
         return
     quick = args.quick
     defaults = {
@@ -1409,7 +1764,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, terminate)
     results: dict[str, Any] = {
         "arguments": {
-            k: v for k, v in vars(args).items() if k not in ("page_server", "probe", "keep")
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("page_server", "probe", "open_loop", "floor_server", "keep")
         }
         | {"keep": str(args.keep) if args.keep else None}
     }
