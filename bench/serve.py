@@ -308,7 +308,9 @@ def demo_pages(base: str) -> list[str]:
 
 
 def unique(urls: list[str], tag: str, count: int) -> list[str]:
-    """``count`` URLs: ``urls`` cycled, each made unique with ?shot=TAG-N."""
+    """``count`` URLs: ``urls`` cycled, each made unique with ?shot=TAG-N (a page set's
+    name may hold spaces: they become dashes)."""
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "-", tag)
     return [f"{urls[n % len(urls)]}?shot={tag}-{n}" for n in range(count)]
 
 
@@ -1693,7 +1695,7 @@ def main() -> None:
         "--max-queue",
         type=int,
         default=6,
-        help="the service's --max-queue for parts 1-3 [6: 8 clients never get a 429]",
+        help="the service's --max-queue for parts 1-3 [6]",
     )
     parser.add_argument(
         "--serve-arg",
