@@ -87,6 +87,10 @@ def busy_shoot(engine_name: str, http_server: PageServer, tmp_path: Path) -> sub
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background by a non-interactive shell inherits SIGINT
+        # ignored, and a CLI rightly keeps an inherited SIG_IGN: Ctrl-C is given back to the
+        # run under test, as a terminal would give it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while len([r for r in http_server.seen.requests if r["path"] == "/slow"]) < 2:
