@@ -36,6 +36,14 @@ def http_server() -> Iterator[PageServer]:
     stop_server(server)
 
 
+@pytest.fixture(scope="module")
+def pages() -> Iterator[PageServer]:
+    """One page server for a whole module's tests (the service's tests share theirs)."""
+    server = start_server()
+    yield server
+    stop_server(server)
+
+
 @pytest.fixture
 def tag(monkeypatch: pytest.MonkeyPatch) -> str:
     """A marker in the environment of every process this test starts (Chromium included),

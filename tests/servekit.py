@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 
+#: Serve flags that admit the local page server (test pages live on 127.0.0.1).
+LOOPBACK = ("--allow-network", "127.0.0.0/8")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -18,22 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import run_cli
-from servekit import Serve, poll
+from servekit import LOOPBACK, Serve, poll
 from standardwebhooks.webhooks import Webhook
 
 from distshot.server.keys import add_key
 from distshot.server.signing import sign_query
 from distshot.testing.processes import tagged_processes, wait_no_processes
-from distshot.testing.server import PageServer, start_server, stop_server
-
-LOOPBACK = ("--allow-network", "127.0.0.0/8")
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = start_server()
-    yield server
-    stop_server(server)
+from distshot.testing.server import PageServer
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from servekit import Serve, poll
+from servekit import LOOPBACK, Serve, poll
 
 from distshot.testing.processes import tagged_processes, wait_no_processes
-from distshot.testing.server import PageServer, start_server, stop_server
-
-LOOPBACK = ("--allow-network", "127.0.0.0/8")
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = start_server()
-    yield server
-    stop_server(server)
+from distshot.testing.server import PageServer
 
 
 def capture_process(serve_pid: int) -> int:

@@ -98,3 +98,41 @@ def test_a_restarted_service_finds_its_batch_again_and_records_each_line_once(
         assert sorted(r["line"] for r in records) == list(range(1, 13))
     finally:
         assert again.stop() == 0
+
+
+def test_two_instances_share_one_fleet_and_each_gets_its_own_replies(
+    tmp_path: Path, fleet_env: dict[str, str], http_server: PageServer
+) -> None:
+    """Two services behind a (notional) load balancer, one worker: each instance's shots
+    come back on its own reply queue, all of them, and none of the other's."""
+    services = []
+    for name in ("east", "west"):
+        (tmp_path / name).mkdir()
+        args = ("--backend", "rabbitmq", "--instance", name, "--allow-network", "127.0.0.0/8")
+        services.append(Serve(tmp_path / name, *args, env=fleet_env).start())
+    try:
+        sent: dict[int, list[str]] = {}
+        for n, serve in enumerate(services):
+            with serve.client() as client:
+                sent[n] = [
+                    client.post(
+                        "/v1/shots",
+                        json={"url": f"{http_server.base}/tall?h={40 + n}&k={k}", "wait": 0},
+                    ).json()["id"]
+                    for k in range(3)
+                ]
+        for n, serve in enumerate(services):
+            with serve.client() as client:
+                for shot_id in sent[n]:
+                    record = poll(client, f"/v1/shots/{shot_id}", lambda b: "format" in b)
+                    assert record["status"] == "ok", record
+                    assert f"h={40 + n}&" in record["url"]
+                other = sent[1 - n][0]
+                assert client.get(f"/v1/shots/{other}").status_code == 404
+        for serve in services:
+            book = (serve.state / "shots.jsonl").read_text().splitlines()
+            finished = [json.loads(line) for line in book if '"record"' in line]
+            assert len(finished) == 3  # each of its own, once
+    finally:
+        for serve in services:
+            assert serve.stop() == 0

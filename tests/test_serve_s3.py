@@ -4,31 +4,20 @@ redirect to the object's presigned link, and the link serves the recorded bytes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from s3server import MotoServer
-from servekit import Serve, poll
+from servekit import LOOPBACK, Serve, poll
 
-from distshot.testing.server import PageServer, start_server, stop_server
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = start_server()
-    yield server
-    stop_server(server)
+from distshot.testing.server import PageServer
 
 
 def test_images_in_s3_are_a_redirect_to_a_link_that_serves_the_recorded_bytes(
     s3: MotoServer, tmp_path: Path, pages: PageServer
 ) -> None:
     bucket = s3.new_bucket()
-    serve = Serve(
-        tmp_path, "--storage", f"s3://{bucket}/serve", "--allow-network", "127.0.0.0/8"
-    ).start()
+    serve = Serve(tmp_path, "--storage", f"s3://{bucket}/serve", *LOOPBACK).start()
     try:
         with serve.client() as client:
             record = client.post("/v1/shots", json={"url": pages.base + "/tall?h=300"}).json()
