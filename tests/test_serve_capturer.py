@@ -3,6 +3,7 @@ flight is captured again; a service killed with SIGKILL leaves neither it nor a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -77,3 +78,35 @@ def test_a_service_killed_outright_leaves_no_capture_process_and_no_browser(
     else:
         assert not Path(f"/proc/{child}").exists(), "the capture process outlived the service"
     assert wait_no_processes(tag, timeout=30) == []
+
+
+def test_a_page_in_flight_at_two_deaths_fails_as_browser_crashed_and_the_service_goes_on(
+    tmp_path: Path, pages: PageServer, tag: str
+) -> None:
+    """A page that keeps killing its capture process must not take every later one down:
+    at the second death it is recorded failed (BrowserCrashed), and the service goes on."""
+    serve = Serve(tmp_path, "--concurrency", "1", *LOOPBACK).start()
+    try:
+        assert serve.process is not None
+        with serve.client() as client:
+            body = {"url": f"{pages.base}/slow?ms=20000", "wait": 0, "options": {"timeout": 60}}
+            shot_id = client.post("/v1/shots", json=body).json()["id"]
+            for _ in range(2):
+                time.sleep(1.5)  # the page is loading in the current capture process
+                first = capture_process(serve.process.pid)
+                os.kill(first, signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(AssertionError, OSError):
+                        if capture_process(serve.process.pid) != first:
+                            break
+                    time.sleep(0.2)
+            record = poll(client, f"/v1/shots/{shot_id}", lambda b: "format" in b or "error" in b)
+            assert record["status"] == "failed", record
+            assert record["error"]["type"] == "BrowserCrashed"
+            assert "died 2 times" in record["error"]["message"]
+            after = client.post("/v1/shots", json={"url": pages.base + "/tall"}).json()
+            assert after["status"] == "ok"
+    finally:
+        assert serve.stop() == 0
+    assert wait_no_processes(tag, timeout=20) == []

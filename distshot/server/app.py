@@ -186,7 +186,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
     async def post_shot(request: Request) -> Response:
         key = authenticate(request)
         accepting()
-        service.backend.admission.check(key.id, max_queue=key.max_queue)
+        service.backend.admission.check(key.id)
         shot_input = parse_shot_body(parse_json(await read_body(request, settings.max_body)))
         engine = check_engine(shot_input.engine)
         await check_destination(shot_input.url, "url")
@@ -273,7 +273,7 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         else:
             key = authenticate(request)
         accepting()
-        service.backend.admission.check(key.id, max_queue=key.max_queue, waiting_client=True)
+        service.backend.admission.check(key.id, waiting_client=True)
         url = check_url_text(single(params, "url"))
         options = query_options(params, DEFAULT_OPTIONS)
         engine = check_engine(single(params, "engine"))

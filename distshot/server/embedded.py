@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ..actors.runtime import WorkerRuntime
+from ..actors.capture import result_for_payload
 from ..core.errors import BrowserCrashed, ConfigError
-from ..core.models import ShotRequest, ShotResult
+from ..core.models import ShotRequest
 from .backend import Backend
 from .capturer import CaptureSpec, child_main, send
 from .limits import Admission
@@ -50,27 +50,9 @@ class _Job:
 class EmbeddedBackend(Backend):
     name = "embedded"
 
-    def __init__(
-        self,
-        runtime: WorkerRuntime,
-        admission: Admission,
-        *,
-        upload_threads: int = 4,
-        max_attempts: int = 3,
-        min_backoff: float = 0.5,
-    ) -> None:
+    def __init__(self, spec: CaptureSpec, admission: Admission) -> None:
+        self.spec = spec
         self.admission = admission
-        default_storage = runtime.default_storage
-        assert default_storage is not None
-        self.spec = CaptureSpec(
-            engine=runtime.engine_name,
-            engine_config=runtime.engine_config,
-            storage=default_storage,
-            upload_threads=upload_threads,
-            max_attempts=max_attempts,
-            min_backoff=min_backoff,
-            log_level=logging.getLogger().getEffectiveLevel(),
-        )
         self._ids = itertools.count(1)
         self._jobs: dict[int, _Job] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,9 +180,7 @@ class EmbeddedBackend(Backend):
 
 
 def _crashed(wire: dict[str, Any], deaths: int, why: str | None = None) -> dict[str, Any]:
-    request = ShotRequest.from_wire(wire)
     message = why or f"the capture process died {deaths} times while this page was loading"
-    result = ShotResult.from_error(
-        request.id, request.line, request.url, "failed", BrowserCrashed(message)
-    )
+    result = result_for_payload(wire, "failed", BrowserCrashed(message), deaths)
+    assert result is not None  # every request sent carries its id
     return result.to_record()

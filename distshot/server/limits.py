@@ -121,9 +121,7 @@ class Admission:
             rounds = max(rounds, own)
         return rounds * self._latency
 
-    def check(
-        self, key: str, *, max_queue: int | None = None, waiting_client: bool = False
-    ) -> None:
+    def check(self, key: str, *, waiting_client: bool = False) -> None:
         """Raise Overloaded now if ``admit`` would: called before a request's body is read
         and parsed, so that a refusal costs as little as possible."""
         self._check(self._keys.get(key), waiting_client)

@@ -15,12 +15,12 @@ from typing import Any
 
 import uvicorn
 
-from ..actors.runtime import WorkerRuntime
 from ..core.config import Settings
 from ..core.errors import ConfigError
 from ..plugins.manager import get_registry
 from .app import create_app
 from .backend import Backend
+from .capturer import CaptureSpec
 from .embedded import EmbeddedBackend
 from .keys import load_keys
 from .limits import Admission
@@ -51,13 +51,15 @@ def build_backend(serve: ServeSettings, settings: Settings) -> Backend:
     if serve.backend == "embedded":
         registry.engine_entry(serve.engine)
         config = replace(settings, engine=serve.engine, concurrency=serve.concurrency)
-        runtime = WorkerRuntime(serve.engine, config.engine_config(), default_storage=serve.storage)
-        return EmbeddedBackend(
-            runtime,
-            admission,
+        spec = CaptureSpec(
+            engine=serve.engine,
+            engine_config=config.engine_config(),
+            storage=serve.storage,
             upload_threads=serve.upload_threads,
             max_attempts=settings.max_attempts,
+            log_level=logging.getLogger().getEffectiveLevel(),
         )
+        return EmbeddedBackend(spec, admission)
     if serve.backend == "rabbitmq":
         from .rabbitmq import RabbitBackend
 
