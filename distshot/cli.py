@@ -462,6 +462,10 @@ def dispatch(
     help="Worker processes (one browser each).",
 )
 @click.option("--threads", type=int, help="Jobs in flight per process [2 per core].")
+@click.option(
+    "--metrics",
+    help="Serve Prometheus metrics on HOST:PORT, or off [127.0.0.1:9191].",
+)
 @click.option("--config", "config_file", help="Settings file [./distshot.toml].")
 @link_options
 @_handle_errors
@@ -471,6 +475,7 @@ def worker(
     storage: str | None,
     processes: int,
     threads: int | None,
+    metrics: str | None,
     config_file: str | None,
     link_ttl: str | None,
     public_base_url: str | None,
@@ -486,6 +491,7 @@ def worker(
             "engine": engine,
             "storage": storage,
             "concurrency": threads,
+            "metrics": metrics,
             "link_ttl": link_ttl,
             "public_base_url": public_base_url,
         },
@@ -509,6 +515,7 @@ def worker(
         env["DISTSHOT_STORAGE"] = storage_url
     if config_file:
         env["DISTSHOT_CONFIG"] = str(Path(config_file).resolve())
+    env.update(_worker_metrics_env(settings.metrics))
     command = [
         sys.executable,
         "-m",
@@ -524,6 +531,35 @@ def worker(
     sys.stdout.flush()
     # Become Dramatiq's own CLI: signals (SIGTERM for a graceful stop) reach it directly.
     os.execvpe(sys.executable, command, env)
+
+
+def _worker_metrics_env(metrics: str) -> dict[str, str]:
+    """Take the metrics port now (see ``listen_socket``) and say how in the environment.
+    The default port taken (a second worker on this machine) is a warning: the worker runs
+    without metrics. A port the user chose is theirs to fix: an error."""
+    from .actors.metrics import ENV_DIR, ENV_FD, fresh_metrics_dir, listen_socket
+    from .core.config import Settings, parse_listen
+
+    listen = parse_listen(metrics)
+    if listen is None:
+        return {"DISTSHOT_METRICS": "off"}
+    try:
+        sock = listen_socket(listen)
+    except OSError as exc:
+        where = f"{listen[0]}:{listen[1]}"
+        if metrics != Settings().metrics:
+            raise click.BadParameter(
+                f"cannot listen on {where}: {exc.strerror or exc}", param_hint="--metrics"
+            ) from None
+        click.echo(
+            f"warning: metrics port {where} is taken ({exc.strerror or exc}): this worker "
+            "serves no metrics; give it its own with --metrics HOST:PORT",
+            err=True,
+        )
+        return {"DISTSHOT_METRICS": "off"}
+    folder = fresh_metrics_dir(listen[1])
+    # detach: the descriptor must outlive this function's socket object, through exec.
+    return {"DISTSHOT_METRICS": metrics, ENV_FD: str(sock.detach()), ENV_DIR: str(folder)}
 
 
 @main.command()

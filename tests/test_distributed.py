@@ -524,9 +524,13 @@ def thread_affinities(pid: int) -> set[frozenset[int]]:
     return found
 
 
+#: For counting a worker's processes: with metrics on, their exposition is one more child.
+NO_METRICS = {"DISTSHOT_METRICS": "off"}
+
+
 def worker_processes(worker: subprocess.Popen[str], count: int) -> list[int]:
     """The Dramatiq worker processes under a ``distshot worker`` (which became Dramatiq's
-    main process)."""
+    main process) started with ``NO_METRICS``."""
     wait_for(lambda: len(process_tree(worker.pid)) == count + 1, what=f"{count} processes")
     return process_tree(worker.pid)[1:]
 
@@ -537,7 +541,7 @@ def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
     cores = os.sched_getaffinity(0)
     if len(cores) < 2:
         pytest.skip("pinning to a core of its own needs two cores")
-    worker, _ = fleet.worker("null", threads=4, processes=2)
+    worker, _ = fleet.worker("null", threads=4, processes=2, **NO_METRICS)
     children = worker_processes(worker, 2)
     pins = [thread_affinities(pid) for pid in children]
     # every thread of a process on the same single core, the two processes on different ones
@@ -554,7 +558,7 @@ def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
     # (the worker processes die a moment after the main one: a claim is released when its
     # process is gone, not before)
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), what="exit")
-    again, _ = fleet.worker("null", processes=1)
+    again, _ = fleet.worker("null", processes=1, **NO_METRICS)
     (pid,) = worker_processes(again, 1)
     assert thread_affinities(pid) == {frozenset({min(cores)})}
 
@@ -562,8 +566,8 @@ def test_each_null_engine_worker_process_pins_its_threads_to_a_core_of_its_own(
 def test_browser_engine_workers_and_pin_cpu_off_leave_threads_free(fleet: Fleet) -> None:
     """A browser started by a pinned thread would inherit its one core."""
     cores = frozenset(os.sched_getaffinity(0))
-    browser, _ = fleet.worker("playwright")  # opens no browser until its first job
-    switched_off, _ = fleet.worker("null", DISTSHOT_PIN_CPU="off")
+    browser, _ = fleet.worker("playwright", **NO_METRICS)  # no browser before a job
+    switched_off, _ = fleet.worker("null", DISTSHOT_PIN_CPU="off", **NO_METRICS)
     for worker in (browser, switched_off):
         (pid,) = worker_processes(worker, 1)
         assert thread_affinities(pid) == {cores}
@@ -573,6 +577,6 @@ def test_pin_cpu_on_pins_even_a_browser_engines_worker(fleet: Fleet) -> None:
     cores = os.sched_getaffinity(0)
     if len(cores) < 2:
         pytest.skip("pinning to a core of its own needs two cores")
-    worker, _ = fleet.worker("playwright", DISTSHOT_PIN_CPU="on")
+    worker, _ = fleet.worker("playwright", DISTSHOT_PIN_CPU="on", **NO_METRICS)
     (pid,) = worker_processes(worker, 1)
     assert thread_affinities(pid) == {frozenset({min(cores)})}

@@ -57,6 +57,12 @@ def pop_outcome(message_id: str) -> dict[str, Any] | None:
         return _outcomes.pop(message_id, None)
 
 
+def peek_outcome(message_id: str) -> dict[str, Any] | None:
+    """The outcome, left for the reply middleware to take."""
+    with _outcomes_lock:
+        return _outcomes.get(message_id)
+
+
 class MalformedMessage(Exception):
     """A message with no usable id: it cannot be answered, only dead-lettered."""
 

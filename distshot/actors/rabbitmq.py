@@ -9,7 +9,7 @@ import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 
-from ..core.config import Settings, load_settings
+from ..core.config import Settings, load_settings, parse_listen
 from .replying import PERSISTENT, ReplyingConsumer
 from .runtime import WorkerRuntime
 from .setup import install_worker
@@ -72,7 +72,13 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
         queue_prefix=settings.queue_prefix,
     )
     broker = DistshotBroker(settings.broker_url, middleware=[])
-    install_worker(broker, runtime, max_attempts=settings.max_attempts, pin_cpu=settings.pin_cpu)
+    install_worker(
+        broker,
+        runtime,
+        max_attempts=settings.max_attempts,
+        pin_cpu=settings.pin_cpu,
+        metrics=parse_listen(settings.metrics),
+    )
     return broker, runtime
 
 

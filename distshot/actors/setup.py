@@ -7,16 +7,23 @@ from dramatiq.middleware import AsyncIO, CurrentMessage, Retries, ShutdownNotifi
 
 from .capture import declare_capture_actor
 from .lifecycle import RuntimeLifecycle
+from .metrics import WorkerMetrics
 from .reply import ReplyMiddleware
 from .runtime import WorkerRuntime
 
 
 def worker_middleware(
-    runtime: WorkerRuntime | None, *, pin_cpu: str = "off"
+    runtime: WorkerRuntime | None,
+    *,
+    pin_cpu: str = "off",
+    metrics: tuple[str, int] | None = None,
 ) -> list[dramatiq.Middleware]:
-    """The order matters: Reply before Retries, RuntimeLifecycle after AsyncIO (see each)."""
-    stack: list[dramatiq.Middleware] = [
-        ReplyMiddleware(),
+    """The order matters: Reply, then WorkerMetrics, before Retries; RuntimeLifecycle after
+    AsyncIO (see each). ``metrics``: where the worker serves them (None: nowhere)."""
+    stack: list[dramatiq.Middleware] = [ReplyMiddleware()]
+    if metrics is not None and runtime is not None:
+        stack.append(WorkerMetrics(runtime.engine_name, metrics))
+    stack += [
         TimeLimit(),
         ShutdownNotifications(),
         CurrentMessage(),
@@ -36,9 +43,10 @@ def install_worker(
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 30_000,
     pin_cpu: str = "off",
+    metrics: tuple[str, int] | None = None,
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     """Add the worker middleware to a broker built without middleware, then declare actors."""
-    for middleware in worker_middleware(runtime, pin_cpu=pin_cpu):
+    for middleware in worker_middleware(runtime, pin_cpu=pin_cpu, metrics=metrics):
         broker.add_middleware(middleware)
     return declare_capture_actor(
         broker,

@@ -69,6 +69,9 @@ class Settings:
     #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
     queue_prefix: str = "distshot"
     window: int = 200
+    #: Where a worker serves its Prometheus metrics: HOST:PORT, or "off". Loopback by
+    #: default: metrics tell an outsider what a fleet captures and how fast.
+    metrics: str = "127.0.0.1:9191"
     wait_timeout: float = 600.0
     #: Seconds a stored image answers a request with the same URL and options (off: None).
     cache_ttl: float | None = None
@@ -139,6 +142,10 @@ def _coerce(name: str, value: Any) -> Any:
         return _base_url(value)
     if name == "pin_cpu":
         return _pin_choice(value)
+    if name == "metrics":
+        text = str(value).strip()
+        parse_listen(text, name)
+        return text.lower() if text.lower() == "off" else text
     kind = type(getattr(Settings(), name))
     if name == "storage":
         kind = str
@@ -178,6 +185,25 @@ def _base_url(value: Any) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"public_base_url must not have a query or fragment: {value!r}")
     return text
+
+
+def parse_listen(value: str, name: str = "metrics") -> tuple[str, int] | None:
+    """``(host, port)`` from ``HOST:PORT`` or ``[IPV6]:PORT``; None for ``off``."""
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+        if host:
+            ipaddress.ip_address(host)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 < port < 65536:
+        raise ConfigError(f"{name} must be HOST:PORT (an IP address) or off, not {value!r}")
+    return host, port
 
 
 def _pin_choice(value: Any) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from ..core import telemetry
 from ..core.contracts import EngineConfig
 from .chromium import process_tree_rss
 
@@ -72,23 +73,31 @@ class RecyclingBrowser(Generic[B]):
     async def _start(self) -> BrowserSlot[B]:
         browser, pid = await self._launch()
         self.launches += 1
+        telemetry.emit(telemetry.BROWSER_LAUNCH)
         slot = BrowserSlot(browser, pid)
         self._on_disconnect(browser, slot.mark_crashed)
         return slot
 
     def _worn_out(self, slot: BrowserSlot[B]) -> bool:
+        reason = self._wear(slot)
+        if reason is not None:
+            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
+        return reason is not None
+
+    def _wear(self, slot: BrowserSlot[B]) -> str | None:
+        """Why ``slot`` must be replaced (crash, jobs, memory), or None."""
         if slot.crashed or not self._connected(slot.browser):
-            return True
+            return "crash"
         if slot.jobs >= self.config.recycle_after:
-            return True
+            return "jobs"
         limit = self.config.recycle_memory_mb
         now = time.monotonic()
         if limit and slot.pid and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
             slot.checked_memory_at = now
             if process_tree_rss(slot.pid) > limit * 1024 * 1024:
                 self.memory_recycles += 1
-                return True
-        return False
+                return "memory"
+        return None
 
     async def acquire(self) -> BrowserSlot[B]:
         async with self._lock:

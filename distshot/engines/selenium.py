@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..core import telemetry
 from ..core.contracts import Capabilities, Engine, EngineConfig
 from ..core.egress import EgressGuard
 from ..core.errors import (
@@ -792,6 +793,7 @@ class SeleniumEngine(Engine):
                 f"{self.config.browser_path}: {first}"
             ) from None
         self.launches += 1
+        telemetry.emit(telemetry.BROWSER_LAUNCH)
         return slot
 
     async def _discard_start(self, slot: _Slot, starting: asyncio.Future[None]) -> None:
@@ -810,18 +812,25 @@ class SeleniumEngine(Engine):
         # A busy slot's job fails (its calls do) and hands the slot back broken.
 
     def _worn_out(self, slot: _Slot) -> bool:
+        reason = self._wear(slot)
+        if reason is not None:
+            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
+        return reason is not None
+
+    def _wear(self, slot: _Slot) -> str | None:
+        """Why ``slot`` must be replaced (crash, jobs, memory), or None."""
         if slot.broken or (slot.cdp is not None and slot.cdp.closed):
-            return True
+            return "crash"
         if slot.jobs >= self.config.recycle_after:
-            return True
+            return "jobs"
         limit = self.config.recycle_memory_mb
         now = time.monotonic()
         if limit and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
             slot.checked_memory_at = now
             if slot.memory() > limit * 1024 * 1024:
                 self.memory_recycles += 1
-                return True
-        return False
+                return "memory"
+        return None
 
     async def _take_slot(self) -> _Slot:
         """An idle, healthy slot, or a new one (the caller holds a permit, so slots in use
