@@ -83,15 +83,19 @@ class PrivateRabbit:
     """A RabbitMQ node of the test's own, on free ports with its own data directory, so a
     test can stop and restart a broker without touching the shared one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, netns: str | None = None, address: str = "127.0.0.1") -> None:
+        """``netns``: run the node in that network namespace (a host of a NetLab),
+        listening on ``address`` there."""
         self.dir = Path(tempfile.mkdtemp(prefix="distshot-rabbit-"))
+        self.prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.address = address
         self.port = free_port()
         self.node = f"distshot{self.port}@localhost"
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.url = f"amqp://guest:guest@{address}:{self.port}/%2F"
         (self.dir / "enabled_plugins").write_text("")
         (self.dir / "env.conf").write_text("")
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+            f"listeners.tcp.local = {address}:{self.port}\nloopback_users = none\n"
         )
         self.env = {
             **os.environ,
@@ -112,7 +116,7 @@ class PrivateRabbit:
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            [*self.prefix, str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -126,7 +130,10 @@ class PrivateRabbit:
 
     def start(self) -> None:
         subprocess.run(
-            [str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self.env, check=True, timeout=60
+            [*self.prefix, str(RABBIT_BIN / "rabbitmq-server"), "-detached"],
+            env=self.env,
+            check=True,
+            timeout=60,
         )
         self.wait_port(up=True)
 
@@ -134,7 +141,7 @@ class PrivateRabbit:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                socket.create_connection((self.address, self.port), 1).close()
                 if up:
                     return
             except OSError:
