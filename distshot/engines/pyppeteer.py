@@ -68,7 +68,10 @@ CAPABILITIES = Capabilities(
         "headers",
     },
     formats=STEP_FORMATS,
-    description="Chromium through pyppeteer (async, CDP)",
+    description=(
+        "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "
+        "(last release 2024): prefer playwright"
+    ),
 )
 _CLOSE_TIMEOUT = 5.0
 #: A context that does not close within this is held by a wedged renderer: its browser is
