@@ -46,3 +46,38 @@ def test_messages_carry_reply_queue_and_a_time_limit_below_rabbitmqs_consumer_ti
     assert sorted(r["line"] for r in records) == [1, 2]
     assert {r["error"]["type"] for r in records} == {"ReplyTimeout"}
     assert counts.failed == 2
+
+
+def test_the_dispatcher_and_a_request_share_one_batch_id_rule(tmp_path: Path) -> None:
+    """A batch id names a reply queue and a manifest: what the dispatcher accepts, a worker
+    accepts in a request, and the other way round."""
+    from distshot.core.config import load_settings
+    from distshot.core.errors import ConfigError, InvalidRequest
+    from distshot.core.models import ShotRequest
+    from distshot.dispatch.distributed import DispatchJob, run_dispatch
+
+    # A port nobody listens on: an accepted id gets as far as connecting, and fails there.
+    settings = load_settings(env={"DISTSHOT_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/%2F"})
+
+    def request_accepts(batch: str) -> bool:
+        wire = {"id": "r1", "line": 1, "url": "https://example.test/", "batch": batch}
+        try:
+            ShotRequest.from_wire(wire)
+        except InvalidRequest:
+            return False
+        return True
+
+    def dispatcher_refusal(batch: str) -> str | None:
+        job = DispatchJob([], batch, tmp_path / "m.jsonl", False, settings)
+        try:
+            run_dispatch(job)
+        except ConfigError as exc:
+            return None if "cannot connect to the broker" in str(exc) else str(exc)
+        raise AssertionError("a dispatch to port 1 cannot succeed")
+
+    for batch in ["a", "crawl-0142_x", "x" * 100]:
+        assert request_accepts(batch), batch
+        assert dispatcher_refusal(batch) is None, batch
+    for batch in ["x" * 101, "a b", "a/b", "\u00e4"]:
+        assert not request_accepts(batch), batch
+        assert "batch id must be 1-100 of [A-Za-z0-9_-]" in (dispatcher_refusal(batch) or ""), batch

@@ -15,6 +15,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage, Shutdown
 
+from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.errors import DistshotError, InvalidRequest
 from ..core.models import ShotRequest, ShotResult
 from ..core.service import capture_request
@@ -24,10 +25,7 @@ CAPTURE_ACTOR = "distshot.capture"
 logger = logging.getLogger("distshot.worker")
 
 
-DEFAULT_PREFIX = "distshot"
-
-
-def queue_for(engine: str, prefix: str = DEFAULT_PREFIX) -> str:
+def queue_for(engine: str, prefix: str = DEFAULT_QUEUE_PREFIX) -> str:
     """The queue an engine's workers consume. A prefix keeps tenants (or tests) apart."""
     return f"{prefix}.{engine}"
 

@@ -9,15 +9,16 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
+from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.errors import InvalidRequest
-from .capture import CAPTURE_ACTOR, DEFAULT_PREFIX, CaptureFailed, pop_outcome, result_for_payload
+from .capture import CAPTURE_ACTOR, CaptureFailed, pop_outcome, result_for_payload
 from .replying import attach_reply
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
 
 
-def reply_queue_for(batch: str, prefix: str = DEFAULT_PREFIX) -> str:
+def reply_queue_for(batch: str, prefix: str = DEFAULT_QUEUE_PREFIX) -> str:
     return f"{prefix}.reply.{batch}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.contracts import Engine, EngineConfig, Storage
 from ..core.errors import StorageError
 from ..plugins.manager import Registry, get_registry
@@ -19,7 +20,7 @@ class WorkerRuntime:
         engine_config: EngineConfig,
         *,
         default_storage: str | None = None,
-        queue_prefix: str = "distshot",
+        queue_prefix: str = DEFAULT_QUEUE_PREFIX,
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()

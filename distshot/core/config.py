@@ -22,6 +22,8 @@ from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 PIN_CHOICES = ("auto", "on", "off")
 DEFAULT_CONFIG_FILE = "distshot.toml"
 ENV_PREFIX = "DISTSHOT_"
+#: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH (``queue_prefix``).
+DEFAULT_QUEUE_PREFIX = "distshot"
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,60}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -67,7 +69,7 @@ class Settings:
     #: starts no processes that would inherit the pin), "on" or "off".
     pin_cpu: str = "auto"
     #: Queue names are PREFIX.ENGINE and PREFIX.reply.BATCH.
-    queue_prefix: str = "distshot"
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX
     window: int = 200
     #: Where a worker serves its Prometheus metrics: HOST:PORT, or "off". Loopback by
     #: default: metrics tell an outsider what a fleet captures and how fast.

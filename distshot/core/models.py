@@ -21,7 +21,9 @@ from .policy import UrlPolicy
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 #: A batch id is a folder of object keys: no slashes, no dots, nothing to escape.
-_BATCH_RE = re.compile(r"^[A-Za-z0-9_-]{0,100}$")
+#: A batch id: it names a reply queue and a manifest file, so only these characters.
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+BATCH_ID_RULE = "1-100 of [A-Za-z0-9_-]"
 #: The longest cache TTL a request may carry (ten years): anything longer is a typo.
 MAX_CACHE_TTL = 10 * 365 * 86400.0
 
@@ -106,8 +108,9 @@ class ShotRequest:
         for key in ("batch", "engine", "storage"):
             if data.get(key) is not None and not isinstance(data.get(key), str):
                 raise InvalidRequest(f"request {key} must be text")
-        if not _BATCH_RE.match(data.get("batch") or ""):
-            raise InvalidRequest("request batch must be at most 100 of [A-Za-z0-9_-]")
+        batch = data.get("batch")
+        if batch and not BATCH_ID_RE.match(batch):  # "" and None: no batch
+            raise InvalidRequest(f"request batch must be {BATCH_ID_RULE}")
         cache_ttl = data.get("cache_ttl")
         if cache_ttl is not None and (
             not isinstance(cache_ttl, int | float)

@@ -22,8 +22,9 @@ from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import BrokerConnectionError
 
-from ..actors.capture import CAPTURE_ACTOR, DEFAULT_PREFIX, queue_for
+from ..actors.capture import CAPTURE_ACTOR, queue_for
 from ..actors.reply import reply_queue_for
+from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.errors import ConfigError, InvalidRequest, ReplyTimeout
 from ..core.inputs import InputItem, Rejection
 from ..core.manifest import ManifestWriter
@@ -93,7 +94,7 @@ class Dispatcher:
         journal: SentJournal | None = None,
         on_progress: ProgressCallback | None = None,
         poll_ms: int = 200,
-        queue_prefix: str = DEFAULT_PREFIX,
+        queue_prefix: str = DEFAULT_QUEUE_PREFIX,
     ) -> None:
         self.broker = broker
         self.batch = batch
@@ -302,7 +303,7 @@ class Dispatcher:
 
 
 def capture_message(
-    request: ShotRequest, engine: str, reply_queue: str, queue_prefix: str = DEFAULT_PREFIX
+    request: ShotRequest, engine: str, reply_queue: str, queue_prefix: str = DEFAULT_QUEUE_PREFIX
 ) -> dramatiq.Message[Any]:
     """The message a dispatcher sends for ``request``: to ``engine``'s queue, answered on
     ``reply_queue``, with a time limit the worker enforces."""

@@ -16,11 +16,11 @@ from ..core.config import Settings
 from ..core.errors import ConfigError
 from ..core.inputs import InputItem
 from ..core.manifest import ManifestWriter, recorded_lines
+from ..core.models import BATCH_ID_RE, BATCH_ID_RULE
 from .dispatcher import Counts, Dispatcher, ProgressCallback
 from .journal import LineSet, SentJournal
 
 logger = logging.getLogger("distshot.dispatch")
-_BATCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 @dataclass
@@ -59,8 +59,8 @@ def _connect_reason(exc: BaseException) -> str:
 
 
 def run_dispatch(job: DispatchJob, *, on_progress: ProgressCallback | None = None) -> Counts:
-    if not _BATCH_RE.match(job.batch):
-        raise ConfigError(f"batch id must be 1-100 of [A-Za-z0-9_-], not {job.batch!r}")
+    if not BATCH_ID_RE.match(job.batch):
+        raise ConfigError(f"batch id must be {BATCH_ID_RULE}, not {job.batch!r}")
     journal_path = job.manifest.with_name(job.manifest.name + ".sent")
     if job.resume and not job.manifest.exists() and not journal_path.exists():
         raise ConfigError(f"nothing to resume: neither {job.manifest} nor {journal_path} exists")

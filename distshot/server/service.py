@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.inputs import RequestReader
 from ..core.models import ShotRequest
 from ..core.options import CaptureOptions
@@ -56,7 +57,7 @@ class ServeSettings:
     max_batch_body: int = 1 << 30
     upload_threads: int = 4
     webhook_schedule: tuple[float, ...] | None = None
-    queue_prefix: str = "distshot"
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX
     instance: str = "serve"
     #: rabbitmq backend: a request with no reply within this many seconds is failed.
     reply_timeout: float = 900.0
