@@ -27,7 +27,7 @@ import time
 
 import dramatiq
 
-from distshot.actors.reply import reply_message
+from distshot.actors.reply_middleware import reply_message
 from distshot.core.models import ShotRequest
 from distshot.core.service import capture_request
 from distshot.dispatch.dispatcher import capture_message

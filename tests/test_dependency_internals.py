@@ -1,6 +1,6 @@
 """The private parts of Dramatiq and pika that the exactly-once reply path stands on.
 
-``actors/replying.py`` extends Dramatiq's private ``_RabbitmqConsumer`` (its ``known_tags``,
+``actors/reply_consumer.py`` extends Dramatiq's private ``_RabbitmqConsumer`` (its ``known_tags``,
 ``channel`` and ``connection``, a message's ``_tag``) and publishes on pika's callback
 channel under the blocking one (``BlockingChannel._impl``): no public extension point
 lets a consumer publish a reply and settle the request only once the broker confirmed
@@ -49,7 +49,7 @@ def test_dramatiq_consumer_has_the_shape_the_replying_consumer_extends() -> None
 
 def test_a_live_consumer_exposes_known_tags_channel_and_message_tags() -> None:
     from distshot.actors.rabbitmq import DistshotBroker
-    from distshot.actors.replying import ReplyingConsumer
+    from distshot.actors.reply_consumer import ReplyingConsumer
 
     broker = DistshotBroker(SHARED_URL)
     queue = f"{new_prefix()}.internals"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 
 from .capture import CAPTURE_ACTOR, CaptureFailed, queue_for
-from .reply import REPLY_ACTOR, ReplyMiddleware, reply_queue_for, send_reply
+from .reply_middleware import REPLY_ACTOR, ReplyMiddleware, reply_queue_for, send_reply
 from .runtime import WorkerRuntime
-from .setup import install_worker, worker_middleware
+from .worker_stack import install_worker, worker_middleware
 
 __all__ = [
     "CAPTURE_ACTOR",

@@ -10,9 +10,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 
 from ..core.config import Settings, load_settings, parse_listen
-from .replying import PERSISTENT, ReplyingConsumer
+from .reply_consumer import PERSISTENT, ReplyingConsumer
 from .runtime import WorkerRuntime
-from .setup import install_worker
+from .worker_stack import install_worker
 
 
 class DistshotBroker(RabbitmqBroker):

@@ -23,7 +23,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import BrokerConnectionError
 
 from ..actors.capture import CAPTURE_ACTOR, queue_for
-from ..actors.reply import reply_queue_for
+from ..actors.reply_middleware import reply_queue_for
 from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.errors import ConfigError, InvalidRequest, ReplyTimeout
 from ..core.inputs import InputItem, Rejection

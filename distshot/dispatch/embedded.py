@@ -14,7 +14,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from ..actors.capture import queue_for
 from ..actors.runtime import WorkerRuntime
-from ..actors.setup import install_worker
+from ..actors.worker_stack import install_worker
 from ..core.contracts import EngineConfig
 from ..core.inputs import InputItem
 from ..core.manifest import ManifestWriter

@@ -25,7 +25,7 @@ import dramatiq
 from dramatiq.errors import BrokerConnectionError
 
 from ..actors.rabbitmq import DistshotBroker
-from ..actors.reply import reply_queue_for
+from ..actors.reply_middleware import reply_queue_for
 from ..core.errors import ReplyTimeout
 from ..core.models import ShotRequest, ShotResult
 from ..dispatch.dispatcher import capture_message

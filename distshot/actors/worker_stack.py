@@ -8,7 +8,7 @@ from dramatiq.middleware import AsyncIO, CurrentMessage, Retries, ShutdownNotifi
 from .capture import declare_capture_actor
 from .lifecycle import RuntimeLifecycle
 from .metrics import WorkerMetrics
-from .reply import ReplyMiddleware
+from .reply_middleware import ReplyMiddleware
 from .runtime import WorkerRuntime
 
 

@@ -1,5 +1,5 @@
 """The worker's consumer publishes each reply itself and settles the request only once the
-broker has confirmed that reply (distshot/actors/replying.py), against the shared RabbitMQ.
+broker has confirmed that reply (distshot/actors/reply_consumer.py), against the shared RabbitMQ.
 
 Each test has its own queues (a fresh prefix) and deletes them.
 """
@@ -18,7 +18,7 @@ import pytest
 from rabbit import SHARED_URL, delete_queues, new_prefix, publish_raw, queue_state
 
 from distshot.actors.rabbitmq import DistshotBroker
-from distshot.actors.replying import ReplyingConsumer, attach_reply
+from distshot.actors.reply_consumer import ReplyingConsumer, attach_reply
 
 
 class Queues:

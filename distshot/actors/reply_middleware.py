@@ -12,7 +12,7 @@ from dramatiq.middleware import Middleware
 from ..core.config import DEFAULT_QUEUE_PREFIX
 from ..core.errors import InvalidRequest
 from .capture import CAPTURE_ACTOR, CaptureFailed, pop_outcome, result_for_payload
-from .replying import attach_reply
+from .reply_consumer import attach_reply
 
 REPLY_ACTOR = "distshot.reply"
 logger = logging.getLogger("distshot.reply")
