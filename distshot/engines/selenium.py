@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import signal
@@ -95,6 +96,8 @@ from .chromium import (
 )
 from .reaper import Reaper, start_time
 from .selenium_devtools import Cdp, CdpClosed, CdpError, PageWatch
+
+logger = logging.getLogger("distshot.engines.selenium")
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -470,8 +473,12 @@ class _Slot:
                 and self._reset(page, watch)
             ):
                 return
+        except (CdpError, TimeoutError) as exc:  # would not reset: not worth keeping
+            logger.info("discarding a page that would not reset: %s", exc)
         except Exception:
-            pass
+            # A bug of ours: logged, and the page thrown away, which is always safe. The
+            # job's capture is already taken, so it must not fail (nor be retried) for it.
+            logger.exception("resetting a page failed; discarding it")
         self._discard_page()
 
     def _clean(self, watch: PageWatch) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .chromium import has_credentials, origin_of
+
+logger = logging.getLogger("distshot.engines.selenium")
 
 
 class CdpError(Exception):
@@ -246,14 +249,27 @@ class Cdp:
     # reading
 
     def _read(self) -> None:
+        from websocket import WebSocketException
+
         try:
             while True:
-                raw = self._ws.recv()
+                try:
+                    raw = self._ws.recv()
+                except (WebSocketException, OSError):
+                    break  # the browser, or its DevTools socket, went away
                 if not raw:
                     break
-                self._dispatch(json.loads(raw))
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    logger.warning("DevTools sent a frame that is not JSON; ignored")
+                    continue
+                self._dispatch(message)
         except Exception:
-            pass
+            # A bug of ours, not the browser's end: say so loudly. The connection is then
+            # treated as lost (its jobs fail and the browser is replaced), as it must be:
+            # nobody reads its events any more.
+            logger.exception("the DevTools reader failed; treating the browser as lost")
         finally:
             self._lost()
 
