@@ -350,7 +350,8 @@ def broker_process() -> psutil.Process:
     say in containers that other work starts and stops, are not counted)."""
     port = int(BROKER.rsplit(":", 1)[1].split("/", 1)[0])
     for connection in psutil.net_connections("tcp"):
-        listening = connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        address = connection.laddr
+        listening = connection.status == psutil.CONN_LISTEN and address and address.port == port
         if listening and connection.pid is not None:
             return psutil.Process(connection.pid)
     raise SystemExit(f"no process listens on port {port}")
