@@ -129,7 +129,7 @@ def worker_drain_bound() -> float:
 
     from distshot.actors import install_worker
     from distshot.actors.capture import declare_capture_actor
-    from distshot.actors.replying import CLOSE_WAIT_S
+    from distshot.actors.reply_consumer import CLOSE_WAIT_S
     from distshot.actors.runtime import WorkerRuntime
     from distshot.core.contracts import EngineConfig
     from distshot.engines import playwright
@@ -365,13 +365,11 @@ def check_ports_and_probes(resources: Resources) -> None:
 
 
 def check_cli_arguments(resources: Resources) -> None:
-    """Every flag the manifests give ``distshot worker`` or ``distshot serve`` exists.
-    ``--metrics`` is the worker's metrics endpoint the lead adds alongside this change
-    (distshot worker --metrics HOST:PORT); it is allowed until it is in the CLI."""
+    """Every flag the manifests give ``distshot worker`` or ``distshot serve`` exists."""
     from distshot.cli import main
 
     assert isinstance(main, click.Group)
-    arriving = {"worker": {"--metrics"}, "serve": set()}
+    arriving: dict[str, set[str]] = {"worker": set(), "serve": set()}
     for deployment in kinds(resources, "Deployment"):
         for container in containers(deployment):
             assert container["command"] == ["distshot"]
@@ -634,39 +632,44 @@ def test_systemd_analyze_verify(tmp_path: Path, name: str, as_name: str) -> None
 
 # -- Grafana -------------------------------------------------------------------------------
 
-#: The metrics the dashboard may use, with their labels. The workers' are the ones the lead
-#: is adding (`distshot worker --metrics`); the service's are distshot/server/metrics.py's;
-#: rabbitmq_* come from RabbitMQ's rabbitmq_prometheus plugin (per-object metrics). When the
-#: worker metrics land, the lead ties this list to the live registries.
-COUNTERS = {
-    "distshot_worker_shots": {"status", "engine"},
-    "distshot_worker_browser_launches": {"engine"},
-    "distshot_worker_browser_recycles": {"engine", "reason"},
-    "distshot_worker_retries": {"engine"},
-    "distshot_http_requests": {"route", "method", "status"},
-    "distshot_shots": {"status", "engine"},
-    "distshot_overloaded": {"reason"},
-}
-HISTOGRAMS = {"distshot_worker_capture_seconds": {"engine"}, "distshot_capture_seconds": set()}
-GAUGES = {
-    "distshot_worker_jobs_in_flight": {"engine"},
-    "distshot_queue_depth": set(),
-    "distshot_in_flight": set(),
-    "distshot_process_tree_rss_bytes": set(),
-    "distshot_webhooks_pending": set(),
-    "rabbitmq_queue_messages_ready": {"queue", "vhost"},
-}
+#: RabbitMQ's own, from its rabbitmq_prometheus plugin (per-object metrics).
+RABBITMQ_GAUGES = {"rabbitmq_queue_messages_ready": {"queue", "vhost"}}
+
+
+def live_families() -> list[Any]:
+    """The metric families distshot really exports: a worker's and the service's, read
+    from their registries (so the dashboard cannot name a metric that does not exist)."""
+    from prometheus_client import CollectorRegistry
+
+    from distshot.actors.metrics import define_worker_metrics
+    from distshot.server.metrics import Metrics
+
+    worker = CollectorRegistry()
+    define_worker_metrics(worker)
+    return [
+        *worker._names_to_collectors.values(),
+        *Metrics().registry._names_to_collectors.values(),
+    ]
+
+
 #: Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job", "namespace", "pod"}
 
 
 def known_series() -> dict[str, set[str]]:
-    series = {f"{name}_total": labels for name, labels in COUNTERS.items()}
-    for name, labels in HISTOGRAMS.items():
-        series[f"{name}_bucket"] = labels | {"le"}
-        series[f"{name}_sum"] = labels
-        series[f"{name}_count"] = labels
-    series.update(GAUGES)
+    """Every series name a query may use, with its labels."""
+    series: dict[str, set[str]] = {}
+    for metric in live_families():
+        name, labels = metric._name, set(metric._labelnames)
+        if metric._type == "counter":
+            series[f"{name}_total"] = labels
+        elif metric._type == "histogram":
+            series[f"{name}_bucket"] = labels | {"le"}
+            series[f"{name}_sum"] = labels
+            series[f"{name}_count"] = labels
+        else:
+            series[name] = labels
+    series.update(RABBITMQ_GAUGES)
     return series
 
 

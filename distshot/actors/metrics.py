@@ -74,6 +74,55 @@ def _prune_dead(folder: Path) -> None:
             pass  # alive, someone else's
 
 
+def define_worker_metrics(registry: Any = None) -> dict[str, Any]:
+    """The worker's metric families, on ``registry`` (prometheus_client's default when
+    None: in multiprocess mode the values live in files, whatever the registry). The
+    Grafana dashboard's test reads their names and labels from here."""
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+    registry = REGISTRY if registry is None else registry
+    return {
+        "shots": Counter(
+            "distshot_worker_shots",
+            "Shots finished by this worker, by status (ok, failed, rejected) and engine.",
+            ["status", "engine"],
+            registry=registry,
+        ),
+        "capture_seconds": Histogram(
+            "distshot_worker_capture_seconds",
+            "Time of one capture attempt, from the job's start to its outcome.",
+            ["engine"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        "launches": Counter(
+            "distshot_worker_browser_launches",
+            "Browsers started (the first, after recycling and after crashes).",
+            ["engine"],
+            registry=registry,
+        ),
+        "recycles": Counter(
+            "distshot_worker_browser_recycles",
+            "Browsers retired, by reason: jobs (recycle_after), memory or crash.",
+            ["engine", "reason"],
+            registry=registry,
+        ),
+        "retries": Counter(
+            "distshot_worker_retries",
+            "Capture attempts that were retries of a failed one.",
+            ["engine"],
+            registry=registry,
+        ),
+        "in_flight": Gauge(
+            "distshot_worker_jobs_in_flight",
+            "Capture jobs running now.",
+            ["engine"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        ),
+    }
+
+
 class WorkerMetrics(Middleware):
     """Counts in each worker process; ``serve_metrics`` (a Dramatiq fork) exposes the sum.
 
@@ -97,45 +146,18 @@ class WorkerMetrics(Middleware):
         return [serve_metrics]
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
         # Here, not in __init__: the exposition process imports this package too (and so
         # builds the broker and this middleware), and it needs the socket.
         _close_inherited_socket()
         self.folder.mkdir(parents=True, exist_ok=True)
         _prune_dead(self.folder)
-        self.shots = Counter(
-            "distshot_worker_shots",
-            "Shots finished by this worker, by status (ok, failed, rejected) and engine.",
-            ["status", "engine"],
-        )
-        self.capture_seconds = Histogram(
-            "distshot_worker_capture_seconds",
-            "Time of one capture attempt, from the job's start to its outcome.",
-            ["engine"],
-            buckets=LATENCY_BUCKETS,
-        )
-        self.launches = Counter(
-            "distshot_worker_browser_launches",
-            "Browsers started (the first, after recycling and after crashes).",
-            ["engine"],
-        )
-        self.recycles = Counter(
-            "distshot_worker_browser_recycles",
-            "Browsers retired, by reason: jobs (recycle_after), memory or crash.",
-            ["engine", "reason"],
-        )
-        self.retries = Counter(
-            "distshot_worker_retries",
-            "Capture attempts that were retries of a failed one.",
-            ["engine"],
-        )
-        self.in_flight = Gauge(
-            "distshot_worker_jobs_in_flight",
-            "Capture jobs running now.",
-            ["engine"],
-            multiprocess_mode="livesum",
-        )
+        families = define_worker_metrics()
+        self.shots = families["shots"]
+        self.capture_seconds = families["capture_seconds"]
+        self.launches = families["launches"]
+        self.recycles = families["recycles"]
+        self.retries = families["retries"]
+        self.in_flight = families["in_flight"]
         # Series exist from the start, at zero: a dashboard's rate() needs a first sample.
         for status in ("ok", "failed", "rejected"):
             self.shots.labels(status, self.engine)
