@@ -114,7 +114,13 @@ class NavigationTimeout(TransientError):
 
 
 class NetworkError(TransientError):
-    pass
+    """Most network failures pass (a refused or reset connection, a timeout, an outage); a
+    certificate or TLS set-up the site got wrong does not: the same type in the manifest,
+    marked permanent, so that no retry is wasted on it."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class BrowserCrashed(TransientError):

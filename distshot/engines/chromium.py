@@ -117,22 +117,18 @@ def chromium_flags(extra: tuple[str, ...] = ()) -> list[str]:
     return args
 
 
-_NETWORK_CODES = (
-    "ERR_NAME_NOT_RESOLVED",
-    "ERR_CONNECTION_REFUSED",
-    "ERR_CONNECTION_RESET",
-    "ERR_CONNECTION_CLOSED",
-    "ERR_CONNECTION_TIMED_OUT",
-    "ERR_ADDRESS_UNREACHABLE",
-    "ERR_EMPTY_RESPONSE",
-    "ERR_INTERNET_DISCONNECTED",
-    "ERR_SSL_PROTOCOL_ERROR",
+#: Chromium's net errors that another attempt cannot fix: the site's certificate or TLS
+#: set-up is wrong, or the URL is one Chromium will not load. Every other net error (refused,
+#: reset, timed out, unreachable, a name that did not resolve: the egress guard resolves
+#: names, and a resolver outage passes) is transient.
+_PERMANENT_NETWORK_CODES = (
     "ERR_CERT_",
-    "ERR_HTTP2_",
-    "ERR_INVALID_RESPONSE",
-    "ERR_SOCKS_CONNECTION_FAILED",
-    "ERR_PROXY_CONNECTION_FAILED",
-    "ERR_TUNNEL_CONNECTION_FAILED",
+    "ERR_SSL_PROTOCOL_ERROR",
+    "ERR_SSL_VERSION_OR_CIPHER_MISMATCH",
+    "ERR_BAD_SSL_CLIENT_AUTH_CERT",
+    "ERR_UNSAFE_PORT",
+    "ERR_INVALID_URL",
+    "ERR_DISALLOWED_URL_SCHEME",
 )
 _CRASH_MARKERS = (
     "Target crashed",
@@ -167,10 +163,8 @@ def translate_error(message: str, url: str) -> DistshotError:
     for marker in _CRASH_MARKERS:
         if marker in message:
             return BrowserCrashed(f"the browser crashed or closed while capturing {url}: {first}")
-    for code in _NETWORK_CODES:
-        if code in message:
-            return NetworkError(first)
-    return NetworkError(first)
+    permanent = any(code in message for code in _PERMANENT_NETWORK_CODES)
+    return NetworkError(first, transient=not permanent)
 
 
 def process_tree(root: int) -> list[int]:
