@@ -311,6 +311,9 @@ def shoot(
     storage_url = settings.storage_url(output_dir)
     assert storage_url is not None
     _check_storage(storage_url)  # before the manifest: a run that cannot start leaves none
+    from .engines.preflight import check_engine_starts
+
+    check_engine_starts(settings.engine, settings.engine_config(), registry=registry)
 
     batch = new_batch_id()
     manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
@@ -502,6 +505,9 @@ def worker(
     storage_url = settings.storage_url()
     if storage_url is not None:
         _check_storage(storage_url)
+    from .engines.preflight import check_engine_starts
+
+    check_engine_starts(settings.engine, settings.engine_config())
     env = dict(os.environ)
     env.update(
         {
