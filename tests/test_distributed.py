@@ -182,7 +182,9 @@ def test_requests_sent_before_any_worker_exists_are_kept(fleet: Fleet) -> None:
     urls = write_urls(fleet.tmp / "u.txt", [f"https://a.test/{n}" for n in range(20)])
     fleet.queues.add(f"{fleet.prefix}.null")
     dispatcher = fleet.dispatch_background(urls, "early", "--engine", "null")
-    time.sleep(3)  # messages wait in the durable queue, no worker yet
+    # the requests wait in the durable queue: no worker yet
+    queue = f"{fleet.prefix}.null"
+    wait_for(lambda: (queue_state(fleet.url, queue) or (0, 0))[0] == 20, 60, "20 queued requests")
     assert dispatcher.poll() is None
     fleet.worker("null")
     _, stderr = dispatcher.communicate(timeout=120)
@@ -377,7 +379,7 @@ def test_rabbitmq_restart_mid_batch_completes(tmp_path: Path, http_server: PageS
         wait_for(lambda: lines_of(manifest) >= 5, 120, "5 records")
         # When the broker restarts mid-batch
         rabbit.stop_app()
-        time.sleep(3)
+        time.sleep(3)  # the outage itself: what the test is about, not a wait for a condition
         rabbit.start_app()
         # Then workers and dispatcher reconnect and the batch completes, each line once
         _, stderr = dispatcher.communicate(timeout=240)

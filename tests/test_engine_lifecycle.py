@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ from distshot.core.options import CaptureOptions
 from distshot.core.service import capture_request
 from distshot.engines.playwright import PlaywrightEngine
 from distshot.storage.local import LocalStorage
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll for ``condition`` (the test's premise), instead of sleeping and hoping."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def request(url: str, number: int = 1, **options: object) -> ShotRequest:
@@ -107,7 +118,7 @@ def test_browser_crash_fails_the_job_transiently_and_the_next_job_relaunches(
             job = asyncio.create_task(
                 capture_request(request(f"{http_server.base}/slow?ms=3000", 1), engine, storage)
             )
-            await asyncio.sleep(1.5)
+            await until(lambda: http_server.seen.active >= 1, "the slow page to be loading")
             # When every Chromium process of this test is killed mid-job
             victims = tagged_processes(tag)
             assert victims
@@ -321,7 +332,10 @@ def test_two_lanes_keep_their_renderers_and_never_share_one(
                 )
                 for n in (10, 11)
             ]
-            await asyncio.sleep(1.5)
+            await until(
+                lambda: http_server.seen.paths().count("/slow-image") >= 2,
+                "both pages to be waiting for their image",
+            )
             during = len(_renderers(engine))
             results = await asyncio.gather(*slow)
             assert all(r.status == "ok" for r in results), [r.error for r in results]
