@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..core import telemetry
 from ..core.contracts import Capabilities, Engine, EngineConfig
 from ..core.egress import EgressGuard
 from ..core.errors import (
@@ -91,10 +90,10 @@ from .chromium import (
     kill_process_tree,
     launch_args,
     ms_since,
-    process_tree_rss,
     translate_error,
 )
 from .reaper import Reaper, start_time
+from .recycling import Recycler
 from .selenium_devtools import Cdp, CdpClosed, CdpError, PageWatch
 
 logger = logging.getLogger("distshot.engines.selenium")
@@ -131,8 +130,6 @@ _START_ATTEMPTS = 2
 _CLEANUP_CALL_TIMEOUT = 3.0
 #: A navigation aborted without a download event may still see one arrive this late.
 _ABORT_SETTLE = 0.5
-#: Reading a process tree's memory walks /proc; once a second per slot is plenty.
-_MEMORY_CHECK_INTERVAL = 1.0
 _SELECTOR_POLL = 0.1
 #: A kept page serves this many jobs, then gets a fresh context (bounds what piles up).
 _PAGE_JOBS = 100
@@ -348,8 +345,10 @@ class _Slot:
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def memory(self) -> int:
-        return process_tree_rss(self.browser_pid) if self.browser_pid else 0
+    @property
+    def pid(self) -> int | None:
+        """The browser's process id (for the recycling policy's memory check)."""
+        return self.browser_pid
 
     # one job
 
@@ -729,9 +728,17 @@ class SeleniumEngine(Engine):
         self._numbers = itertools.count(1)
         self._closed = False
         self._reaper = Reaper()
-        self.launches = 0  # observable for tests: recycling and crash recovery
-        self.memory_recycles = 0
+        self._recycler = Recycler(config)
         self._contexts_of_stopped_slots = 0
+
+    @property
+    def launches(self) -> int:
+        """Drivers started so far (observable for tests: recycling and crash recovery)."""
+        return self._recycler.launches
+
+    @property
+    def memory_recycles(self) -> int:
+        return self._recycler.memory_recycles
 
     @property
     def contexts_opened(self) -> int:
@@ -799,8 +806,7 @@ class SeleniumEngine(Engine):
                 f"cannot start chromedriver {self.config.driver_path} with Chromium "
                 f"{self.config.browser_path}: {first}"
             ) from None
-        self.launches += 1
-        telemetry.emit(telemetry.BROWSER_LAUNCH)
+        self._recycler.launched()
         return slot
 
     async def _discard_start(self, slot: _Slot, starting: asyncio.Future[None]) -> None:
@@ -818,33 +824,13 @@ class SeleniumEngine(Engine):
             self._spawn(self._shutdown(slot, polite=False))
         # A busy slot's job fails (its calls do) and hands the slot back broken.
 
-    def _worn_out(self, slot: _Slot) -> bool:
-        reason = self._wear(slot)
-        if reason is not None:
-            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
-        return reason is not None
-
-    def _wear(self, slot: _Slot) -> str | None:
-        """Why ``slot`` must be replaced (crash, jobs, memory), or None."""
-        if slot.broken or (slot.cdp is not None and slot.cdp.closed):
-            return "crash"
-        if slot.jobs >= self.config.recycle_after:
-            return "jobs"
-        limit = self.config.recycle_memory_mb
-        now = time.monotonic()
-        if limit and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
-            slot.checked_memory_at = now
-            if slot.memory() > limit * 1024 * 1024:
-                self.memory_recycles += 1
-                return "memory"
-        return None
-
     async def _take_slot(self) -> _Slot:
         """An idle, healthy slot, or a new one (the caller holds a permit, so slots in use
         never outnumber ``concurrency``)."""
         while self._idle:
             slot = self._idle.pop()
-            if not self._worn_out(slot):
+            crashed = slot.broken or (slot.cdp is not None and slot.cdp.closed)
+            if not self._recycler.worn_out(slot, crashed=crashed):
                 return slot
             self._spawn(self._shutdown(slot, polite=not slot.broken))
         return await self._start_slot()
