@@ -113,7 +113,7 @@ def test_a_clean_page_is_kept_for_the_next_job_and_isolation_holds(
                 result = await shoot(engine, storage, request(f"{http_server.base}{path}", n))
                 assert result.status == "ok", result.error
                 titles.append(result.title)
-            return titles, engine.contexts_opened
+            return titles, engine.lanes_opened
         finally:
             await engine.close()
 
@@ -148,7 +148,7 @@ def test_a_page_is_not_kept_after_a_failure_or_with_other_settings(
                 request(f"{base}/solid.html", 8),  # new
             ]:
                 await shoot(engine, storage, req)
-                opened.append(engine.contexts_opened)
+                opened.append(engine.lanes_opened)
             return opened
         finally:
             await engine.close()

@@ -22,9 +22,8 @@ engines' pixel for pixel.
 After a clean job the page is reset (blank page, history, cookies, storage of every origin
 it touched, permissions, ``window.name``) and kept for the slot's next job with the same user
 agent and address policy, as the playwright engine keeps its lanes: a new context and page
-cost about 0.35 s, a reset 0.06 s. A failed job, HTTP authentication, a cross-site frame,
-a second top-level origin or a permission the page asked for disposes of the context
-instead; ``reuse_contexts = false`` gives every job a new one.
+cost about 0.35 s, a reset 0.06 s. Whether a page may be kept is decided by the rules both
+engines share (``lanes.py``); ``reuse_contexts = false`` gives every job a new one.
 
 Time: each job runs against its deadline in its slot's thread, and a page stuck in a
 JavaScript loop cannot hold it, since waits are on DevTools events, not on the renderer.
@@ -48,12 +47,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
 from ..core.egress import EgressGuard
@@ -68,6 +67,7 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
+from . import lanes
 from .cdp_capture import (
     FRESH,
     NO_VIEWPORT,
@@ -84,8 +84,6 @@ from .cdp_capture import (
 )
 from .chromium import (
     DIRECT,
-    LANE_STORAGE_TYPES,
-    PERMISSIONS_UNTOUCHED,
     context_proxy,
     kill_process_tree,
     launch_args,
@@ -131,8 +129,6 @@ _CLEANUP_CALL_TIMEOUT = 3.0
 #: A navigation aborted without a download event may still see one arrive this late.
 _ABORT_SETTLE = 0.5
 _SELECTOR_POLL = 0.1
-#: A kept page serves this many jobs, then gets a fresh context (bounds what piles up).
-_PAGE_JOBS = 100
 
 #: Page states each ``wait_until`` needs, as Chromium's lifecycle events name them;
 #: ``networkIdle`` is Chromium's own: no request in flight for 500 ms.
@@ -185,8 +181,10 @@ class _Job:
     deadline: float
     #: What a page fixes for its lifetime; a kept page serves only jobs with the same key.
     key: tuple[object, ...] = ()
-    #: Whether the page may be kept for the next job, should this one end clean.
-    reuse: bool = False
+    #: ``reuse_contexts``: whether a page may be kept for the next job at all.
+    reuse_contexts: bool = False
+    #: What the job left in its page (``lanes.py``), written by the DevTools reader.
+    traces: lanes.JobTraces = field(default_factory=lanes.JobTraces)
     #: Set when the engine gave up on the job (cancelled, or past its grace): stop waiting.
     stop: threading.Event = field(default_factory=threading.Event)
     #: The capture, as soon as it is taken (before the page is reset for the next job).
@@ -225,7 +223,8 @@ class _Slot:
         self.tmp: str | None = None
         self.cdp: Cdp | None = None
         self.page: _Page | None = None  # the kept page (only the slot's thread touches it)
-        self.contexts_opened = 0
+        self.lanes_opened = 0
+        self.lanes_discarded: Counter[str] = Counter()  # at the end of a job, by reason
         #: Egress guards, one per address policy, each the proxy of the contexts made for
         #: that policy (a kept page serves only jobs with the same policy).
         self.guards: dict[tuple[object, ...], tuple[EgressGuard, str]] = {}
@@ -359,15 +358,17 @@ class _Slot:
         (``reuse_contexts``); any other outcome disposes of its context."""
         assert self.cdp is not None and self.driver is not None
         try:
+            watch: PageWatch | None = None
             try:
                 page = self._page_for(job)
                 watch = self._start_job(job, page)
                 capture = self._capture(job, watch)
             except BaseException:
-                self._discard_page()  # a failed job may have left anything behind
+                job.traces.failed = True
+                self._finish(job, watch)
                 raise
             job.outcome = capture  # the capture stands, whatever the clean-up below does
-            self._finish(job, page, watch)
+            self._finish(job, watch)
             return capture
         except DistshotError:
             raise
@@ -403,7 +404,7 @@ class _Slot:
         cdp.expect_context(context_id)
         page = _Page(job.key, context_id)
         self.page = page  # from here on, _discard_page() disposes of the context
-        self.contexts_opened += 1
+        self.lanes_opened += 1
         cdp.call(
             "Browser.setDownloadBehavior",
             {"behavior": "deny", "browserContextId": context_id, "eventsEnabled": True},
@@ -450,7 +451,7 @@ class _Slot:
         """The job's own settings on the page, and a fresh record of what it does."""
         assert self.cdp is not None
         opts = job.request.options
-        watch = PageWatch(page.target_id)
+        watch = PageWatch(page.target_id, job.traces)
         self.cdp.watch(watch, page.session_id)
         page.jobs += 1
         send = self._sender(job, page.session_id)
@@ -461,43 +462,55 @@ class _Slot:
             page.headers = opts.headers
         return watch
 
-    def _finish(self, job: _Job, page: _Page, watch: PageWatch) -> None:
-        """Reset the page for the next job, or dispose of it if it cannot be trusted clean.
-        Never fails the job: its capture is taken already."""
+    def _finish(self, job: _Job, watch: PageWatch | None) -> None:
+        """Reset the page for the next job, or dispose of it if it cannot be trusted clean
+        (``lanes.why_not_reuse``). Never raises: a failed job's own error stands, and a good
+        job's capture is taken already."""
+        page = self.page
+        if page is None or watch is None:  # it failed before its page was ready
+            self._discard_page()
+            return
         try:
-            if (
-                job.reuse
-                and page.jobs < _PAGE_JOBS
-                and self._clean(watch)
-                and self._reset(page, watch)
-            ):
-                return
+            reason = self._why_not_reuse(job, page, watch)
+            if reason is None:
+                if self._reset(page, watch):
+                    return
+                reason = lanes.RESET_FAILED
         except (CdpError, TimeoutError) as exc:  # would not reset: not worth keeping
             logger.info("discarding a page that would not reset: %s", exc)
+            reason = lanes.RESET_FAILED
         except Exception:
             # A bug of ours: logged, and the page thrown away, which is always safe. The
             # job's capture is already taken, so it must not fail (nor be retried) for it.
             logger.exception("resetting a page failed; discarding it")
+            reason = lanes.RESET_FAILED
+        self.lanes_discarded[reason] += 1
         self._discard_page()
 
-    def _clean(self, watch: PageWatch) -> bool:
-        """Whether the job left nothing a reset cannot remove (see the playwright engine's
-        lanes, whose rules these are)."""
+    def _why_not_reuse(self, job: _Job, page: _Page, watch: PageWatch) -> str | None:
         assert self.cdp is not None
-        with watch.cond:
-            if watch.auth or watch.foreign_frames or len(watch.top_origins) > 1:
-                return False
+
+        def verdict() -> str | None:
+            with watch.cond:
+                return lanes.why_not_reuse(
+                    job.traces, jobs=page.jobs, reuse_contexts=job.reuse_contexts
+                )
+
+        if (reason := verdict()) is not None:
+            return reason
         answer = self.cdp.call(
             "Runtime.evaluate",
             {
-                "expression": f"({PERMISSIONS_UNTOUCHED})()",
+                "expression": f"({lanes.PERMISSIONS_UNTOUCHED})()",
                 "awaitPromise": True,
                 "returnByValue": True,
             },
             session=watch.session_id,
             timeout=_CLEANUP_CALL_TIMEOUT,
         )
-        return answer.get("result", {}).get("value") is True
+        with watch.cond:
+            job.traces.permissions_touched = answer.get("result", {}).get("value") is not True
+        return verdict()
 
     def _reset(self, page: _Page, watch: PageWatch) -> bool:
         assert self.cdp is not None
@@ -514,11 +527,11 @@ class _Slot:
         ):
             return False
         with watch.cond:
-            origins = sorted(watch.origins)
+            origins = sorted(watch.traces.origins)
         calls = [
             cdp.begin(
                 "Storage.clearDataForOrigin",
-                {"origin": origin, "storageTypes": LANE_STORAGE_TYPES},
+                {"origin": origin, "storageTypes": lanes.LANE_STORAGE_TYPES},
                 session=session,
             )
             for origin in origins
@@ -695,13 +708,6 @@ class _Slot:
         return translate_error(message, url)
 
 
-def _page_key(request: ShotRequest) -> tuple[object, ...]:
-    """What a page fixes for its lifetime: its user agent and its proxy, that is its address
-    policy (so that a connection the guard admitted under one policy is never pooled into a
-    job with another). Size, scale and headers are set per job."""
-    return (request.options.user_agent, request.allow_private, request.allow_networks)
-
-
 def _timed_out(job: _Job) -> NavigationTimeout:
     return NavigationTimeout.for_url(job.request.url, job.request.options.timeout)
 
@@ -729,7 +735,8 @@ class SeleniumEngine(Engine):
         self._closed = False
         self._reaper = Reaper()
         self._recycler = Recycler(config)
-        self._contexts_of_stopped_slots = 0
+        self._lanes_of_stopped_slots = 0
+        self._discards_of_stopped_slots: Counter[str] = Counter()
 
     @property
     def launches(self) -> int:
@@ -741,9 +748,14 @@ class SeleniumEngine(Engine):
         return self._recycler.memory_recycles
 
     @property
-    def contexts_opened(self) -> int:
+    def lanes_opened(self) -> int:
         """Browser contexts made so far (observable for tests: reuse between clean jobs)."""
-        return self._contexts_of_stopped_slots + sum(s.contexts_opened for s in self._slots)
+        return self._lanes_of_stopped_slots + sum(s.lanes_opened for s in self._slots)
+
+    @property
+    def lanes_discarded(self) -> Counter[str]:
+        """Why pages were thrown away at the end of a job, by reason (observable for tests)."""
+        return sum((s.lanes_discarded for s in self._slots), self._discards_of_stopped_slots)
 
     @property
     def _gate(self) -> asyncio.Semaphore:
@@ -855,9 +867,10 @@ class SeleniumEngine(Engine):
                     request,
                     proxy,
                     deadline,
-                    key=_page_key(request),
-                    # Credentials in the URL end up in the context's HTTP auth cache.
-                    reuse=self.config.reuse_contexts and not urlsplit(request.url).username,
+                    # Size, scale and headers are set per job.
+                    key=lanes.lane_key(request),
+                    reuse_contexts=self.config.reuse_contexts,
+                    traces=lanes.JobTraces.start(request.url),
                 )
                 try:
                     return await self._run(slot, job)
@@ -950,7 +963,8 @@ class SeleniumEngine(Engine):
             slot.executor.shutdown(wait=False, cancel_futures=True)
             if slot in self._slots:
                 self._slots.discard(slot)
-                self._contexts_of_stopped_slots += slot.contexts_opened
+                self._lanes_of_stopped_slots += slot.lanes_opened
+                self._discards_of_stopped_slots += slot.lanes_discarded
 
     async def close(self) -> None:
         self._closed = True
