@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lanes import JobTraces
+from ..lanes import JobTraces
 
 logger = logging.getLogger("distshot.engines.selenium")
 
