@@ -195,6 +195,8 @@ class Pages:
         job's capture is taken already."""
         page = self.page
         if page is None or watch is None:  # it failed before its page was ready
+            if page is not None:
+                self.lanes_discarded[lanes.FAILED] += 1
             self._discard_page()
             return
         try:
