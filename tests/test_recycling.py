@@ -1,11 +1,18 @@
-"""RecyclingBrowser's bookkeeping without a browser (the engines' suites cover it with one)."""
+"""The recycling policy and RecyclingBrowser's bookkeeping without a browser (the engines'
+suites cover them with one)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from typing import Any
 
+import pytest
+
+from distshot.core import telemetry
 from distshot.core.contracts import EngineConfig
-from distshot.engines.recycling import RecyclingBrowser
+from distshot.engines.recycling import Recycler, RecyclingBrowser
 
 
 def test_a_cancelled_jobs_clean_up_still_releases_its_browser() -> None:
@@ -44,3 +51,50 @@ def test_a_cancelled_jobs_clean_up_still_releases_its_browser() -> None:
     # closed too (without it, it would stay open, held by a job long gone)
     assert in_flight == 0
     assert sorted(closed) == ["browser-0", "browser-1"]
+
+
+class _Browser:
+    """What the recycling policy reads of a browser: its jobs, its pid, its last check."""
+
+    def __init__(self, jobs: int = 0, pid: int | None = None, checked_ago: float = 0.0) -> None:
+        self.jobs = jobs
+        self.pid = pid
+        self.checked_memory_at = time.monotonic() - checked_ago
+
+
+@pytest.mark.parametrize(
+    ("crashed", "jobs", "pid", "memory_mb", "checked_ago", "reason"),
+    [
+        (False, 0, None, 0, 5.0, None),
+        (True, 0, None, 0, 0.0, "crash"),
+        (True, 99, os.getpid(), 1, 5.0, "crash"),  # a crash is said first
+        (False, 3, None, 0, 0.0, "jobs"),  # recycle_after=3
+        (False, 3, os.getpid(), 1, 5.0, "jobs"),
+        (False, 0, os.getpid(), 1, 5.0, "memory"),  # this process is bigger than 1 MB
+        (False, 0, os.getpid(), 1, 0.2, None),  # memory read at most once a second
+        (False, 0, os.getpid(), 100_000, 5.0, None),
+        (False, 0, None, 1, 5.0, None),  # no pid, no memory to read
+        (False, 0, os.getpid(), 0, 5.0, None),  # no memory limit
+    ],
+)
+def test_the_recycling_policy_names_why_a_browser_goes_and_tells_the_metrics(
+    crashed: bool, jobs: int, pid: int | None, memory_mb: int, checked_ago: float, reason: str
+) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def listen(event: str, **fields: Any) -> None:
+        events.append((event, fields))
+
+    recycler = Recycler(EngineConfig(recycle_after=3, recycle_memory_mb=memory_mb))
+    browser = _Browser(jobs, pid, checked_ago)
+    telemetry.subscribe(listen)
+    try:
+        recycler.launched()
+        worn = recycler.worn_out(browser, crashed=crashed)
+    finally:
+        telemetry.unsubscribe(listen)
+    assert worn == (reason is not None)
+    assert recycler.launches == 1
+    assert recycler.memory_recycles == (reason == "memory")
+    retired = [(telemetry.BROWSER_RECYCLE, {"reason": reason})] if reason else []
+    assert events == [(telemetry.BROWSER_LAUNCH, {}), *retired]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websocket import WebSocketConnectionClosedException
 
-from distshot.engines.selenium_devtools import Cdp
+from distshot.engines.selenium.devtools import Cdp
 
 
 class Frames:

@@ -27,7 +27,9 @@ from distshot.core.service import capture_request
 from distshot.engines import selenium as selenium_engine
 from distshot.engines.chromium import process_tree
 from distshot.engines.playwright import PlaywrightEngine
-from distshot.engines.selenium import SeleniumEngine, _Slot
+from distshot.engines.selenium import SeleniumEngine
+from distshot.engines.selenium import job as selenium_job
+from distshot.engines.selenium.driver import Driver
 from distshot.storage.local import LocalStorage
 
 
@@ -113,7 +115,7 @@ def test_a_clean_page_is_kept_for_the_next_job_and_isolation_holds(
                 result = await shoot(engine, storage, request(f"{http_server.base}{path}", n))
                 assert result.status == "ok", result.error
                 titles.append(result.title)
-            return titles, engine.contexts_opened
+            return titles, engine.lanes_opened
         finally:
             await engine.close()
 
@@ -148,7 +150,7 @@ def test_a_page_is_not_kept_after_a_failure_or_with_other_settings(
                 request(f"{base}/solid.html", 8),  # new
             ]:
                 await shoot(engine, storage, req)
-                opened.append(engine.contexts_opened)
+                opened.append(engine.lanes_opened)
             return opened
         finally:
             await engine.close()
@@ -355,18 +357,18 @@ def test_a_driver_call_that_never_returns_gets_its_driver_killed(
 ) -> None:
     storage = LocalStorage(str(tmp_path))
 
-    original = _Slot._sender
+    original = selenium_job.sender
 
-    def stuck(self: _Slot, job: Any, session: str) -> Any:
-        send = original(self, job, session)
+    def stuck(slot: Driver, job: Any, session: str) -> Any:
+        send = original(slot, job, session)
 
         def stuck_send(method: str, params: dict[str, Any]) -> dict[str, Any]:
             if method != "Page.captureScreenshot":
                 return send(method, params)
             # A real chromedriver call that never answers: a script that never calls back.
-            assert self.driver is not None
-            self.driver.set_script_timeout(600)
-            self.driver.execute_async_script("/* never calls back */")
+            assert slot.driver is not None
+            slot.driver.set_script_timeout(600)
+            slot.driver.execute_async_script("/* never calls back */")
             raise AssertionError("unreachable")
 
         return stuck_send
@@ -375,7 +377,7 @@ def test_a_driver_call_that_never_returns_gets_its_driver_killed(
         engine = SeleniumEngine(EngineConfig(concurrency=1))
         await engine.open()
         try:
-            monkeypatch.setattr(_Slot, "_sender", stuck)
+            monkeypatch.setattr(selenium_job, "sender", stuck)
             started = time.monotonic()
             hung = await shoot(
                 engine, storage, request(f"{http_server.base}/solid.html", 1, timeout=3)

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..core.egress import EgressGuard, browser_guard_url
 from ..core.errors import (
@@ -216,60 +215,6 @@ def kill_process_tree(root: int) -> None:
     for pid in process_tree(root):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-# -- reusing a cleaned browser context between jobs (the engines' "lanes") -----------------
-
-#: Storage a page can leave behind for an origin, for ``Storage.clearDataForOrigin``. Not the
-#: HTTP cache: keeping it warm is the point of reusing a context.
-LANE_STORAGE_TYPES = ",".join(
-    [
-        "local_storage",  # clears sessionStorage too
-        "indexeddb",
-        "websql",
-        "service_workers",
-        "cache_storage",
-        "file_systems",
-        "shared_storage",
-        "storage_buckets",
-    ]
-)
-
-#: A page function: true when every permission a page can ask for is still "prompt".
-#: Chromium keeps a dismissed request as "denied" for the origin and no CDP call resets that,
-#: so a context whose page asked is closed rather than cleaned (on an insecure origin they
-#: read "denied" from the start, so contexts for http:// sites are never reused).
-PERMISSIONS_UNTOUCHED = """async () => {
-  const names = ["geolocation", "notifications", "camera", "microphone", "midi",
-    "clipboard-read", "persistent-storage", "idle-detection", "window-management",
-    "local-fonts", "display-capture"];
-  if (window.Notification && Notification.permission !== "default") return false;
-  for (const name of names) {
-    try {
-      if ((await navigator.permissions.query({name})).state !== "prompt") return false;
-    } catch (e) {}
-  }
-  return true;
-}"""
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of an http(s) URL (credentials dropped), else None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def has_credentials(url: str) -> bool:
-    """Whether a request carries a user or password in its URL. Chromium puts the ones a
-    page gives ``XMLHttpRequest.open`` there too, and keeps accepted ones in the context's
-    HTTP auth cache, which no DevTools call clears: a context that sent one is not reused."""
-    try:
-        parts = urlsplit(url)
-        return bool(parts.username or parts.password)
-    except ValueError:
-        return False
 
 
 #: Chromium's proxy setting for a direct connection: only for a job whose address policy

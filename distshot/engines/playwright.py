@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
 from ..core.egress import EgressGuard
@@ -27,6 +27,7 @@ from ..core.errors import (
 from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
+from . import lanes
 from .cdp_capture import (
     FRESH,
     STEP_FORMATS,
@@ -39,14 +40,10 @@ from .cdp_capture import (
 )
 from .chromium import (
     DIRECT,
-    LANE_STORAGE_TYPES,
-    PERMISSIONS_UNTOUCHED,
-    has_credentials,
     job_egress,
     kill_process_tree,
     launch_args,
     ms_since,
-    origin_of,
     translate_error,
 )
 from .recycling import BrowserSlot, RecyclingBrowser, race_with_crash
@@ -59,6 +56,7 @@ if TYPE_CHECKING:
         Page,
         Playwright,
         Request,
+        Response,
     )
 
 CAPABILITIES = Capabilities(
@@ -82,10 +80,6 @@ _CLOSE_TIMEOUT = 5.0
 #: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
 #: grace (5 s), so the engine, not the backstop, ends the job.
 _CONTEXT_CLOSE_TIMEOUT = 3.0
-
-
-#: A lane serves this many jobs, then gets a fresh context (bounds what piles up in it).
-_LANE_JOBS = 100
 
 #: Run in the page before its image is taken, as ``page.screenshot`` does: web fonts that
 #: started loading after the load event have arrived, and no blinking caret shows in a
@@ -115,17 +109,10 @@ _PREPARE_SCREENSHOT = """async () => {
 
 
 def _lane_key(request: ShotRequest) -> tuple[object, ...]:
-    """What a context fixes for its lifetime. The address policy is part of it, so that a
-    connection the guard admitted under one policy is never pooled into a job with another."""
+    """What a context fixes for its lifetime (``lanes.lane_key``): here the scale and the
+    mobile and touch emulation too, which Playwright sets when it makes the context."""
     opts = request.options
-    return (
-        opts.scale,
-        opts.user_agent,
-        opts.is_mobile,
-        opts.has_touch,
-        request.allow_private,
-        request.allow_networks,
-    )
+    return lanes.lane_key(request, opts.scale, opts.is_mobile, opts.has_touch)
 
 
 class _Lane:
@@ -135,8 +122,8 @@ class _Lane:
     fetches and compiles every stylesheet and script again and starts a new renderer
     process (measured in docs/benchmarks.md). Between jobs ``reset`` removes what a page
     can leave for the next one: cookies, local/session storage, IndexedDB, caches, service
-    workers, permissions, history. A lane that saw HTTP authentication, a cross-site frame
-    (whose storage is partitioned under another site) or a failure is closed instead.
+    workers, permissions, history. What the job did is recorded in ``traces``; whether a
+    reset is enough is ``lanes.why_not_reuse``'s to say.
     """
 
     def __init__(
@@ -151,48 +138,33 @@ class _Lane:
         self.key, self.slot, self.context, self.page, self.cdp = key, slot, context, page, cdp
         self.guard = guard
         self.jobs = 0
-        self.origins: set[str] = set()
-        self.documents: set[str] = set()  # origins of this job's top-level documents
-        self.reusable = True
+        self.traces = lanes.JobTraces()  # the current job's, from Playwright's events
         self.viewport: tuple[int, int] | None = None  # what the page was last given
         self.headers: tuple[tuple[str, str], ...] = ()
         self.emulated = FRESH
 
     def saw_request(self, request: Request) -> None:
-        if has_credentials(request.url):
-            # The job's URL or the page's script (XMLHttpRequest with a user and password)
-            # sent credentials: accepted ones stay in the context's auth cache, which no
-            # DevTools call clears. (Chromium answers the 401 inside the network stack, so
-            # a response listener never sees it: this request is the only sign.)
-            self.reusable = False
-        origin = origin_of(request.url)
-        if origin is None:
-            return
-        self.origins.add(origin)
-        if request.resource_type != "document":
-            return
-        if request.frame.parent_frame is None:
-            self.documents.add(origin)
-            if len(self.documents) > 1:
-                # Permission decisions are kept per origin; only the last one can be checked.
-                self.reusable = False
-        else:
-            top = origin_of(self.page.url)
-            if top is not None and urlsplit(top).hostname != urlsplit(origin).hostname:
-                self.reusable = False
+        document = request.resource_type == "document"
+        self.traces.saw_request(
+            request.url,
+            document=document,
+            main_frame=document and request.frame.parent_frame is None,
+            top_url=self.page.url,
+        )
+
+    def saw_response(self, response: Response) -> None:
+        self.traces.saw_response(response.status)
 
     async def permissions_untouched(self) -> bool:
-        """Whether the page left every permission as a fresh context has it. Chromium keeps
-        a dismissed request as "denied" for the origin and no CDP call resets that, so a lane
-        whose page asked is closed rather than cleaned."""
-        return bool(await self.page.evaluate(PERMISSIONS_UNTOUCHED))
+        """Whether the page left every permission as a fresh context has it."""
+        return bool(await self.page.evaluate(lanes.PERMISSIONS_UNTOUCHED))
 
     def saw_page(self, extra: Page) -> Awaitable[None] | None:
         """A pop-up is closed (Playwright's emitter runs the returned coroutine), and the
         lane with it: its requests are not the lane's page's, so what it did is unknown."""
         if extra is self.page:
             return None
-        self.reusable = False
+        self.traces.popup = True
         return extra.close()
 
     async def reset(self) -> None:
@@ -203,16 +175,14 @@ class _Lane:
             *(
                 self.cdp.send(
                     "Storage.clearDataForOrigin",
-                    {"origin": origin, "storageTypes": LANE_STORAGE_TYPES},
+                    {"origin": origin, "storageTypes": lanes.LANE_STORAGE_TYPES},
                 )
-                for origin in self.origins
+                for origin in self.traces.origins
             ),
             self.context.clear_cookies(),
             self.context.clear_permissions(),
             self.page.evaluate("window.name = ''"),
         )
-        self.origins.clear()
-        self.documents.clear()
 
     async def send(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """One CDP call to the lane's page (the capture steps' transport)."""
@@ -260,6 +230,8 @@ class PlaywrightEngine(Engine):
         self._driver_lock = asyncio.Lock()
         self._idle: list[_Lane] = []  # clean lanes waiting for a job, least recently used first
         self.lanes_opened = 0  # observable for tests: how often a context was created
+        #: Why lanes were thrown away at the end of a job, by reason (observable for tests).
+        self.lanes_discarded: Counter[str] = Counter()
         self.browsers: RecyclingBrowser[Browser] = RecyclingBrowser(
             config,
             self._launch,
@@ -304,15 +276,13 @@ class PlaywrightEngine(Engine):
         try:
             lane = self._take_idle(slot, _lane_key(request)) or await self._open_lane(slot, request)
             lane.jobs += 1
+            lane.traces = lanes.JobTraces.start(request.url)
             if lane.guard is not None:
                 lane.guard.refusals.clear()
-            if not self.config.reuse_contexts or urlsplit(request.url).username:
-                # Credentials in the URL end up in the context's HTTP auth cache.
-                lane.reusable = False
             return await race_with_crash(self._capture_in(lane, request), slot, request.url)
         except BaseException:
             if lane is not None:
-                lane.reusable = False  # a failed job may have left anything behind
+                lane.traces.failed = True
             raise
         finally:
             await self.browsers.finish_job(self._end_job(slot, lane))
@@ -349,29 +319,45 @@ class PlaywrightEngine(Engine):
         # Pop-ups are closed, dialogs dismissed: nothing may wait for a human.
         context.on("page", lane.saw_page)
         page.on("dialog", lambda dialog: dialog.dismiss())
-        # No response listener: every event Playwright delivers costs the driver and Python
-        # CPU (each response about as much as a request), and none was needed.
+        # Every event Playwright delivers costs the driver and Python CPU (each response
+        # about as much as a request); responses are listened to for one rule only
+        # (lanes.py: a 401/407 challenge means the lane is not reused).
         page.on("request", lane.saw_request)
+        page.on("response", lane.saw_response)
         return lane
 
     async def _finish_lane(self, lane: _Lane) -> None:
         """Clean the lane for the next job, or close it if it cannot be trusted clean."""
         slot = lane.slot
-        if slot.crashed or slot.retired or not lane.reusable or lane.jobs >= _LANE_JOBS:
+        if slot.crashed or slot.retired:  # its browser is going away, and its contexts too
             await self._close_lane(lane)
             return
         try:
-            if not await asyncio.wait_for(lane.permissions_untouched(), _CLOSE_TIMEOUT):
-                await self._close_lane(lane)
-                return
-            await asyncio.wait_for(lane.reset(), _CLOSE_TIMEOUT)
+            reason = await self._why_not_reuse(lane)
+            if reason is None:
+                await asyncio.wait_for(lane.reset(), _CLOSE_TIMEOUT)
         except Exception:
+            reason = lanes.RESET_FAILED
+        if reason is not None:
+            self.lanes_discarded[reason] += 1
             await self._close_lane(lane)
             return
         self._idle.append(lane)
         # Enough idle lanes for every job slot; beyond that, the least recently used goes.
         while len(self._idle) > self.config.concurrency:
             await self._close_lane(self._idle.pop(0))
+
+    async def _why_not_reuse(self, lane: _Lane) -> str | None:
+        def verdict() -> str | None:
+            return lanes.why_not_reuse(
+                lane.traces, jobs=lane.jobs, reuse_contexts=self.config.reuse_contexts
+            )
+
+        if (reason := verdict()) is not None:
+            return reason
+        untouched = await asyncio.wait_for(lane.permissions_untouched(), _CLOSE_TIMEOUT)
+        lane.traces.permissions_touched = not untouched
+        return verdict()
 
     async def _close_lane(self, lane: _Lane) -> None:
         if lane in self._idle:

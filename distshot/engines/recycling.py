@@ -1,10 +1,13 @@
-"""One shared browser per process, replaced when it has done enough, grown too big or died.
+"""Browsers replaced when they have done enough, grown too big or died.
 
-Engines that drive one browser for many concurrent jobs (playwright, pyppeteer) hand this
-class two coroutines, launch and close, and take a ``BrowserSlot`` per job. A slot is
-retired after ``recycle_after`` jobs, when the browser's process tree passes
-``recycle_memory_mb`` or after a crash; a retired browser closes once its last job is done,
-so recycling never cuts a job short.
+``Recycler`` is the policy every engine uses (``RecyclingBrowser`` and the selenium engine's
+pool of drivers): a browser is retired after ``recycle_after`` jobs, when its process tree
+passes ``recycle_memory_mb`` or after a crash, and the worker's metrics hear of every launch
+and every retirement with its reason.
+
+Engines that drive one browser for many concurrent jobs (playwright, pyppeteer) hand
+``RecyclingBrowser`` two coroutines, launch and close, and take a ``BrowserSlot`` per job; a
+retired browser closes once its last job is done, so recycling never cuts a job short.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..core import telemetry
 from ..core.contracts import EngineConfig
@@ -22,6 +25,58 @@ B = TypeVar("B")
 
 #: Reading a process tree's memory walks /proc; once a second is plenty for a trend.
 _MEMORY_CHECK_INTERVAL = 1.0
+
+
+class Worn(Protocol):
+    """What the policy reads and keeps of one browser."""
+
+    #: Jobs the browser has taken.
+    jobs: int
+    #: When its memory was last read (``time.monotonic()``).
+    checked_memory_at: float
+
+    @property
+    def pid(self) -> int | None:
+        """The browser's process id, whose process tree's memory counts; None: unknown."""
+
+
+class Recycler:
+    """Why a browser must be replaced ("crash", "jobs", "memory", or None), and the
+    telemetry of launches and retirements: the one policy of every engine that recycles."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.launches = 0  # observable for tests: recycling and crash recovery
+        self.memory_recycles = 0
+
+    def launched(self) -> None:
+        """A browser (or a driver with its browser) was started."""
+        self.launches += 1
+        telemetry.emit(telemetry.BROWSER_LAUNCH)
+
+    def worn_out(self, browser: Worn, *, crashed: bool) -> bool:
+        """Whether ``browser`` must be retired now; a retirement is reported with its reason."""
+        reason = self.reason(browser, crashed=crashed)
+        if reason is not None:
+            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
+        return reason is not None
+
+    def reason(self, browser: Worn, *, crashed: bool) -> str | None:
+        """Why ``browser`` must be replaced (crash, jobs, memory), or None. The memory is
+        read at most once a second per browser."""
+        if crashed:
+            return "crash"
+        if browser.jobs >= self.config.recycle_after:
+            return "jobs"
+        limit = self.config.recycle_memory_mb
+        now = time.monotonic()
+        pid = browser.pid
+        if limit and pid and now - browser.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
+            browser.checked_memory_at = now
+            if process_tree_rss(pid) > limit * 1024 * 1024:
+                self.memory_recycles += 1
+                return "memory"
+        return None
 
 
 class BrowserSlot(Generic[B]):
@@ -62,8 +117,16 @@ class RecyclingBrowser(Generic[B]):
         self._slot: BrowserSlot[B] | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
-        self.launches = 0  # observable for tests: recycling and crash recovery
-        self.memory_recycles = 0
+        self.recycler = Recycler(config)
+
+    @property
+    def launches(self) -> int:
+        """Browsers started so far (observable for tests: recycling and crash recovery)."""
+        return self.recycler.launches
+
+    @property
+    def memory_recycles(self) -> int:
+        return self.recycler.memory_recycles
 
     async def open(self) -> None:
         async with self._lock:
@@ -72,37 +135,20 @@ class RecyclingBrowser(Generic[B]):
 
     async def _start(self) -> BrowserSlot[B]:
         browser, pid = await self._launch()
-        self.launches += 1
-        telemetry.emit(telemetry.BROWSER_LAUNCH)
+        self.recycler.launched()
         slot = BrowserSlot(browser, pid)
         self._on_disconnect(browser, slot.mark_crashed)
         return slot
 
-    def _worn_out(self, slot: BrowserSlot[B]) -> bool:
-        reason = self._wear(slot)
-        if reason is not None:
-            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
-        return reason is not None
-
-    def _wear(self, slot: BrowserSlot[B]) -> str | None:
-        """Why ``slot`` must be replaced (crash, jobs, memory), or None."""
-        if slot.crashed or not self._connected(slot.browser):
-            return "crash"
-        if slot.jobs >= self.config.recycle_after:
-            return "jobs"
-        limit = self.config.recycle_memory_mb
-        now = time.monotonic()
-        if limit and slot.pid and now - slot.checked_memory_at >= _MEMORY_CHECK_INTERVAL:
-            slot.checked_memory_at = now
-            if process_tree_rss(slot.pid) > limit * 1024 * 1024:
-                self.memory_recycles += 1
-                return "memory"
-        return None
-
     async def acquire(self) -> BrowserSlot[B]:
         async with self._lock:
             slot = self._slot
-            if slot is not None and (slot.retired or self._worn_out(slot)):
+            if slot is not None and (
+                slot.retired
+                or self.recycler.worn_out(
+                    slot, crashed=slot.crashed or not self._connected(slot.browser)
+                )
+            ):
                 self._retire(slot)
                 slot = self._slot = None
             if slot is None:

@@ -136,10 +136,15 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Authorization") == expected:
                 self.send("<title>authed</title><p>welcome</p>")
             else:
+                # Readable from other origins' scripts, so that a page can be challenged
+                # without a login prompt (challenge.html)
                 self.send(
                     "<title>unauthorized</title><p>401</p>",
                     status=401,
-                    headers={"WWW-Authenticate": 'Basic realm="distshot"'},
+                    headers={
+                        "WWW-Authenticate": 'Basic realm="distshot"',
+                        "Access-Control-Allow-Origin": "*",
+                    },
                 )
         elif path == "/tall":
             height = int(query.get("h", "3000"))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chromium import has_credentials, origin_of
+from ..lanes import JobTraces
 
 logger = logging.getLogger("distshot.engines.selenium")
 
@@ -62,7 +62,7 @@ class _Pending:
 class PageWatch:
     """What one job's page did, from DevTools events (written by the reader thread)."""
 
-    def __init__(self, target_id: str) -> None:
+    def __init__(self, target_id: str, traces: JobTraces) -> None:
         self.target_id = target_id
         self.session_id: str | None = None
         self.cond = threading.Condition()
@@ -77,13 +77,9 @@ class PageWatch:
         self.download: str | None = None
         self.crashed = False
         self.closed = False
-        # what a reset must undo, or what forbids keeping the page
-        self.origins: set[str] = set()  # every origin a request went to
-        self.top_origins: set[str] = set()  # origins of main-frame documents
-        #: Credentials were used (a URL with a user, as XMLHttpRequest's user and password
-        #: arrive), or a 401/407 came back: the context's auth cache may now hold them.
-        self.auth = False
-        self.foreign_frames = False  # a cross-site frame (storage partitioned elsewhere)
+        #: What the job leaves in its page: what a reset must undo, or what forbids keeping
+        #: the page (``lanes.why_not_reuse``). Read with ``cond`` held.
+        self.traces = traces
         self.blank = False  # the page shows about:blank (after a reset)
 
     def on_event(self, method: str, params: dict[str, Any]) -> None:
@@ -94,18 +90,18 @@ class PageWatch:
     def _apply(self, method: str, params: dict[str, Any]) -> None:
         main = params.get("frameId") == self.target_id
         if method == "Network.requestWillBeSent":
-            url = params["request"]["url"]
-            origin = origin_of(url)
-            if has_credentials(url):
-                self.auth = True
-            if origin is not None:
-                self.origins.add(origin)
-                if main and params.get("type") == "Document":
-                    self.top_origins.add(origin)
-        elif method == "Network.responseReceived" and params["response"]["status"] in (401, 407):
-            self.auth = True
+            self.traces.saw_request(
+                params["request"]["url"],
+                document=params.get("type") == "Document",
+                main_frame=main,
+                top_url=self.url,
+            )
+        elif method == "Network.responseReceived":
+            self.traces.saw_response(params["response"]["status"])
         elif method == "Target.attachedToTarget" and params["targetInfo"]["type"] == "iframe":
-            self.foreign_frames = True
+            # Cross-site frames run in processes of their own; their events go to sessions
+            # nobody watches, so what they stored is unknown.
+            self.traces.cross_site_frame = True
         if method == "Page.lifecycleEvent" and main:
             self.lifecycle.setdefault(params["loaderId"], set()).add(params["name"])
         elif method == "Page.frameNavigated":
@@ -136,6 +132,10 @@ class PageWatch:
             self.crashed = True
         elif method in ("Inspector.detached", "Target.detachedFromTarget"):
             self.closed = True
+
+    def saw_popup(self) -> None:
+        with self.cond:
+            self.traces.popup = True
 
     def wait(self, ready: Callable[[], bool], deadline: float, stop: threading.Event) -> bool:
         """Wait until ``ready()`` (checked under the lock) or the deadline; False on time out."""
@@ -303,18 +303,24 @@ class Cdp:
             watch.on_event(method, params)
 
     def _close_popup(self, info: dict[str, Any]) -> None:
+        """Close any page but the job's own in a job's context, and tell the job's page:
+        the pop-up's requests and storage went unwatched, so its context is not reused."""
         if info.get("type") != "page":
             return
         with self._lock:
             context = info.get("browserContextId", "")
             if context not in self._contexts:
                 return
-            if self._contexts[context] is None:  # the job's own page: the first one
+            page = self._contexts[context]
+            if page is None:  # the job's own page: the first one
                 self._contexts[context] = info["targetId"]
                 return
-            if self._contexts[context] == info["targetId"]:
+            if page == info["targetId"]:
                 return
+            opener = self._targets.get(page)
         self.post("Target.closeTarget", {"targetId": info["targetId"]})
+        if opener is not None:
+            opener.saw_popup()
 
     def _lost(self) -> None:
         with self._lock:
@@ -341,6 +347,3 @@ class Cdp:
             self._ws.abort()  # type: ignore[no-untyped-call]
         with contextlib.suppress(Exception):
             self._ws.shutdown()  # type: ignore[no-untyped-call]
-
-
-# -- one driver slot (runs in its own thread) --------------------------------------------
