@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 from servekit import LOOPBACK, Serve, poll
@@ -89,10 +90,21 @@ def test_a_page_in_flight_at_two_deaths_fails_as_browser_crashed_and_the_service
     try:
         assert serve.process is not None
         with serve.client() as client:
-            body = {"url": f"{pages.base}/slow?ms=20000", "wait": 0, "options": {"timeout": 60}}
+            mark = uuid.uuid4().hex
+            url = f"{pages.base}/slow?ms=20000&mark={mark}"
+            body = {"url": url, "wait": 0, "options": {"timeout": 60}}
             shot_id = client.post("/v1/shots", json=body).json()["id"]
-            for _ in range(2):
-                time.sleep(1.5)  # the page is loading in the current capture process
+
+            def loads() -> int:
+                return sum(r["query"].get("mark") == mark for r in list(pages.seen.requests))
+
+            for death in range(2):
+                # the page is loading in the current capture process (its first load, then
+                # the load the new process makes when the request is sent again)
+                deadline = time.monotonic() + 90
+                while loads() <= death and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert loads() > death, "the page never started loading"
                 first = capture_process(serve.process.pid)
                 os.kill(first, signal.SIGKILL)
                 deadline = time.monotonic() + 60

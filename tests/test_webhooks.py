@@ -468,13 +468,19 @@ def test_slow_receiver_does_not_hold_back_others(tmp_path: Path) -> None:
                 webhooks.enqueue(slow.url(), SECRET, "shot.done", {"n": n})
             await until(lambda: slow.count() >= 1)
             started = time.monotonic()
-            webhooks.enqueue(fast.url(), SECRET, "shot.done", {})
+            fast_id = webhooks.enqueue(fast.url(), SECRET, "shot.done", {})
             await until(lambda: fast.count() == 1)
             assert time.monotonic() - started < 1.0  # the slow ones take 1.5 s
             assert slow.count() <= 2  # its per-receiver share, the rest queued behind it
+            # and the sender settles it as delivered (its answer may be read a moment after
+            # the receiver counted it: poll, on a busy machine that moment is long)
+            await until(
+                lambda: any(a["outcome"] == "delivered" for a in webhooks.attempts(fast_id))
+            )
+            await until(lambda: webhooks.pending <= 12)  # settled right after it is recorded
+            assert webhooks.pending >= 10  # the slow ones still wait (2 at most answered)
         finally:
             await webhooks.close()
-        assert webhooks.pending == 12
 
     try:
         run(body)
