@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva rabbitmq-server
 
-.PHONY: demo test test-fast check fmt bench system-deps venv services clean
+.PHONY: demo test test-fast test-deploy image check fmt bench system-deps venv services clean
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -63,6 +63,23 @@ test: $(STAMPS)/system $(STAMPS)/venv services
 
 test-fast: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+# Containers (README "Containers (Podman or Docker)"): `make image` builds the distshot image
+# and the stack's stand-in RabbitMQ and S3 images with Podman; `make test-deploy` builds them
+# and runs compose.yaml's stack for real (tests/deploy/test_stack.py: health, serve, drain with
+# 1 and 3 workers, a 200-URL batch with a worker killed, a tear-down that leaves nothing), a
+# few minutes, not part of `make test`. deploy/podman/setup.sh installs podman and
+# podman-compose when missing and builds the Debian base image with debootstrap (cached).
+CONTAINERS_CONF := $(CURDIR)/deploy/podman/containers.conf
+export CONTAINERS_CONF
+
+image: $(STAMPS)/venv
+	PYTHON=$(CURDIR)/$(BIN)/python deploy/podman/setup.sh
+	deploy/podman/build-images.sh
+
+test-deploy: $(STAMPS)/venv
+	PYTHON=$(CURDIR)/$(BIN)/python deploy/podman/setup.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/deploy/test_stack.py $(PYTEST_ARGS)
 
 check: $(STAMPS)/venv
 	$(BIN)/ruff check distshot tests examples bench

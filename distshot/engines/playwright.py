@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable
@@ -259,6 +260,9 @@ class PlaywrightEngine(Engine):
                 executable_path=self.config.browser_path,
                 headless=True,
                 args=launch_args(self.config.extra_args),
+                # Playwright adds --no-sandbox unless asked for the sandbox: keep Chromium's
+                # sandbox except as root, where it cannot start (launch_args says so then).
+                chromium_sandbox=os.geteuid() != 0,
                 # The worker owns shutdown; Playwright's own handlers would race it.
                 handle_sigint=False,
                 handle_sigterm=False,
