@@ -343,6 +343,10 @@ def process_table(container: str) -> list[tuple[str, str]]:
     return rows
 
 
+def has_browser(container: str) -> bool:
+    return any("chromium" in cmd for _, cmd in process_table(container))
+
+
 def test_stack_is_healthy_and_serve_captures_through_the_fleet(
     stack: Stack, record_property: Any
 ) -> None:
@@ -390,9 +394,19 @@ def test_three_workers_drain_a_batch_faster_than_one(stack: Stack, record_proper
 
     stack.compose("up", "-d", "--scale", "worker=3")
     stack.wait_for_consumers(3)
-    # Each new worker starts its browser on its first job: not part of the drain time.
-    warm = stack.dispatch("warm3", stack.urls("warm3", 6))
-    assert warm.returncode == 0, warm.output[-2000:]
+    # A new worker's first jobs are slow (its browser starts) or retried: not part of the
+    # drain time. Warm-up batches until every worker has its browser running and a batch
+    # has no retried job and none slower than three times the median.
+    deadline = time.monotonic() + 300
+    for round_ in range(100):
+        warm = stack.dispatch(f"warm3-{round_}", stack.urls(f"warm3-{round_}", 6))
+        assert warm.returncode == 0, warm.output[-2000:]
+        totals = sorted(r["timings"]["total_ms"] for r in warm.records)
+        steady = all(r["attempts"] == 1 for r in warm.records) and totals[-1] < 3 * totals[2]
+        ready = [has_browser(stack.container("worker", i)) for i in (1, 2, 3)]
+        if steady and all(ready):
+            break
+        assert time.monotonic() < deadline, f"no steady warm-up batch in 300 s: {ready} {totals}"
     three = stack.dispatch("drain3", stack.urls("drain3", size))
     assert three.returncode == 0, three.output[-2000:]
     assert len(three.records) == size and all(r["status"] == "ok" for r in three.records)
