@@ -57,6 +57,22 @@ STEP_OPTIONS = frozenset(
         "print_background",
     }
 )
+#: What an engine that drives a Chromium page honours: the steps' options, plus those each
+#: engine does its own way (the viewport and device emulation, the wait, the user agent and
+#: extra headers). The built-in browser engines all honour exactly these.
+PAGE_ENGINE_OPTIONS = STEP_OPTIONS | frozenset(
+    {
+        "width",
+        "height",
+        "scale",
+        "device",
+        "wait_until",
+        "wait_for",
+        "delay",
+        "user_agent",
+        "headers",
+    }
+)
 #: The largest image ``capture`` asks Chromium for (pixels); below its limit of 2^29.
 MAX_IMAGE_PIXELS = 480_000_000
 #: The formats ``capture`` produces.

@@ -31,8 +31,8 @@ from ..plugins.hookspecs import hookimpl
 from . import lanes
 from .cdp_capture import (
     FRESH,
+    PAGE_ENGINE_OPTIONS,
     STEP_FORMATS,
-    STEP_OPTIONS,
     Shot,
     capture,
     emulate_media,
@@ -61,18 +61,7 @@ if TYPE_CHECKING:
     )
 
 CAPABILITIES = Capabilities(
-    options=STEP_OPTIONS
-    | {
-        "width",
-        "height",
-        "scale",
-        "device",
-        "wait_until",
-        "wait_for",
-        "delay",
-        "user_agent",
-        "headers",
-    },
+    options=PAGE_ENGINE_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Playwright (async)",
 )

@@ -37,7 +37,14 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
-from .cdp_capture import STEP_FORMATS, STEP_OPTIONS, capture, emulate_media, prepare_page, run_steps
+from .cdp_capture import (
+    PAGE_ENGINE_OPTIONS,
+    STEP_FORMATS,
+    capture,
+    emulate_media,
+    prepare_page,
+    run_steps,
+)
 from .chromium import (
     context_proxy,
     job_egress,
@@ -55,18 +62,7 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    options=STEP_OPTIONS
-    | {
-        "width",
-        "height",
-        "scale",
-        "device",
-        "wait_until",
-        "wait_for",
-        "delay",
-        "user_agent",
-        "headers",
-    },
+    options=PAGE_ENGINE_OPTIONS,
     formats=STEP_FORMATS,
     description=(
         "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "

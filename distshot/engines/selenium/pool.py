@@ -25,7 +25,7 @@ from ...core.egress import EgressGuard
 from ...core.errors import BrowserCrashed, DistshotError, InvalidOption
 from ...core.models import Capture, ShotRequest
 from .. import lanes
-from ..cdp_capture import STEP_FORMATS, STEP_OPTIONS
+from ..cdp_capture import PAGE_ENGINE_OPTIONS, STEP_FORMATS
 from ..chromium import DIRECT
 from ..reaper import Reaper
 from ..recycling import Recycler
@@ -34,18 +34,7 @@ from .job import Job, timed_out
 from .pages import Pages
 
 CAPABILITIES = Capabilities(
-    options=STEP_OPTIONS
-    | {
-        "width",
-        "height",
-        "scale",
-        "device",
-        "wait_until",
-        "wait_for",
-        "delay",
-        "user_agent",
-        "headers",
-    },
+    options=PAGE_ENGINE_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Selenium WebDriver (chromedriver) and CDP",
 )
