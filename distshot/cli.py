@@ -23,7 +23,7 @@ import click
 
 from . import __version__
 from .core.config import Settings, load_settings
-from .core.errors import DistshotError
+from .core.errors import ConfigError, DistshotError
 from .core.inputs import RequestReader
 from .core.manifest import ManifestWriter
 from .core.options import SPECS, Choice, Flag, Int, Number, OptionSpec
@@ -311,9 +311,6 @@ def shoot(
     storage_url = settings.storage_url(output_dir)
     assert storage_url is not None
     _check_storage(storage_url)  # before the manifest: a run that cannot start leaves none
-    from .engines.preflight import check_engine_starts
-
-    check_engine_starts(settings.engine, settings.engine_config(), registry=registry)
 
     batch = new_batch_id()
     manifest_file = Path(manifest_path or Path(output_dir) / "manifest.jsonl")
@@ -322,20 +319,26 @@ def shoot(
     reader = _reader(batch, settings, storage_url, kwargs.pop("default_scheme"))
     progress = ProgressLine(_count_lines(urls))
     _terminate_on_sigterm()
-    with ManifestWriter(manifest_file) as manifest:
-        counts = run_embedded(
-            reader.read_path(urls, input_format),
-            batch=batch,
-            manifest=manifest,
-            settings=EmbeddedSettings(
-                engine=settings.engine,
-                storage=storage_url,
-                concurrency=settings.concurrency,
-                max_attempts=settings.max_attempts,
-                engine_config=settings.engine_config(),
-            ),
-            on_progress=progress,
-        )
+    try:
+        with ManifestWriter(manifest_file) as manifest:
+            counts = run_embedded(
+                reader.read_path(urls, input_format),
+                batch=batch,
+                manifest=manifest,
+                settings=EmbeddedSettings(
+                    engine=settings.engine,
+                    storage=storage_url,
+                    concurrency=settings.concurrency,
+                    max_attempts=settings.max_attempts,
+                    engine_config=settings.engine_config(),
+                ),
+                on_progress=progress,
+            )
+    except ConfigError:
+        # The engine could not start: the run never began, so it leaves no manifest.
+        if manifest_file.exists() and manifest_file.stat().st_size == 0:
+            manifest_file.unlink()
+        raise
     progress.finish(summary_line(counts, str(manifest_file)))
     sys.exit(EXIT_OK if counts.all_ok else EXIT_FAILURES)
 

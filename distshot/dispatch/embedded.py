@@ -18,6 +18,7 @@ from ..actors.worker_stack import install_worker
 from ..core.contracts import EngineConfig
 from ..core.inputs import InputItem
 from ..core.manifest import ManifestWriter
+from ..engines.preflight import START_TIMEOUT, start_failure
 from .dispatcher import Counts, Dispatcher, ProgressCallback
 
 #: How long a stopping worker waits for in-flight jobs after they were told to stop.
@@ -66,6 +67,7 @@ def run_embedded(
     )
     worker.start()
     try:
+        _open_engine(runtime)
         dispatcher = Dispatcher(
             broker,
             batch=batch,
@@ -81,3 +83,24 @@ def run_embedded(
     finally:
         worker.stop(timeout=_STOP_TIMEOUT_MS)
         broker.close()
+
+
+def _open_engine(runtime: WorkerRuntime) -> None:
+    """Open the engine now, in the workers' event loop (where the jobs will use it): one
+    that cannot start at all is a ConfigError before the first URL, not a failed record per
+    URL after every retry. Opening it here rather than in a separate check launches the
+    browser once, not twice."""
+    import asyncio
+
+    from dramatiq.asyncio import get_event_loop_thread
+
+    loop_thread = get_event_loop_thread()
+    assert loop_thread is not None, "the AsyncIO middleware is missing"
+
+    async def open_within_timeout() -> None:
+        await asyncio.wait_for(runtime.engine(), START_TIMEOUT)
+
+    try:
+        loop_thread.run_coroutine(open_within_timeout())
+    except Exception as exc:
+        raise start_failure(runtime.engine_name, exc) from None

@@ -1,6 +1,8 @@
 """Start an engine once before a run, so that one that cannot start at all (no browser, no
 driver, a library missing in a slim container) is one line and exit 2 at start-up, not a
-failed record per URL after every retry."""
+failed record per URL after every retry. ``distshot worker`` starts and closes one before it
+becomes Dramatiq; the embedded mode opens its own engine up front instead (no second
+launch) and words a failure with ``start_failure``."""
 
 from __future__ import annotations
 
@@ -38,14 +40,20 @@ def check_engine_starts(
 
     try:
         asyncio.run(start_and_stop())
-    except TimeoutError:
-        raise ConfigError(f"engine {name!r} did not start within {timeout:g}s") from None
-    except DistshotError as exc:
-        raise ConfigError(f"engine {name!r} cannot start: {_first_line(exc.message)}") from None
-    except Exception as exc:  # an engine plug-in's own error type: still one line
-        raise ConfigError(
-            f"engine {name!r} cannot start: {type(exc).__name__}: {_first_line(str(exc))}"
-        ) from None
+    except Exception as exc:
+        raise start_failure(name, exc, timeout) from None
+
+
+def start_failure(name: str, exc: BaseException, timeout: float = START_TIMEOUT) -> ConfigError:
+    """The one line for an engine that could not start."""
+    if isinstance(exc, TimeoutError):
+        return ConfigError(f"engine {name!r} did not start within {timeout:g}s")
+    if isinstance(exc, DistshotError):
+        return ConfigError(f"engine {name!r} cannot start: {_first_line(exc.message)}")
+    # An engine plug-in's own error type: still one line.
+    return ConfigError(
+        f"engine {name!r} cannot start: {type(exc).__name__}: {_first_line(str(exc))}"
+    )
 
 
 def _first_line(text: str) -> str:
