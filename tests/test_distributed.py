@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,12 @@ class Fleet:
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(*self.dispatch_args(urls, batch, *extra), timeout=timeout, env=self.env())
 
-    def dispatch_background(self, urls: Path, batch: str, *extra: str) -> subprocess.Popen[str]:
+    def dispatch_background(
+        self, urls: Path, batch: str, *extra: str, prefix: Sequence[str] = ()
+    ) -> subprocess.Popen[str]:
+        """``prefix``: a command to run it under (``ip netns exec HOST`` for a lab host)."""
         process = subprocess.Popen(
-            [*DISTSHOT, *self.dispatch_args(urls, batch, *extra)],
+            [*prefix, *DISTSHOT, *self.dispatch_args(urls, batch, *extra)],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

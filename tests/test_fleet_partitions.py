@@ -98,20 +98,8 @@ class LabFleet(Fleet):
         return f"{self.prefix}.playwright"
 
     def dispatch_on(self, role: str, urls: Path, batch: str, *extra: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [
-                *self.lab.hosts[role].exec_prefix(),
-                *DISTSHOT,
-                *self.dispatch_args(urls, batch, *extra),
-            ],
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
+        prefix = self.lab.hosts[role].exec_prefix()
+        return self.dispatch_background(urls, batch, *extra, prefix=prefix)
 
     def consumers(self) -> int:
         state = queue_state(self.plain_url, self.queue)
