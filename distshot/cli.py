@@ -331,6 +331,7 @@ def shoot(
                     concurrency=settings.concurrency,
                     max_attempts=settings.max_attempts,
                     engine_config=settings.engine_config(),
+                    hash_images=settings.phash,
                 ),
                 on_progress=progress,
             )

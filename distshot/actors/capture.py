@@ -154,7 +154,9 @@ def declare_capture_actor(
             result.attempts = attempt
             result.engine = runtime.engine_name
             raise CaptureFailed(result) from None
-        result = await capture_request(request, engine, storage, attempt=attempt)
+        result = await capture_request(
+            request, engine, storage, attempt=attempt, hash_images=runtime.hash_images
+        )
         if result.status == "failed":
             raise CaptureFailed(result)
         return result.to_record()

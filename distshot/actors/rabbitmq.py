@@ -70,6 +70,7 @@ def build_worker_broker(settings: Settings) -> tuple[DistshotBroker, WorkerRunti
         settings.engine_config(),
         default_storage=settings.storage_url(),
         queue_prefix=settings.queue_prefix,
+        hash_images=settings.phash,
     )
     broker = DistshotBroker(settings.broker_url, middleware=[])
     install_worker(

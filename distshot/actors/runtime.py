@@ -22,12 +22,15 @@ class WorkerRuntime:
         default_storage: str | None = None,
         queue_prefix: str = DEFAULT_QUEUE_PREFIX,
         registry: Registry | None = None,
+        hash_images: bool = True,
     ) -> None:
         self.registry = registry or get_registry()
         self.engine_name = engine_name
         self.engine_config = engine_config
         self.default_storage = default_storage
         self.queue_prefix = queue_prefix
+        #: Whether records carry the image's perceptual hash (``phash``).
+        self.hash_images = hash_images
         # Fail at start-up, not per job, when the name is wrong.
         self.registry.engine_entry(engine_name)
         self._engine: Engine | None = None

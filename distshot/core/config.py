@@ -74,6 +74,8 @@ class Settings:
     #: Where a worker serves its Prometheus metrics: HOST:PORT, or "off". Loopback by
     #: default: metrics tell an outsider what a fleet captures and how fast.
     metrics: str = "127.0.0.1:9191"
+    #: Put each image's perceptual hash in its record (``phash``; about 2% of a shot's CPU).
+    phash: bool = True
     wait_timeout: float = 600.0
     #: Seconds a stored image answers a request with the same URL and options (off: None).
     cache_ttl: float | None = None

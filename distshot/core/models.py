@@ -54,6 +54,11 @@ class ShotRequest:
         text = f"{self.url}\n{self.options.digest}"
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def image_key(self) -> str:
+        """The manifest's ``image_key``: a short form of ``cache_key`` that also ends the
+        object's name, so a record's key can be read back from its location."""
+        return self.cache_key()[:16]
+
     def object_name(self) -> str:
         """A deterministic, collision-free object name: readable slug + content hash.
 
@@ -63,7 +68,7 @@ class ShotRequest:
         parts = urlsplit(self.url)
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{parts.hostname or ''}{parts.path}").strip("-")
         ext = "jpg" if self.options.format == "jpeg" else self.options.format
-        return f"{slug[:60] or 'page'}-{self.cache_key()[:16]}.{ext}"
+        return f"{slug[:60] or 'page'}-{self.image_key()}.{ext}"
 
     def object_key(self) -> str:
         """Where the image goes inside a storage: ``<batch>/<object_name>``.
@@ -185,6 +190,8 @@ class CacheEntry:
     #: The storage's own version tag of the object (an S3 ETag), to detect replacement.
     etag: str | None = None
     truncated: bool = False
+    #: The image's perceptual hash (None for a PDF, or an entry written before hashing).
+    phash: str | None = None
 
     def to_json(self) -> builtins.bytes:
         # Every field is a scalar: a flat dict, not asdict's recursive deep copy (which
@@ -227,6 +234,7 @@ class CacheEntry:
             title=text("title"),
             etag=text("etag"),
             truncated=raw.get("truncated") is True,
+            phash=text("phash"),
         )
 
 
@@ -264,6 +272,8 @@ RECORD_FIELDS = (
     "error",
     "truncated",
     "device",
+    "phash",
+    "image_key",
 )
 TIMING_FIELDS = ("queue_ms", "navigate_ms", "capture_ms", "store_ms", "total_ms")
 
@@ -295,6 +305,13 @@ class ShotResult:
     truncated: bool | None = None
     #: The device preset the page was shown as, if any.
     device: str | None = None
+    #: The image's perceptual hash, 16 hex digits (core/perceptual.py): look-alike groups
+    #: and ``distshot diff`` read it instead of opening every image again.
+    phash: str | None = None
+    #: What picture was asked for: the first 16 hex digits of the request's cache key (the
+    #: URL and the options that change the image), the same that end the object's name. Two
+    #: batches' records with equal keys asked for the same picture (``distshot diff``).
+    image_key: str | None = None
     #: Not part of the record: whether a failed result may succeed on another attempt.
     transient: bool = False
 

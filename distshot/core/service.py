@@ -17,12 +17,15 @@ from .contracts import Engine, Storage
 from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
 from .imageinfo import CONTENT_TYPES, image_size
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, ShotResult, StoredObject
+from .perceptual import phash_hex
 from .policy import Resolver, system_resolver
 
 logger = logging.getLogger("distshot.service")
 
 #: Time an engine gets beyond the request's timeout to clean up before the service gives up.
 _CLEANUP_GRACE = 5.0
+#: Images up to this many pixels are hashed on the event loop (well under a millisecond).
+_INLINE_HASH_PIXELS = 256 * 256
 
 
 def check_supported(request: ShotRequest, engine: Engine) -> None:
@@ -52,7 +55,10 @@ async def capture_request(
     *,
     attempt: int = 1,
     resolver: Resolver = system_resolver,
+    hash_images: bool = True,
 ) -> ShotResult:
+    """``hash_images``: put the image's perceptual hash in the record (``phash``), about 2%
+    of a shot's CPU (docs/benchmarks.md); a worker can turn it off (``phash = false``)."""
     started = time.monotonic()
     result = ShotResult(
         id=request.id,
@@ -61,6 +67,7 @@ async def capture_request(
         status="ok",
         engine=engine.name,
         device=request.options.device,
+        image_key=request.image_key(),
     )
     result.attempts = attempt
     if request.sent_at is not None:  # the dispatcher's wall clock, not a monotonic one
@@ -101,13 +108,14 @@ async def capture_request(
     except DistshotError as exc:
         return _fail(result, "failed", exc, started)
 
-    store_started = time.monotonic()
     size = image_size(capture.image)
     width, height = size if size else (None, None)
+    phash = await _hash(capture.image, width, height) if hash_images else None
+    store_started = time.monotonic()
     sha256 = hashlib.sha256(capture.image).hexdigest()
     try:
         store = functools.partial(
-            _store, storage, request, engine.name, capture, (width, height), sha256
+            _store, storage, request, engine.name, capture, (width, height), sha256, phash
         )
         if len(capture.image) <= storage.inline_write_limit:
             stored = store()
@@ -129,11 +137,21 @@ async def capture_request(
     result.bytes = len(capture.image)
     result.sha256 = sha256
     result.truncated = capture.truncated
+    result.phash = phash
     result.timings["navigate_ms"] = capture.navigate_ms
     result.timings["capture_ms"] = capture.capture_ms
     result.timings["store_ms"] = _ms_since(store_started)
     result.timings["total_ms"] = _ms_since(started)
     return result
+
+
+async def _hash(image: bytes, width: int | None, height: int | None) -> str | None:
+    """Hashing decodes the image (a 1280x800 PNG: ~13 ms of CPU), so a real shot's hash runs
+    in a thread and the event loop keeps serving the worker's other jobs; a tiny image
+    (the null engine's) is hashed inline, where a thread hop would cost more than the hash."""
+    if width is not None and height is not None and width * height <= _INLINE_HASH_PIXELS:
+        return phash_hex(image)
+    return await asyncio.to_thread(phash_hex, image)
 
 
 def cache_id(request: ShotRequest, engine_name: str) -> str:
@@ -148,6 +166,7 @@ def _store(
     capture: Capture,
     size: tuple[int | None, int | None],
     sha256: str,
+    phash: str | None,
 ) -> StoredObject:
     """Put the image, then remember it for the cache (always, so that a later run with a
     cache TTL finds what this one stored). A failure to remember costs only a cache miss."""
@@ -175,6 +194,7 @@ def _store(
         title=capture.title,
         etag=stored.version,
         truncated=capture.truncated,
+        phash=phash,
     )
     try:
         storage.remember(cache_id(request, engine_name), entry)
@@ -199,6 +219,7 @@ def _answer_from_cache(
     result.bytes = entry.bytes
     result.sha256 = entry.sha256
     result.truncated = entry.truncated
+    result.phash = entry.phash
     result.timings["store_ms"] = _ms_since(lookup_started)
     result.timings["total_ms"] = _ms_since(started)
     return result

@@ -33,6 +33,7 @@ class EmbeddedSettings:
     max_attempts: int = 3
     min_backoff_ms: int = 500
     engine_config: EngineConfig = field(default_factory=EngineConfig)
+    hash_images: bool = True
 
 
 def run_embedded(
@@ -44,7 +45,10 @@ def run_embedded(
     on_progress: ProgressCallback | None = None,
 ) -> Counts:
     runtime = WorkerRuntime(
-        settings.engine, settings.engine_config, default_storage=settings.storage
+        settings.engine,
+        settings.engine_config,
+        default_storage=settings.storage,
+        hash_images=settings.hash_images,
     )
     runtime.storage(settings.storage)  # made and checked: a bad folder fails once, at start-up
 

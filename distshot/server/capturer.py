@@ -52,6 +52,7 @@ class CaptureSpec:
     max_attempts: int = 3
     min_backoff: float = 0.5
     log_level: int = logging.INFO
+    hash_images: bool = True
 
 
 def send(conn: Connection, message: dict[str, Any]) -> None:
@@ -70,7 +71,12 @@ class _Child:
     def __init__(self, conn: Connection, spec: CaptureSpec) -> None:
         self.conn = conn
         self.spec = spec
-        self.runtime = WorkerRuntime(spec.engine, spec.engine_config, default_storage=spec.storage)
+        self.runtime = WorkerRuntime(
+            spec.engine,
+            spec.engine_config,
+            default_storage=spec.storage,
+            hash_images=spec.hash_images,
+        )
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -146,7 +152,9 @@ class _Child:
                 result = ShotResult.from_error(request.id, request.line, request.url, "failed", exc)
                 result.attempts, result.engine = attempt, self.runtime.engine_name
             else:
-                result = await capture_request(request, engine, storage, attempt=attempt)
+                result = await capture_request(
+                    request, engine, storage, attempt=attempt, hash_images=self.runtime.hash_images
+                )
             retry = retry_allowed(result, attempt - 1, self.spec.max_attempts - 1)
             if result.status != "failed" or not retry or self.stopping:
                 break

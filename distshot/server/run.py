@@ -58,6 +58,7 @@ def build_backend(serve: ServeSettings, settings: Settings) -> Backend:
             upload_threads=serve.upload_threads,
             max_attempts=settings.max_attempts,
             log_level=logging.getLogger().getEffectiveLevel(),
+            hash_images=settings.phash,
         )
         return EmbeddedBackend(spec, admission)
     if serve.backend == "rabbitmq":

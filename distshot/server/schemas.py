@@ -30,6 +30,8 @@ _NULLABLE = {
     "attempts": "integer",
     "truncated": "boolean",
     "device": "string",
+    "phash": "string",
+    "image_key": "string",
 }
 
 RECORD_SCHEMA: dict[str, Any] = {
