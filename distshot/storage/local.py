@@ -95,10 +95,13 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot write to folder {index.parent}: {exc.strerror}") from None
 
-    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+    def lookup(
+        self, cache_key: str, name: str, max_age: float, now: float | None = None
+    ) -> CacheHit | None:
         index, target = self._index(cache_key), self._path(name)
         try:
-            age = time.time() - index.stat().st_mtime
+            # The index file's mtime is when the entry was remembered; a hit never writes it.
+            age = (time.time() if now is None else now) - index.stat().st_mtime
             if age > max_age:
                 return None
             entry = CacheEntry.from_json(index.read_bytes())

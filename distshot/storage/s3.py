@@ -223,7 +223,9 @@ class S3Storage(Storage):
         except Exception as exc:
             raise self._error(exc, f"store {key}") from None
 
-    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+    def lookup(
+        self, cache_key: str, name: str, max_age: float, now: float | None = None
+    ) -> CacheHit | None:
         index_key, target = self._index_key(cache_key), self.location.key(name)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=index_key)
@@ -232,10 +234,15 @@ class S3Storage(Storage):
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._error(exc, f"read {index_key}") from None
-        # Both times are the server's, so clock skew between machines does not matter.
-        headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-        now = _http_date(headers.get("date")) or datetime.now(UTC)
-        age = max(0.0, (now - response["LastModified"]).total_seconds())
+        # The index's LastModified is when the entry was remembered (a hit never rewrites
+        # it). Measured against the server's Date, both times are the server's, so clock
+        # skew between machines does not matter; a caller's ``now`` is the caller's choice.
+        if now is None:
+            headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+            present = _http_date(headers.get("date")) or datetime.now(UTC)
+        else:
+            present = datetime.fromtimestamp(now, UTC)
+        age = max(0.0, (present - response["LastModified"]).total_seconds())
         entry = CacheEntry.from_json(body)
         if age > max_age or entry is None:
             return None
