@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .. import __version__
-from ..core.config import parse_duration
+from ..core.config import parse_duration, storage_options
 from ..core.contracts import Storage
 from ..core.errors import ConfigError, StorageError
 from ..core.models import CacheEntry, CacheHit, StoredObject
@@ -107,13 +107,7 @@ class S3Location:
         segments = [s for s in unquote(parts.path).split("/") if s]
         if any(s in (".", "..") for s in segments):
             raise ConfigError(f"the S3 prefix in {url!r} must not contain . or .. segments")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"s3 storage does not know {', '.join(unknown)} in {url!r}; "
-                f"it knows: {', '.join(OPTIONS)}"
-            )
+        options = storage_options(url, OPTIONS, "s3")
         link_ttl = MAX_LINK_TTL
         if "link_ttl" in options:
             link_ttl = round(parse_duration(options["link_ttl"], "link_ttl"))
@@ -122,12 +116,7 @@ class S3Location:
                     "link_ttl must be between 1s and 7d: S3 presigned links last 7 days at "
                     "most (use public_base_url for lasting links)"
                 )
-        base = options.get("public_base_url") or None
-        if base is not None:
-            base_parts = urlsplit(base)
-            if base_parts.scheme.lower() not in ("http", "https") or not base_parts.netloc:
-                raise ConfigError(f"public_base_url must be an http(s) URL, not {base!r}")
-        return cls(bucket, "/".join(segments), link_ttl, base)
+        return cls(bucket, "/".join(segments), link_ttl, options.get("public_base_url"))
 
     def key(self, name: str) -> str:
         """The object key of ``name`` (``batch/slug-hash.png``) under the prefix."""
