@@ -18,7 +18,8 @@ A plug-in proves itself with a test module like::
 object on the same destination); ``unusable_storage`` is one whose ``check`` must fail.
 Links must be openable from the test process (``file://`` or ``http(s)://``): the suite
 fetches them and compares the bytes. Set ``supports_cache = False`` for a storage without
-``remember``/``lookup``: the suite then only checks that it never claims a hit.
+``remember``/``lookup``: the suite then only checks that it never claims a hit. Expiry is
+tested without waiting: the suite passes ``lookup`` a ``now`` an hour ahead.
 """
 
 from __future__ import annotations
