@@ -290,22 +290,17 @@ def shoot(
     from .dispatch.embedded import EmbeddedSettings, run_embedded
     from .plugins.manager import get_registry
 
-    allow_private = kwargs.pop("allow_private")
-    settings = load_settings(
+    settings = _batch_settings(
+        urls,
         config_file,
-        overrides={
-            "engine": engine,
-            "concurrency": concurrency,
-            "storage": storage,
-            "allow_private": allow_private,
-            "cache_ttl": cache_ttl,
-            "link_ttl": link_ttl,
-            "public_base_url": public_base_url,
-        },
-        capture_overrides=_capture_overrides(kwargs),
+        kwargs,
+        engine=engine,
+        concurrency=concurrency,
+        storage=storage,
+        cache_ttl=cache_ttl,
+        link_ttl=link_ttl,
+        public_base_url=public_base_url,
     )
-    if urls != "-" and not Path(urls).is_file():
-        raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     registry = get_registry()
     registry.engine_entry(settings.engine)
     storage_url = settings.storage_url(output_dir)
@@ -342,6 +337,21 @@ def shoot(
         raise
     progress.finish(summary_line(counts, str(manifest_file)))
     sys.exit(EXIT_OK if counts.all_ok else EXIT_FAILURES)
+
+
+def _batch_settings(
+    urls: str, config_file: str | None, kwargs: dict[str, Any], **overrides: Any
+) -> Settings:
+    """The settings of a batch command (shoot, dispatch): its own flags (``overrides``),
+    ``--allow-private`` and the capture options (taken out of ``kwargs``), over the
+    environment and the config file; and URLS must exist (``-`` is stdin)."""
+    overrides["allow_private"] = kwargs.pop("allow_private")
+    settings = load_settings(
+        config_file, overrides=overrides, capture_overrides=_capture_overrides(kwargs)
+    )
+    if urls != "-" and not Path(urls).is_file():
+        raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
+    return settings
 
 
 def _reader(
@@ -410,26 +420,21 @@ def dispatch(
     """Send every URL in URLS to the workers through RabbitMQ and record their replies."""
     from .dispatch.distributed import DispatchJob, run_dispatch
 
-    allow_private = kwargs.pop("allow_private")
-    settings = load_settings(
+    settings = _batch_settings(
+        urls,
         config_file,
-        overrides={
-            "broker_url": broker_url,
-            "storage": storage,
-            "window": window,
-            "wait_timeout": wait_timeout,
-            "engine": engine,
-            "allow_private": allow_private,
-            "cache_ttl": cache_ttl,
-            "link_ttl": link_ttl,
-            "public_base_url": public_base_url,
-        },
-        capture_overrides=_capture_overrides(kwargs),
+        kwargs,
+        broker_url=broker_url,
+        storage=storage,
+        window=window,
+        wait_timeout=wait_timeout,
+        engine=engine,
+        cache_ttl=cache_ttl,
+        link_ttl=link_ttl,
+        public_base_url=public_base_url,
     )
     if batch and resume_batch:
         raise click.UsageError("--batch and --resume are exclusive: --resume names the batch")
-    if urls != "-" and not Path(urls).is_file():
-        raise click.BadParameter(f"no such file: {urls}", param_hint="URLS")
     batch_id = resume_batch or batch or new_batch_id()
     manifest_file = Path(manifest_path or f"{batch_id}.jsonl")
     storage_url = settings.storage_url()

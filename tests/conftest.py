@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ def run_cli(
         env=full_env,
         cwd=cwd,
     )
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "condition") -> None:
+    """Poll for a test's premise (every 0.1 s) instead of sleeping a fixed time and hoping."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

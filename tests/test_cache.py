@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PageServer, read_manifest, run_cli
+from conftest import PageServer, read_manifest, run_cli, wait_for
 from s3server import MotoServer
 
 from distshot.core.config import load_settings, parse_duration
@@ -21,6 +21,7 @@ from distshot.core.options import CaptureOptions
 from distshot.core.service import capture_request
 from distshot.engines.null import CAPABILITIES, NullEngine
 from distshot.storage.local import LocalStorage
+from distshot.storage.s3 import S3Storage
 
 
 class CountingEngine(Engine):
@@ -140,10 +141,25 @@ def test_shoot_answers_a_later_batch_from_the_cache_until_the_ttl_passes(
         bucket, _, key = second["location"].removeprefix("s3://").partition("/")
         copy = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(copy).hexdigest() == first["sha256"]
-    # Once the TTL has passed, the page is captured again
-    time.sleep(3.2)
-    third = shoot("third", "--cache-ttl", "2s")
+    # Once the TTL has passed, the page is captured again. Rather than sleep past a TTL,
+    # take a short one and poll the storage, by the clock shoot will use (the server's for
+    # S3, which counts whole seconds), until the entry has outlived it.
+    probe = LocalStorage(storage) if kind == "local" else S3Storage(storage)
+    (key,) = cache_keys(probe)
+    wait_for(
+        lambda: probe.lookup(key, "probe/page.png", 0.5) is None, 30, "the entry to outlive 0.5s"
+    )
+    third = shoot("third", "--cache-ttl", "0.5s")
     assert page_hits() == 2 and third["cached"] is False
+
+
+def cache_keys(storage: LocalStorage | S3Storage) -> list[str]:
+    """The keys a storage has remembered entries for (``.cache/KEY.json``)."""
+    if isinstance(storage, LocalStorage):
+        return [index.stem for index in (storage.root / ".cache").glob("*.json")]
+    prefix = storage.location.key(".cache") + "/"
+    listed = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=prefix)
+    return [item["Key"].removeprefix(prefix).removesuffix(".json") for item in listed["Contents"]]
 
 
 def test_cache_ttl_comes_from_flag_env_or_config_file(tmp_path: Path) -> None:

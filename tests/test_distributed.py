@@ -21,7 +21,7 @@ from typing import Any
 
 import dramatiq
 import pytest
-from conftest import DISTSHOT, PageServer, read_manifest, run_cli, wait_no_processes
+from conftest import DISTSHOT, PageServer, read_manifest, run_cli, wait_for, wait_no_processes
 from rabbit import (
     SHARED_URL,
     PrivateRabbit,
@@ -151,15 +151,6 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 def write_urls(path: Path, urls: list[str]) -> Path:
     path.write_text("".join(u + "\n" for u in urls))
     return path
-
-
-def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines_of(path: Path) -> int:

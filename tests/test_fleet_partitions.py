@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DISTSHOT, PageServer, start_server, stop_server
+from conftest import DISTSHOT, PageServer, start_server, stop_server, wait_for
 from netlab import NetLab
 from rabbit import PrivateRabbit, queue_state
-from test_distributed import Fleet, lines_of, wait_for, write_urls
+from test_distributed import Fleet, lines_of, write_urls
 
 pytestmark = pytest.mark.slow
 

@@ -122,6 +122,10 @@ def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> N
         ({"clip": "1,2,3"}, "clip must be x,y,width,height"),
         ({"clip": "0,0,0,10"}, "width and height must be 1-16384"),
         ({"max_height": 50}, "max_height must be between 100 and 1000000"),
+        ({"width": float("inf")}, "width must be a whole number"),  # 1e999 in a JSONL line
+        ({"width": 2.5}, "width must be a whole number"),
+        ({"width": True}, "width must be a whole number"),
+        ({"scale": "big"}, "scale must be a number"),
         ({"hide": 5}, "hide must be a list of CSS selectors"),
         ({"click": ["#a", "two\nlines"]}, "click must be one line"),
         ({"padding": 5}, "padding applies to a selector's element"),

@@ -134,6 +134,24 @@ def with_storage_options(url: str, **options: Any) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def storage_options(url: str, known: tuple[str, ...], storage: str) -> dict[str, str]:
+    """The options in a storage URL's query string (what ``with_storage_options`` wrote):
+    one the ``storage`` does not know is a ConfigError naming those it does, and a
+    ``public_base_url`` is checked like the setting (an empty one means none)."""
+    options = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{storage} storage does not know {', '.join(unknown)} in {url!r}; "
+            f"it knows: {', '.join(known)}"
+        )
+    if "public_base_url" in options:
+        base = options.pop("public_base_url")
+        if base:
+            options["public_base_url"] = _base_url(base)
+    return options
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("capture", "engines")}
 
 

@@ -141,11 +141,21 @@ class Storage(abc.ABC):
         engine). A later ``remember`` of the same key replaces the entry.
         """
 
-    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+    def lookup(
+        self, cache_key: str, name: str, max_age: float, now: float | None = None
+    ) -> CacheHit | None:
         """The image remembered for ``cache_key`` if it was stored at most ``max_age``
         seconds ago and still exists, made available under ``name`` (copied on the storage's
         side when it lives under another name); otherwise None. A hit must not make the
-        entry younger: the age is that of the capture, however often it is reused."""
+        entry younger: the age is that of the capture, however often it is reused.
+
+        ``now`` is the moment to judge the age at, in seconds since the epoch. None, what
+        the capture service always passes, means the storage's own present: its own clock,
+        so that workers whose clocks disagree judge alike (S3 uses the server's). A caller
+        that passes it, like the conformance suite, ages entries without waiting: the age
+        is then ``now`` minus the time the storage recorded when it remembered the entry.
+        (The service passes three arguments by position, so a storage written before
+        ``now`` existed keeps working; only the suite needs it.)"""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Complete records of a manifest, streamed; a torn last line is skipped."""
-    with open(path, encoding="utf-8") as stream:
+def read_records(path: str | Path, *, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
+    """Complete records of a manifest (or of any JSON Lines file appended to like one: the
+    service's shots and webhook logs), streamed. A torn last line is skipped, and so is a
+    line that is not a JSON object: one bad line never hides the others. Bytes that are not
+    UTF-8 read as U+FFFD. A missing file has no records when ``missing_ok``."""
+    try:
+        stream = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - with below
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    with stream:
         for line in stream:
             if not line.endswith("\n"):
                 return

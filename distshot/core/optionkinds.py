@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .devices import find_device
 from .errors import InvalidOption
@@ -16,6 +16,8 @@ from .errors import InvalidOption
 MAX_PIXELS = 16384  # Chromium's largest texture side; larger viewports fail inside the GPU path.
 MAX_SCRIPT = 100_000  # characters of a javascript or css option
 MAX_SELECTORS = 50
+
+_N = TypeVar("_N", int, float)
 
 
 class Kind:
@@ -53,14 +55,7 @@ class Int(Kind):
         return f"{self.low}-{self.high}"
 
     def parse(self, name: str, value: Any) -> int:
-        if isinstance(value, bool):
-            raise InvalidOption(f"{name} must be a whole number, not {value!r}")
-        try:
-            number = int(value) if not isinstance(value, str) else int(value.strip())
-        except (TypeError, ValueError):
-            raise InvalidOption(f"{name} must be a whole number, not {value!r}") from None
-        if isinstance(value, float) and value != number:
-            raise InvalidOption(f"{name} must be a whole number, not {value!r}")
+        number = _number(name, value, _whole, "a whole number")
         if not self.low <= number <= self.high:
             raise InvalidOption(f"{name} must be between {self.low} and {self.high}, not {number}")
         return number
@@ -81,12 +76,7 @@ class Number(Kind):
         return f"above {self.low:g}, at most {self.high:g}"
 
     def parse(self, name: str, value: Any) -> float:
-        if isinstance(value, bool):
-            raise InvalidOption(f"{name} must be a number, not {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidOption(f"{name} must be a number, not {value!r}") from None
+        number = _number(name, value, float, "a number")
         if not self.low < number <= self.high or not math.isfinite(number):
             raise InvalidOption(
                 f"{name} must be above {self.low:g} and at most {self.high:g}, not {value!r}"
@@ -95,6 +85,24 @@ class Number(Kind):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "number", "exclusiveMinimum": self.low, "maximum": self.high}
+
+
+def _number(name: str, value: Any, convert: Callable[[Any], _N], expected: str) -> _N:
+    """``convert(value)``, or one InvalidOption saying what ``name`` must be. A bool is
+    refused although Python counts it as a number: ``true`` is not a width."""
+    if isinstance(value, bool):
+        raise InvalidOption(f"{name} must be {expected}, not {value!r}")
+    try:
+        return convert(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e999) from JSON
+        raise InvalidOption(f"{name} must be {expected}, not {value!r}") from None
+
+
+def _whole(value: Any) -> int:
+    number = int(value.strip()) if isinstance(value, str) else int(value)
+    if isinstance(value, float) and value != number:
+        raise ValueError(value)  # int() would drop the half of 2.5 without a word
+    return number
 
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}

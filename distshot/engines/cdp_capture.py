@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..core.errors import ElementNotFound, InvalidOption, ScriptError
 from ..core.options import CaptureOptions
@@ -95,26 +95,34 @@ BlockingSend = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 async def run_steps(steps: Steps[T], send: AsyncSend) -> T:
     """Run ``steps``, sending each call with ``send(method, params)``."""
-    answer: dict[str, Any] | None = None
-    while True:
-        try:
-            call = steps.send(answer) if answer is not None else next(steps)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-        answer = await send(call.method, call.params)
+    step = _advance(steps, None)
+    while isinstance(step, Call):
+        step = _advance(steps, await send(step.method, step.params))
+    return step.value
 
 
 def run_steps_blocking(steps: Steps[T], send: BlockingSend) -> T:
     """``run_steps`` for an engine whose calls block (Selenium's thread per slot)."""
-    answer: dict[str, Any] | None = None
-    while True:
-        try:
-            call = steps.send(answer) if answer is not None else next(steps)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-        answer = send(call.method, call.params)
+    step = _advance(steps, None)
+    while isinstance(step, Call):
+        step = _advance(steps, send(step.method, step.params))
+    return step.value
+
+
+@dataclass(frozen=True)
+class _Done(Generic[T]):
+    """What the steps returned once they have no call left."""
+
+    value: T
+
+
+def _advance(steps: Steps[T], answer: dict[str, Any] | None) -> Call | _Done[T]:
+    """The next call of ``steps`` given the answer to the last one (None: none sent yet), or
+    their result: the one place that drives the generator, for both ways of sending."""
+    try:
+        return steps.send(answer) if answer is not None else next(steps)
+    except StopIteration as done:
+        return _Done(done.value)
 
 
 # -- evaluating in the page -----------------------------------------------------------------

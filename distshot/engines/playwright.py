@@ -66,10 +66,6 @@ CAPABILITIES = Capabilities(
     description="Chromium through Playwright (async)",
 )
 _CLOSE_TIMEOUT = 5.0
-#: A context that does not close within this is held by a wedged renderer: its browser is
-#: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
-#: grace (5 s), so the engine, not the backstop, ends the job.
-_CONTEXT_CLOSE_TIMEOUT = 3.0
 
 #: Run in the page before its image is taken, as ``page.screenshot`` does: web fonts that
 #: started loading after the load event have arrived, and no blinking caret shows in a
@@ -355,8 +351,7 @@ class PlaywrightEngine(Engine):
     async def _close_lane(self, lane: _Lane) -> None:
         if lane in self._idle:
             self._idle.remove(lane)
-        if not lane.slot.gone.done():
-            await _close_context(lane.context, lane.slot)
+        await lane.slot.close_context(lane.context.close)
         if lane.guard is not None:
             await lane.guard.close()
 
@@ -463,15 +458,6 @@ def _context_options(request: ShotRequest, proxy: str) -> dict[str, Any]:
     # strict safety-net guard).
     options["proxy"] = {"server": proxy, **({"bypass": "*"} if proxy == DIRECT else {})}
     return options
-
-
-async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) -> None:
-    """Close a job's context; a renderer stuck in a JavaScript loop can make this hang,
-    and then the whole browser is retired rather than the worker waiting on it."""
-    try:
-        await asyncio.wait_for(context.close(), _CONTEXT_CLOSE_TIMEOUT)
-    except Exception:
-        slot.crashed = True  # retire it, but let its other jobs finish
 
 
 async def _close_browser(browser: Browser, pid: int | None) -> None:

@@ -70,10 +70,6 @@ CAPABILITIES = Capabilities(
     ),
 )
 _CLOSE_TIMEOUT = 5.0
-#: A context that does not close within this is held by a wedged renderer: its browser is
-#: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
-#: grace (5 s), so the engine, not the backstop, ends the job.
-_CONTEXT_CLOSE_TIMEOUT = 3.0
 _WAIT_UNTIL = {
     "load": "load",
     "domcontentloaded": "domcontentloaded",
@@ -202,7 +198,7 @@ class PyppeteerEngine(Engine):
     ) -> None:
         try:
             if context is not None:
-                await _close_context(context, slot)
+                await slot.close_context(context.close)
             if guard is not None:
                 await guard.close()
         finally:
@@ -362,17 +358,6 @@ async def _new_context(browser: Browser, proxy: str) -> BrowserContext:
         "Browser.setDownloadBehavior", {"behavior": "deny", "browserContextId": context_id}
     )
     return context
-
-
-async def _close_context(context: BrowserContext, slot: BrowserSlot[Browser]) -> None:
-    """A renderer stuck in a JavaScript loop can make this hang; then the browser is retired
-    (its other jobs finish first) rather than the worker waiting on it."""
-    if slot.crashed and slot.gone.done():
-        return
-    try:
-        await asyncio.wait_for(context.close(), _CONTEXT_CLOSE_TIMEOUT)
-    except Exception:
-        slot.crashed = True
 
 
 async def _check_selector(page: Page, selector: str) -> None:

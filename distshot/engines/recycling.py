@@ -25,6 +25,10 @@ B = TypeVar("B")
 
 #: Reading a process tree's memory walks /proc; once a second is plenty for a trend.
 _MEMORY_CHECK_INTERVAL = 1.0
+#: A context that does not close within this is held by a wedged renderer: its browser is
+#: retired. Short enough that a timed-out job's clean-up ends inside the capture service's
+#: grace (5 s), so the engine, not the backstop, ends the job.
+CONTEXT_CLOSE_TIMEOUT = 3.0
 
 
 class Worn(Protocol):
@@ -94,6 +98,18 @@ class BrowserSlot(Generic[B]):
         self.checked_memory_at = time.monotonic()
         #: Resolved when the browser goes away, so in-flight jobs can stop waiting at once.
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def close_context(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Close one job's browser context with ``close()``. A renderer stuck in a JavaScript
+        loop can make that hang: past ``CONTEXT_CLOSE_TIMEOUT`` the browser is retired (its
+        other jobs finish first) rather than the worker waiting on it. Once the browser is
+        gone there is nothing left to close."""
+        if self.gone.done():
+            return
+        try:
+            await asyncio.wait_for(close(), CONTEXT_CLOSE_TIMEOUT)
+        except Exception:
+            self.crashed = True
 
     def mark_crashed(self) -> None:
         """The browser is gone: fail its in-flight jobs now and never reuse it."""

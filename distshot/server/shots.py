@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.manifest import read_records
+
 logger = logging.getLogger("distshot.serve")
 
 
@@ -52,7 +54,7 @@ class ShotBook:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for entry in _read_lines(self.path):
+        for entry in read_records(self.path, missing_ok=True):
             shot_id, owner = entry.get("id"), entry.get("owner")
             if not isinstance(shot_id, str) or not isinstance(owner, str):
                 continue
@@ -126,19 +128,3 @@ class ShotBook:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """Every whole JSON object line; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
-        return []
-    entries = []
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-    return entries

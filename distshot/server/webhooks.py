@@ -31,7 +31,7 @@ import os
 import secrets
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from distshot.core.errors import DistshotError, InvalidRequest
+from distshot.core.manifest import read_records
 from distshot.core.policy import Resolver, UrlPolicy, parse_url, system_resolver
 
 __all__ = ["DEFAULT_SCHEDULE", "USER_AGENT", "WebhookSender"]
@@ -152,22 +153,6 @@ class _JsonlFile:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             file.write(b"\n")
         return file
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The file's records; lines that are not a JSON object (a torn last line) are skipped."""
-    try:
-        file = path.open("rb")
-    except FileNotFoundError:
-        return
-    with file:
-        for line in file:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def _replace_atomically(path: Path, lines: Iterable[str]) -> None:
@@ -313,7 +298,9 @@ class WebhookSender:
     def attempts(self, webhook_id: str) -> list[dict[str, Any]]:
         """The recorded attempts of one delivery, oldest first. Reads the whole attempts log."""
         return [
-            r for r in _read_jsonl(self._attempts_log.path) if r.get("webhook_id") == webhook_id
+            r
+            for r in read_records(self._attempts_log.path, missing_ok=True)
+            if r.get("webhook_id") == webhook_id
         ]
 
     @property
@@ -400,7 +387,7 @@ class WebhookSender:
 
     def _read_queue(self) -> dict[str, _Delivery]:
         entries: dict[str, _Delivery] = {}
-        for number, record in enumerate(_read_jsonl(self._queue.path), 1):
+        for number, record in enumerate(read_records(self._queue.path, missing_ok=True), 1):
             if record.get("done") is True:
                 entries.pop(str(record.get("id")), None)
                 continue
@@ -415,7 +402,7 @@ class WebhookSender:
 
     def _read_history(self, ids: set[str]) -> dict[str, _History]:
         history: dict[str, _History] = {}
-        for record in _read_jsonl(self._attempts_log.path):
+        for record in read_records(self._attempts_log.path, missing_ok=True):
             webhook_id = record.get("webhook_id")
             if webhook_id not in ids:
                 continue

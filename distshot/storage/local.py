@@ -22,8 +22,9 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from ..core.config import storage_options
 from ..core.contracts import Storage
 from ..core.errors import ConfigError, StorageError
 from ..core.models import CacheEntry, CacheHit, StoredObject
@@ -43,14 +44,7 @@ def parse_location(url: str) -> tuple[Path, dict[str, str]]:
         return Path(url).expanduser().resolve(), {}
     if parts.netloc not in ("", "localhost"):
         raise ConfigError(f"file storage must be on this machine, not {parts.netloc!r}")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"file storage does not know {', '.join(unknown)} in {url!r}; "
-            f"it knows: {', '.join(OPTIONS)}"
-        )
-    return Path(unquote(parts.path)).resolve(), options
+    return Path(unquote(parts.path)).resolve(), storage_options(url, OPTIONS, "file")
 
 
 class LocalStorage(Storage):
@@ -63,10 +57,7 @@ class LocalStorage(Storage):
         # may run them on the event loop (see Storage.inline_write_limit).
         self.inline_write_limit = 0 if self.fsync else _INLINE_WRITE_LIMIT
         self._made: set[Path] = set()  # folders known to exist (made by this object)
-        base = options.get("public_base_url")
-        if base is not None and urlsplit(base).scheme.lower() not in ("http", "https"):
-            raise ConfigError(f"public_base_url must be an http(s) URL, not {base!r}")
-        self.public_base_url = base
+        self.public_base_url = options.get("public_base_url")
 
     def check(self) -> None:
         try:
@@ -95,10 +86,13 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot write to folder {index.parent}: {exc.strerror}") from None
 
-    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+    def lookup(
+        self, cache_key: str, name: str, max_age: float, now: float | None = None
+    ) -> CacheHit | None:
         index, target = self._index(cache_key), self._path(name)
         try:
-            age = time.time() - index.stat().st_mtime
+            # The index file's mtime is when the entry was remembered; a hit never writes it.
+            age = (time.time() if now is None else now) - index.stat().st_mtime
             if age > max_age:
                 return None
             entry = CacheEntry.from_json(index.read_bytes())

@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .. import __version__
-from ..core.config import parse_duration
+from ..core.config import parse_duration, storage_options
 from ..core.contracts import Storage
 from ..core.errors import ConfigError, StorageError
 from ..core.models import CacheEntry, CacheHit, StoredObject
@@ -107,13 +107,7 @@ class S3Location:
         segments = [s for s in unquote(parts.path).split("/") if s]
         if any(s in (".", "..") for s in segments):
             raise ConfigError(f"the S3 prefix in {url!r} must not contain . or .. segments")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"s3 storage does not know {', '.join(unknown)} in {url!r}; "
-                f"it knows: {', '.join(OPTIONS)}"
-            )
+        options = storage_options(url, OPTIONS, "s3")
         link_ttl = MAX_LINK_TTL
         if "link_ttl" in options:
             link_ttl = round(parse_duration(options["link_ttl"], "link_ttl"))
@@ -122,12 +116,7 @@ class S3Location:
                     "link_ttl must be between 1s and 7d: S3 presigned links last 7 days at "
                     "most (use public_base_url for lasting links)"
                 )
-        base = options.get("public_base_url") or None
-        if base is not None:
-            base_parts = urlsplit(base)
-            if base_parts.scheme.lower() not in ("http", "https") or not base_parts.netloc:
-                raise ConfigError(f"public_base_url must be an http(s) URL, not {base!r}")
-        return cls(bucket, "/".join(segments), link_ttl, base)
+        return cls(bucket, "/".join(segments), link_ttl, options.get("public_base_url"))
 
     def key(self, name: str) -> str:
         """The object key of ``name`` (``batch/slug-hash.png``) under the prefix."""
@@ -223,7 +212,9 @@ class S3Storage(Storage):
         except Exception as exc:
             raise self._error(exc, f"store {key}") from None
 
-    def lookup(self, cache_key: str, name: str, max_age: float) -> CacheHit | None:
+    def lookup(
+        self, cache_key: str, name: str, max_age: float, now: float | None = None
+    ) -> CacheHit | None:
         index_key, target = self._index_key(cache_key), self.location.key(name)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=index_key)
@@ -232,10 +223,15 @@ class S3Storage(Storage):
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._error(exc, f"read {index_key}") from None
-        # Both times are the server's, so clock skew between machines does not matter.
-        headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-        now = _http_date(headers.get("date")) or datetime.now(UTC)
-        age = max(0.0, (now - response["LastModified"]).total_seconds())
+        # The index's LastModified is when the entry was remembered (a hit never rewrites
+        # it). Measured against the server's Date, both times are the server's, so clock
+        # skew between machines does not matter; a caller's ``now`` is the caller's choice.
+        if now is None:
+            headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+            present = _http_date(headers.get("date")) or datetime.now(UTC)
+        else:
+            present = datetime.fromtimestamp(now, UTC)
+        age = max(0.0, (present - response["LastModified"]).total_seconds())
         entry = CacheEntry.from_json(body)
         if age > max_age or entry is None:
             return None
