@@ -278,6 +278,7 @@
         .append(h("p", { class: "error" }, `Missing data files: ${missing.join(", ")}`));
     }
     document.documentElement.dataset.state = "ready";
+    performance.mark("distshot:ready");
     if (S.meta.live && S.meta.live.manifest_url) startLive();
   }
 

@@ -48,7 +48,9 @@
         for (const el of this.nodes.values()) el.remove();
         this.nodes.clear();
       }
-      this.layout();
+      // Same width, same cards' height: no need to measure again.
+      if (this.rowHeight && this.host.clientWidth === this.width) this.update(true);
+      else this.layout();
     }
 
     destroy() {
