@@ -61,10 +61,10 @@ SMALL = [
     ("https://gamma.example/missing", "ok", 404, "Not Found", 1, None),
     ("https://delta.example/", "ok", 500, "Delta down", 1, None),
     ("https://epsilon.example/", "ok", 200, "Epsilon", None, None),
-    ("https://zeta.example/", "ok", None, "Zeta", None, None),
+    ("https://zeta.example/", "ok", None, "<b>Zeta</b>", None, None),
     ("https://slow.example/", "failed", None, None, None, ("NavigationTimeout", "took over 30 s")),
     ("https://down.example/", "failed", None, None, None, ("NetworkError", "ERR_REFUSED")),
-    ("ftp://files.example/", "rejected", None, None, None, ("InvalidUrl", "only http(s)")),
+    ("javascript:alert(1)", "rejected", None, None, None, ("InvalidUrl", "only http(s)")),
 ]
 
 
@@ -271,6 +271,13 @@ def test_the_detail_view_shows_every_field_and_the_full_image(
     expect(dialog.locator('tr[data-field="error.type"] td')).to_have_text("NavigationTimeout")
     expect(dialog.locator('tr[data-field="error.message"] td')).to_have_text("took over 30 s")
     expect(dialog.locator("img.full")).to_have_count(0)
+    page.keyboard.press("Escape")
+    # what the pages shot wrote is text, never markup, and never a javascript: link
+    expect(page.locator(".card").nth(6).locator(".title")).to_have_text("<b>Zeta</b>")
+    assert page.locator(".card b").count() == 0
+    page.locator(".card").nth(9).click()
+    expect(dialog.locator('tr[data-field="url"] td')).to_have_text("javascript:alert(1)")
+    expect(dialog.locator('tr[data-field="url"] a')).to_have_count(0)
 
 
 def test_a_lookalike_group_opens_as_its_members(
@@ -308,7 +315,7 @@ def test_the_failures_view_lists_error_type_and_message(
     expected = [
         ("https://slow.example/", "failed", "NavigationTimeout", "took over 30 s"),
         ("https://down.example/", "failed", "NetworkError", "ERR_REFUSED"),
-        ("ftp://files.example/", "rejected", "InvalidUrl", "only http(s)"),
+        ("javascript:alert(1)", "rejected", "InvalidUrl", "only http(s)"),
     ]
     for row, (url, status, kind, message) in zip(rows.all(), expected, strict=True):
         cells = row.locator("td").all_inner_texts()

@@ -25,6 +25,7 @@
       update(fresh) {
         list = items();
         note.hidden = list.length > 0;
+        note.textContent = D.state.records.length ? empty : "No records (yet).";
         if (fresh) scrollToTop(main);
         grid.setItems(list, { fresh });
       },
