@@ -27,8 +27,8 @@
     meta: {},
     kind: "report",
     records: [], // in data order; a record's position is its key in the page
-    seen: new Set(), // _i (or id) of every record, so live polling adds only new ones
-    posOfI: new Map(), // _i -> position (group members name records by _i)
+    posOfI: new Map(), // _i -> position (group members name records by _i; live: seen)
+    ids: new Set(), // live only: ids seen, for records a server sends without their _i
     hay: [], // per position: lower-cased URL and title, for search
     facet: { status: [], http: [], change: [] }, // per position: its value for each facet
     counts: { status: {}, http: {}, change: {} },
@@ -83,32 +83,31 @@
   }
 
   /** Index records (from the chunks, or from live polling): search text, facets, counts.
-      Live records already seen (same _i, or same id) are skipped; chunk records only by _i
-      (two manifests of one report may share ids). */
+      A record whose _i is known is skipped; a live one also when its id is known (chunk
+      records are not compared by id: two manifests of one report may share ids). */
   function addRecords(list, live = false) {
     const diff = S.kind === "diff";
+    const keepIds = Boolean(S.meta.live); // live polling may send a record without its _i
     for (const record of list) {
       if (!record || typeof record !== "object") continue;
-      const byIndex = typeof record._i === "number" ? `i${record._i}` : null;
-      const byId = record.id != null ? `id${record.id}` : null;
-      if ((byIndex && S.seen.has(byIndex)) || (live && byId && S.seen.has(byId))) continue;
-      if (byIndex) S.seen.add(byIndex);
-      if (byId) S.seen.add(byId);
-      for (const field of ["_thumb", "_image", "_group", "_source"])
+      const index = typeof record._i === "number" ? record._i : null;
+      if (index !== null && S.posOfI.has(index)) continue;
+      if (live && record.id != null && S.ids.has(record.id)) continue;
+      if (keepIds && record.id != null) S.ids.add(record.id);
+      for (const field of ["_thumb", "_image", "_group", "_source"]) {
         if (!(field in record)) record[field] = null;
+      }
       const pos = S.records.length;
       S.records.push(record);
-      if (typeof record._i === "number") S.posOfI.set(record._i, pos);
-      const sides = diff ? [record.new || {}, record.old || {}] : [record];
+      if (index !== null) S.posOfI.set(index, pos);
+      // Search text: URL, title and final URL (of both sides of a diff pair).
+      const one = diff ? record.new || {} : record;
+      const other = diff ? record.old || {} : {};
       S.hay.push(
-        [record.url, ...sides.flatMap((s) => [s.title, s.final_url])]
-          .filter(Boolean)
-          .join(" ")
-          .toLowerCase(),
+        `${record.url || ""} ${one.title || ""} ${one.final_url || ""} ${other.title || ""} ${other.final_url || ""}`.toLowerCase(),
       );
-      const http = sides.map((s) => s.http_status).find((s) => s != null);
       count("status", diff ? null : record.status || "unknown");
-      count("http", D.httpClass(http));
+      count("http", D.httpClass(one.http_status ?? other.http_status));
       count("change", diff ? record.change || "unknown" : null);
     }
   }
