@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import StorageError
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, StoredObject
 from .options import OPTION_NAMES
 
@@ -110,7 +111,8 @@ class Storage(abc.ABC):
     ``StorageError`` (naming the bucket or folder), never a library's own exception.
 
     ``put`` is the whole contract. ``remember`` and ``lookup`` make the capture cache work
-    (``--cache-ttl``); a storage without them never answers from the cache.
+    (``--cache-ttl``); a storage without them never answers from the cache. ``read`` lets
+    ``distshot report`` and ``distshot diff`` open the images it stored.
     """
 
     scheme: str = "storage"
@@ -157,6 +159,15 @@ class Storage(abc.ABC):
         (The service passes three arguments by position, so a storage written before
         ``now`` existed keeps working; only the suite needs it.)"""
         return None
+
+    def read(self, location: str) -> bytes:
+        """The bytes of an object this storage stored, given the ``location`` its ``put``
+        returned (the manifest's ``location``). Optional: the report and ``distshot diff``
+        open images through it; a storage without it cannot be reported on from its images
+        (their records are still listed)."""
+        raise StorageError(
+            f"storage {self.scheme} cannot read back images ({location})", transient=False
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

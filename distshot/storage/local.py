@@ -77,6 +77,15 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot write to folder {target.parent}: {exc.strerror}") from None
         return self._stored(target)
 
+    def read(self, location: str) -> bytes:
+        path = self._located(location)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"no image at {path}", transient=False) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+
     # -- the capture cache ------------------------------------------------------------
 
     def remember(self, cache_key: str, entry: CacheEntry) -> None:
@@ -119,6 +128,17 @@ class LocalStorage(Storage):
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StorageError(f"refusing object name outside {self.root}: {name!r}")
         return self.root / name
+
+    def _located(self, location: str) -> Path:
+        """The file a ``file://`` location names, which must lie inside the folder (a
+        storage on ``file:///`` reads any local image: what the report makes)."""
+        parts = urlsplit(location)
+        if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+            raise StorageError(f"not a local file location: {location!r}", transient=False)
+        path = Path(unquote(parts.path)).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise StorageError(f"refusing to read {path}: outside {self.root}", transient=False)
+        return path
 
     def _index(self, cache_key: str) -> Path:
         if not _CACHE_KEY_RE.match(cache_key):

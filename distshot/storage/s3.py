@@ -201,6 +201,24 @@ class S3Storage(Storage):
             raise self._error(exc, f"store {key}") from None
         return self._stored(key, etag)
 
+    def read(self, location: str) -> bytes:
+        # Locations are ``s3://bucket/key`` with the key as is (not URL-quoted): split by
+        # hand, since urlsplit would cut a key at "?" or "#".
+        scheme, _, rest = location.partition("://")
+        bucket, _, key = rest.partition("/")
+        if scheme.lower() != "s3" or bucket != self.bucket or not key:
+            raise StorageError(
+                f"{location!r} is not an object of S3 bucket {self.bucket!r}", transient=False
+            )
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise StorageError(
+                    f"S3 bucket {self.bucket!r} has no object {key!r}", transient=False
+                ) from None
+            raise self._error(exc, f"read {key}") from None
+
     # -- the capture cache ------------------------------------------------------------
 
     def remember(self, cache_key: str, entry: CacheEntry) -> None:

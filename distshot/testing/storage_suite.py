@@ -19,7 +19,9 @@ object on the same destination); ``unusable_storage`` is one whose ``check`` mus
 Links must be openable from the test process (``file://`` or ``http(s)://``): the suite
 fetches them and compares the bytes. Set ``supports_cache = False`` for a storage without
 ``remember``/``lookup``: the suite then only checks that it never claims a hit. Expiry is
-tested without waiting: the suite passes ``lookup`` a ``now`` an hour ahead.
+tested without waiting: the suite passes ``lookup`` a ``now`` an hour ahead. Set
+``supports_read = False`` for a storage without ``read`` (the report cannot show its
+images): the suite then checks that ``read`` says so with a StorageError.
 """
 
 from __future__ import annotations
@@ -151,6 +153,37 @@ class StorageConformance:
         stored = self.put(storage, new_name(), data)
         assert stored.link is not None
         assert sha256(fetch(stored.link)[0]) == sha256(data)
+
+    # -- read (optional: the report and diff open images through it) -----------------
+
+    #: Set to False for a storage without ``read``: the suite then checks that it says so
+    #: with a StorageError (the report lists such records without thumbnails).
+    supports_read: bool = True
+
+    def test_read_returns_the_bytes_put_under_the_location(
+        self, storage: Storage, storage_factory: StorageFactory
+    ) -> None:
+        data = os.urandom(40_000)
+        stored = self.put(storage, new_name(), data)
+        if not self.supports_read:
+            with pytest.raises(StorageError):
+                storage.read(stored.location)
+            return
+        assert sha256(storage.read(stored.location)) == sha256(data)
+        # Another storage object on the same destination reads it too: the report makes
+        # its own storage from the location, not the one that stored the image.
+        other = storage_factory()
+        try:
+            assert sha256(other.read(stored.location)) == sha256(data)
+        finally:
+            other.close()
+
+    def test_read_of_a_missing_object_raises_storage_error(self, storage: Storage) -> None:
+        stored = self.put(storage, new_name(), b"here")
+        missing = stored.location.replace(stored.location.rsplit("/", 1)[1], "gone-0000.png")
+        with pytest.raises(StorageError) as info:
+            storage.read(missing)
+        assert info.value.message and "\n" not in info.value.message
 
     # -- check and failures --------------------------------------------------------
 
