@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger("distshot.perceptual")
 
@@ -27,7 +31,6 @@ def phash_hex(image: bytes) -> str | None:
         return None
     # Imported here: Pillow and imagehash (numpy, scipy) cost ~0.2 s to import, which the
     # commands that never hash (dispatch, engines, options) should not pay.
-    import imagehash
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -36,19 +39,28 @@ def phash_hex(image: bytes) -> str | None:
             # decoding cost of a large JPEG shot is skipped. pHash resizes to 32x32 anyway.
             if decoded.format == "JPEG":
                 decoded.draft("L", (256, 256))
-            grey = decoded.convert("L")
-        # A box reduction to >= 128 px first: imagehash resizes to 32x32 with Lanczos, which
-        # over a whole 1280x800 shot costs 15 ms of CPU, and over the reduced image 1 ms.
-        # The hash stays within 2 bits of imagehash's on the full image (0 for 6 of the
-        # demo's 8 shots): far below the look-alike threshold of 10. Worker and report
-        # both hash here, so they agree exactly.
-        factor = min(grey.size) // _REDUCED_SIDE
-        if factor > 1:
-            grey = grey.reduce(factor)
-        return str(imagehash.phash(grey))
+            return phash_decoded(decoded)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         logger.debug("no perceptual hash: %s", exc)
         return None
+
+
+def phash_decoded(image: Image.Image) -> str:
+    """The pHash of an image already opened with Pillow (the report decodes each image once,
+    for its thumbnail and its hash). Equal to ``phash_hex`` of its bytes for a PNG or WebP,
+    and for a JPEG opened with ``draft("L", (256, 256))``, as ``phash_hex`` does."""
+    import imagehash
+
+    grey = image.convert("L")
+    # A box reduction to >= 128 px first: imagehash resizes to 32x32 with Lanczos, which
+    # over a whole 1280x800 shot costs 15 ms of CPU, and over the reduced image 1 ms.
+    # The hash stays within 2 bits of imagehash's on the full image (0 for 6 of the
+    # demo's 8 shots): far below the look-alike threshold of 10. Worker and report
+    # both hash here, so they agree exactly.
+    factor = min(grey.size) // _REDUCED_SIDE
+    if factor > 1:
+        grey = grey.reduce(factor)
+    return str(imagehash.phash(grey))
 
 
 def hamming(a: str, b: str) -> int:
