@@ -746,6 +746,38 @@ def _schedule(text: str | None) -> tuple[float, ...] | None:
     return schedule
 
 
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, metavar="MANIFEST...")
+@click.option(
+    "-o", "--output", "output_dir", default="report", show_default=True, help="Report folder."
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(0, 64),
+    default=10,
+    show_default=True,
+    help="Look-alike groups: pHash bits (of 64) that may differ.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), help="Threads for images [1 per core].")
+@click.option("--title", help="The page's title [distshot report].")
+@_handle_errors
+def report(
+    manifests: tuple[str, ...],
+    output_dir: str,
+    threshold: int,
+    workers: int | None,
+    title: str | None,
+) -> None:
+    """Build a gallery of MANIFEST... (paths or s3:// URLs): thumbnails, search, look-alike
+    groups. Open DIR/index.html in a browser; the folder needs no server."""
+    from .report.build import build_report
+
+    summary = build_report(
+        manifests, Path(output_dir), threshold=threshold, workers=workers, title=title
+    )
+    click.echo(summary.line())
+
+
 @main.group()
 def keys() -> None:
     """API keys of `distshot serve`: make one, sign a URL with one."""

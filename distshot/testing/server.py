@@ -41,6 +41,9 @@ class PageServer(ThreadingHTTPServer):
     daemon_threads = True
     seen: Seen
     stop: threading.Event
+    #: Pages a test writes and rewrites: ``/v/NAME`` serves ``variants[NAME]`` (HTML), so
+    #: the same URL can look different in two runs (change detection).
+    variants: dict[str, str]
 
     @property
     def base(self) -> str:
@@ -146,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
                         "Access-Control-Allow-Origin": "*",
                     },
                 )
+        elif path.startswith("/v/") and path[3:] in self.server.variants:
+            self.send(self.server.variants[path[3:]])
         elif path == "/tall":
             height = int(query.get("h", "3000"))
             self.send(
@@ -193,6 +198,7 @@ def start_server(host: str = "127.0.0.1") -> PageServer:
     server = PageServer((host, 0), Handler)
     server.seen = Seen()
     server.stop = threading.Event()
+    server.variants = {}
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
