@@ -1,7 +1,8 @@
 """The ``distshot`` command. The only module that turns errors into messages and exit codes.
 
 Exit status: 0 every request ok; 1 one or more failed or rejected; 2 usage or configuration
-error (one line on stderr, no traceback); 130 interrupted (Ctrl-C or SIGTERM).
+error (one line on stderr, no traceback); 130 interrupted (Ctrl-C or SIGTERM). ``diff``: 0
+the two batches show the same pages, 1 anything changed, is new, gone or failed.
 """
 
 from __future__ import annotations
@@ -776,6 +777,56 @@ def report(
         manifests, Path(output_dir), threshold=threshold, workers=workers, title=title
     )
     click.echo(summary.line())
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "-o", "--output", "output_dir", default="diff", show_default=True, help="Report folder."
+)
+@click.option(
+    "--threshold",
+    default="0.1%",
+    show_default=True,
+    help="Share of pixels that may differ in an unchanged shot (0.1% or 0.001).",
+)
+@click.option(
+    "--distance",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="pHash bits (of 64) that may differ in an unchanged shot.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), help="Threads for images [1 per core].")
+@click.option("--title", help="The page's title [distshot diff].")
+@_handle_errors
+def diff(
+    old: str,
+    new: str,
+    output_dir: str,
+    threshold: str,
+    distance: int,
+    workers: int | None,
+    title: str | None,
+) -> None:
+    """Compare the shots of two manifests OLD and NEW (paths or s3:// URLs), URL by URL.
+
+    Writes DIR/diff.jsonl and a page (DIR/index.html). Exit status: 0 nothing changed;
+    1 something changed, is new, is gone or failed; 2 usage error."""
+    from .report.diff import diff_batches, parse_ratio
+
+    summary = diff_batches(
+        old,
+        new,
+        Path(output_dir),
+        threshold=parse_ratio(threshold),
+        distance=distance,
+        workers=workers,
+        title=title,
+    )
+    click.echo(summary.line())
+    sys.exit(EXIT_FAILURES if summary.differs else EXIT_OK)
 
 
 @main.group()
