@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from conftest import PageServer, run_cli
-from PIL import Image
+from PIL import Image, ImageChops
 from reportdata import load_groups, load_meta, load_records, manifest_records, strip_manifest
 from s3server import MotoServer
 
 from distshot.core.perceptual import hamming, phash_hex
 from distshot.report.groups import look_alike_groups
+from distshot.report.thumbnails import open_top, save_thumbnail
 
 
 def order_page(number: int, note: str) -> str:
@@ -293,3 +294,22 @@ def test_groups_are_deterministic_whatever_the_order_of_the_pairs() -> None:
     rng.shuffle(pairs)
     assert look_alike_groups(pairs, threshold=6) == expected
     assert look_alike_groups([]) == []
+
+
+# -- decoding no more than the thumbnail shows ----------------------------------------------
+
+
+def test_a_tall_png_decodes_only_its_top_and_that_top_is_exact(tmp_path: Path) -> None:
+    tall = Image.effect_noise((400, 3000), 60).convert("RGB")
+    data_path = tmp_path / "tall.png"
+    tall.save(data_path)
+    data = data_path.read_bytes()
+    top = open_top(data)
+    assert top.size == (400, 300)  # the top 4:3 of the width
+    assert ImageChops.difference(top, tall.crop((0, 0, 400, 300))).getbbox() is None
+    short = tmp_path / "short.png"
+    tall.crop((0, 0, 400, 200)).save(short)
+    assert open_top(short.read_bytes()).size == (400, 200)  # shorter than 4:3: whole
+    save_thumbnail(open_top(data), tmp_path / "thumb.webp")
+    with Image.open(tmp_path / "thumb.webp") as thumb:
+        assert thumb.size == (320, 240)

@@ -71,9 +71,12 @@ def save_thumbnail(image: Image.Image, dest: Path) -> None:
     top = image.crop((0, 0, width, min(height, max(1, width * HEIGHT // WIDTH))))
     if top.mode not in ("RGB", "RGBA"):
         top = top.convert("RGBA" if "transparency" in top.info or "A" in top.mode else "RGB")
-    # reducing_gap: a fast integer reduction first, then LANCZOS for the last steps.
-    top.thumbnail((WIDTH, HEIGHT), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    top.save(dest, "WEBP", quality=QUALITY, method=4)
+    # reducing_gap=1.0: a box reduction by the whole factor (4 for a 1280 px shot), then
+    # LANCZOS for what is left: 1.5 ms instead of 17 for LANCZOS all the way, and no
+    # difference to see at 320 px. WebP method 2 encodes in 3 ms instead of 8.5 (method 4)
+    # for files 4% larger.
+    top.thumbnail((WIDTH, HEIGHT), Image.Resampling.LANCZOS, reducing_gap=1.0)
+    top.save(dest, "WEBP", quality=QUALITY, method=2)
 
 
 @dataclass(frozen=True)
@@ -97,21 +100,45 @@ def make_thumbnail(
         data = reader.read(location)
         if data.startswith(b"%PDF-"):
             return Thumbnail(index, made=False)
-        phash = None
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format == "JPEG":
-                # Hash as the worker does (a reduced grey decode), then decode reduced
-                # again, just large enough for the thumbnail (DCT scaling: much cheaper).
-                phash = phash_hex(data) if want_phash else None
-                w, h = image.size
-                image.draft("RGB", (WIDTH, max(1, h * WIDTH // max(1, w))))
-            image.load()
-            if want_phash and image.format != "JPEG":
-                phash = phash_decoded(image)
+        if want_phash:
+            # The whole image is hashed: decode it whole, once for both.
+            with open_image(data) as image:
+                phash = hash_of(data, image)
+                save_thumbnail(image, dest)
+            return Thumbnail(index, made=True, phash=phash)
+        with open_top(data) as image:
             save_thumbnail(image, dest)
-        return Thumbnail(index, made=True, phash=phash)
+        return Thumbnail(index, made=True)
     except IMAGE_ERRORS as exc:
         return Thumbnail(index, made=False, problem=describe(exc, location))
+
+
+def open_top(data: bytes) -> Image.Image:
+    """Decode no more of a shot than its thumbnail shows. A JPEG decodes reduced (DCT
+    scaling) to about the thumbnail's width. A tall PNG (a full page: 115 ms to decode
+    1280x6000 whole) decodes its top 4:3 only (15 ms): PNG rows are compressed in order, so
+    decoding can stop early. Pillow has no public call for that; its own plugins' way
+    (``draft``) is to set the image's size and the decoding tile's extents before ``load``,
+    which is done here, guarded: an interlaced or animated PNG, or tiles that look other than
+    expected, decode whole. Anything else decodes whole."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    rows = max(1, width * HEIGHT // WIDTH)
+    if image.format == "JPEG":
+        image.draft("RGB", (WIDTH, max(1, height * WIDTH // max(1, width))))
+    elif (
+        image.format == "PNG"
+        and height > rows
+        and not image.info.get("interlace")
+        and getattr(image, "n_frames", 1) == 1
+        and len(image.tile) == 1
+        and hasattr(image.tile[0], "_replace")  # Pillow >= 11: tiles are named tuples
+        and image.tile[0][1] == (0, 0, width, height)
+    ):
+        image._size = (width, rows)
+        image.tile = [image.tile[0]._replace(extents=(0, 0, width, rows))]
+    image.load()
+    return image
 
 
 def describe(exc: BaseException, location: str) -> str:
