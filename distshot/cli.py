@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -885,6 +886,34 @@ def keys_sign(
     until = int(time.time() + parse_duration(expires, "--expires"))
     query = sign_query(params, key_id=key_id, key=key, expires=until)
     click.echo(f"{base.rstrip('/')}{SCREENSHOT_PATH}?{query}")
+
+
+@keys.command("gallery")
+@click.argument("batch_id")
+@click.option(
+    "--base", default="http://127.0.0.1:8000", show_default=True, help="The service's address."
+)
+@click.option("--key-id", required=True)
+@click.option(
+    "--key", "key", envvar="DISTSHOT_API_KEY", required=True, help="The key [DISTSHOT_API_KEY]."
+)
+@click.option(
+    "--expires",
+    default="1d",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the link works.",
+)
+@_handle_errors
+def keys_gallery(batch_id: str, base: str, key_id: str, key: str, expires: str) -> None:
+    """Print a signed link to BATCH_ID's live gallery, to open in a browser without a key."""
+    from .core.config import parse_duration
+    from .server.signing import sign_query
+
+    path = f"/batches/{quote(batch_id, safe='')}/"
+    until = int(time.time() + parse_duration(expires, "--expires"))
+    query = sign_query([], key_id=key_id, key=key, expires=until, path=path)
+    click.echo(f"{base.rstrip('/')}{path}?{query}")
 
 
 @main.command()

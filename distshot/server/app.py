@@ -25,6 +25,7 @@ from ..core.options import DEFAULT_OPTIONS
 from ..plugins.manager import Registry
 from .batches import Batch
 from .errors import ApiError, error_response, not_found, unauthorized
+from .gallery import add_gallery_routes
 from .keys import ApiKey
 from .limits import Overloaded
 from .parsing import (
@@ -390,6 +391,8 @@ def create_app(service: Service, registry: Registry) -> FastAPI:
         if not batch.finished:
             batch.cancel_requested = True
         return JSONResponse(batch.summary(), status_code=202)
+
+    add_gallery_routes(app, service, authenticate)
 
     # -- the key, health, metrics -------------------------------------------------------
 
