@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva rabbitmq-server
 
-.PHONY: demo test test-fast test-deploy image check fmt bench system-deps venv services clean
+.PHONY: demo report-screenshot test test-fast test-deploy image check fmt bench system-deps venv services clean
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -46,6 +46,10 @@ venv: $(STAMPS)/venv
 
 demo: $(STAMPS)/system $(STAMPS)/venv
 	$(BIN)/python examples/run_demo.py
+
+# The README's picture of a report (docs/report.png), taken by distshot of its own report.
+report-screenshot: $(STAMPS)/system $(STAMPS)/venv
+	$(BIN)/python examples/report_screenshot.py
 
 # The shared RabbitMQ on 127.0.0.1:5672 (guest/guest); started when it is not answering.
 services: $(STAMPS)/system

@@ -1,4 +1,5 @@
-"""`make demo`: serve examples/site/ on 127.0.0.1 and capture every page into shots/.
+"""`make demo`: serve examples/site/ on 127.0.0.1, capture every page into shots/, and
+build the run's report (shots/report/index.html).
 
 The page list is examples/urls-demo.txt (every page, full page), then
 examples/urls-options.jsonl (capture controls: the home page in dark mode and on a phone,
@@ -68,6 +69,10 @@ def main() -> int:
         print(f"  {record['status']:<6} {page:<14} {json.dumps(options):<44} {where}")
     print(f"\nimages:   {', '.join(folders) or out}/  (one folder per run)")
     print(f"manifest: {manifest}")
+    if lines:
+        # The run's gallery: thumbnails, search, look-alike groups, every field.
+        report = out / "report"
+        subprocess.call([str(distshot), "report", str(manifest), "-o", str(report)])
     return status
 
 
