@@ -63,7 +63,7 @@ services: $(STAMPS)/system
 	fi
 
 test: $(STAMPS)/system $(STAMPS)/venv services
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMPS)/system $(STAMPS)/venv services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
