@@ -183,6 +183,26 @@ def test_an_older_manifest_gets_its_phash_and_image_key_computed(
     assert len(load_groups(out)) == 1
 
 
+def test_records_with_the_same_bytes_share_one_thumbnail_and_hash(
+    shot: Path, tmp_path: Path
+) -> None:
+    # The same older manifest twice: every image is there twice, none has a phash.
+    old = tmp_path / "old.jsonl"
+    strip_manifest(shot, old, "phash")
+    out = tmp_path / "report"
+    result = run_cli("report", str(old), str(old), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "14 records, 10 thumbnails" in result.stdout
+    assert len(list((out / "thumbs").iterdir())) == 5  # one file per distinct image
+    records = load_records(out)
+    first, second = records[:7], records[7:]
+    for a, b in zip(first, second, strict=True):
+        assert (a["_thumb"], a["phash"]) == (b["_thumb"], b["phash"])
+        assert (a["phash"] is not None) == (a["status"] == "ok")
+    # The order pages, both copies of each, then each other page with its copy.
+    assert [g["size"] for g in load_groups(out)] == [6, 2, 2]
+
+
 def test_a_missing_image_gives_a_null_thumbnail_not_a_failed_build(
     shot: Path, tmp_path: Path
 ) -> None:

@@ -65,7 +65,7 @@ def look_alike_groups(
     while hashes.size:
         leader = int(hashes[0])
         near = np.bitwise_count(hashes ^ hashes[0]) <= threshold
-        if near.sum() == 1:
+        if np.count_nonzero(near) == 1:
             members = [leader]
             hashes = hashes[1:]  # a view: a lone hash costs no copy
         else:
