@@ -333,3 +333,43 @@ def test_a_tall_png_decodes_only_its_top_and_that_top_is_exact(tmp_path: Path) -
     save_thumbnail(open_top(data), tmp_path / "thumb.webp")
     with Image.open(tmp_path / "thumb.webp") as thumb:
         assert thumb.size == (320, 240)
+
+
+def test_the_built_report_opens_in_chromium_with_its_cards_and_group_and_nothing_else(
+    report: Path,
+) -> None:
+    """The folder `distshot report` wrote, as a user opens it: from disk, in Chromium."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from distshot.engines.chromium import chromium_flags
+
+    requests: list[str] = []
+    errors: list[str] = []
+    driver = sync_playwright().start()
+    try:
+        browser = driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=chromium_flags(("--no-sandbox",))
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((report / "index.html").as_uri())
+        expect(page.locator("html")).to_have_attribute("data-state", "ready")
+        expect(page.locator(".card")).to_have_count(7)
+        # the five thumbnails load from the folder
+        page.wait_for_function(
+            "[...document.querySelectorAll('.card img')].filter(i => i.naturalWidth > 0)"
+            ".length === 5"
+        )
+        # the look-alike group is the three order pages
+        page.locator('.tab[data-view="groups"]').click()
+        page.locator(".stack").first.click()
+        expect(page.locator(".card")).to_have_count(3)
+        for n in (1041, 1042, 1043):
+            expect(page.locator(".card", has_text=f"Order {n}")).to_have_count(1)
+        browser.close()
+    finally:
+        driver.stop()
+    assert errors == []
+    folder = report.as_uri()
+    assert requests and all(url.startswith(folder + "/") for url in requests), requests
