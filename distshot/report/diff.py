@@ -28,7 +28,6 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from ..core.errors import ConfigError
 from ..core.perceptual import HASH_BITS
@@ -174,45 +173,65 @@ def diff_batches(
     )
 
 
+class _Waiting:
+    """The old manifest's records not yet paired, as byte offsets by match key: one int a
+    record (a key repeats only when a batch asked for the same image twice)."""
+
+    def __init__(self, path: Path) -> None:
+        self.first: dict[str, int] = {}
+        self.more: dict[str, deque[int]] = {}
+        for offset, record in records_at(path):
+            key = match_key(record)
+            if key in self.first:
+                self.more.setdefault(key, deque()).append(offset)
+            else:
+                self.first[key] = offset
+
+    def take(self, key: str) -> int | None:
+        offset = self.first.pop(key, None)
+        more = self.more.get(key)
+        if offset is not None and more:
+            self.first[key] = more.popleft()
+            if not more:
+                del self.more[key]
+        return offset
+
+    def remaining(self) -> list[str]:
+        """Every key still waiting, once per record."""
+        return [k for k in self.first for _ in range(1 + len(self.more.get(k, ())))]
+
+
 def _pairs(old_path: Path, new_path: Path) -> Iterator[tuple[Record | None, Record | None]]:
     """(old, new) record pairs: matched, then only-new, then only-old ones (gone)."""
-    # The old manifest as offsets by match key (a key may repeat: the same URL twice).
-    waiting: dict[str, deque[int]] = {}
-    for offset, record in records_at(old_path):
-        waiting.setdefault(match_key(record), deque()).append(offset)
+    waiting = _Waiting(old_path)
     with open(old_path, "rb") as old_stream, open(new_path, "rb") as new_stream:
         unmatched: list[int] = []
         for offset, new in records_at(new_path):
-            slot = waiting.get(match_key(new))
-            if slot:
-                yield _take(old_stream, waiting, match_key(new)), new
-            else:
+            old_offset = waiting.take(match_key(new))
+            if old_offset is None:
                 unmatched.append(offset)
+            else:
+                yield record_at(old_stream, old_offset), new
         # A second chance by URL for a record one side keys by image key and the other by
         # URL (an older manifest's failed record has no image key): same URL, one side
         # without a key. Two keyed records of one URL (other options) never pair here.
-        by_url: dict[str, deque[str]] = {}
-        for key, slot in waiting.items():
-            url = str(record_at(old_stream, slot[0]).get("url"))
-            by_url.setdefault(url, deque()).extend([key] * len(slot))
+        by_url: dict[str, list[str]] = {}
+        for key in waiting.remaining():
+            url = key[4:] if key.startswith("url:") else None
+            if url is None:
+                offset = waiting.first[key]
+                url = str(record_at(old_stream, offset).get("url"))
+            by_url.setdefault(url, []).append(key)
         for offset in unmatched:
             new = record_at(new_stream, offset)
             keyed = not match_key(new).startswith("url:")
-            keys = by_url.get(str(new.get("url")), deque())
+            keys = by_url.get(str(new.get("url")), [])
             found = next((k for k in keys if not (keyed and k.startswith("key:"))), None)
-            if found is None:
-                yield None, new
-            else:
+            old_offset = None if found is None else waiting.take(found)
+            if found is not None:
                 keys.remove(found)
-                yield _take(old_stream, waiting, found), new
-        for key in list(waiting):
-            while key in waiting:
-                yield _take(old_stream, waiting, key), None
-
-
-def _take(old_stream: IO[bytes], waiting: dict[str, deque[int]], key: str) -> Record:
-    slot = waiting[key]
-    offset = slot.popleft()
-    if not slot:
-        del waiting[key]
-    return record_at(old_stream, offset)
+            yield (None if old_offset is None else record_at(old_stream, old_offset)), new
+        for key in waiting.remaining():
+            old_offset = waiting.take(key)
+            if old_offset is not None:
+                yield record_at(old_stream, old_offset), None
