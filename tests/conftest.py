@@ -84,7 +84,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    # split("\n"), not splitlines(): a page title may hold U+2028, which splitlines() cuts.
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def by_line(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
