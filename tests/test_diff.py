@@ -116,6 +116,8 @@ def test_a_changed_page_has_its_ratio_and_a_picture_of_what_changed(diffed: Path
     assert any(r - max(g, b) > 100 for _, (r, g, b) in colours)
     record = next(r for r in load_records(diffed) if r["url"] == flip["url"])
     assert record["_diff_image"] == flip["diff_image"]
+    with Image.open(diffed / record["_diff_thumb"]) as thumb:  # what the card shows
+        assert thumb.format == "WEBP" and thumb.width <= 320
     for side in ("old", "new"):
         with Image.open(diffed / record[f"_{side}_thumb"]) as thumb:
             assert thumb.format == "WEBP" and thumb.width == 320

@@ -52,6 +52,7 @@ def compare_pair(
         "_old_image": image_link(old, out) if old is not None else None,
         "_new_image": image_link(new, out) if new is not None else None,
         "_diff_image": None,
+        "_diff_thumb": None,
     }
     broken = [side for side in (new, old) if side is not None and side.get("status") != "ok"]
     if new is None:
@@ -71,7 +72,7 @@ def compare_pair(
     except IMAGE_ERRORS as exc:
         name = exc.type_name if isinstance(exc, DistshotError) else "UnreadableImage"
         result.update(change="failed", changed_ratio=None, phash_distance=None)
-        result.update(diff_image=None, _diff_image=None)
+        result.update(diff_image=None, _diff_image=None, _diff_thumb=None)
         result["error"] = {"type": name, "message": describe(exc, "an image")}
     return result
 
@@ -117,8 +118,13 @@ def _compare_shots(
     if pixels.size_changed or not same_look or pixels.ratio > threshold:
         result["change"] = "changed"
         name = f"{DIFFS}/{seq:06d}.png"
-        draw_diff(images["new"], pixels, images["old"].size, out / name)
+        picture = draw_diff(images["new"], pixels, images["old"].size, out / name)
         result["diff_image"] = result["_diff_image"] = name
+        # The card shows a thumbnail; the full diff picture only opens in the detail view
+        # (a thousand changed pages must not load a thousand full-size PNGs).
+        thumb = f"{THUMBS}/{seq:06d}-diff.webp"
+        save_thumbnail(picture, out / thumb)
+        result["_diff_thumb"] = thumb
 
 
 def _thumbnail(reader: ImageReader, out: Path, seq: int, side: str, record: Record) -> Any:

@@ -53,9 +53,12 @@ def compare(old: Image.Image, new: Image.Image, tolerance: int = TOLERANCE) -> P
     return PixelDiff(changed / (width * height), size_changed, mask)
 
 
-def draw_diff(new: Image.Image, diff: PixelDiff, old_size: tuple[int, int], dest: Path) -> None:
+def draw_diff(
+    new: Image.Image, diff: PixelDiff, old_size: tuple[int, int], dest: Path
+) -> Image.Image:
     """Write the new shot, faded, with changed pixels veiled in red, a red box around them,
-    and the area the old shot did not have tinted orange, as a PNG to ``dest``."""
+    and the area the old shot did not have tinted orange, as a PNG to ``dest``; return it
+    (for its thumbnail)."""
     picture = new.convert("L").point(_FADE).convert("RGB")
     width, height = min(old_size[0], new.width), min(old_size[1], new.height)
     if diff.mask is not None:
@@ -76,6 +79,7 @@ def draw_diff(new: Image.Image, diff: PixelDiff, old_size: tuple[int, int], dest
             (max(0, left - 4), max(0, top - 4), right + 3, bottom + 3), outline=CHANGED, width=3
         )
     picture.save(dest, "PNG", compress_level=3)
+    return picture
 
 
 def _rgb(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -121,7 +121,7 @@
         slot(D.thumbOf(record, "old_"), "old", `old: ${url}`, MISSING.old[change] || "no image"),
         slot(D.thumbOf(record, "new_"), "new", `new: ${url}`, MISSING.new[change] || "no image"),
         slot(
-          D.safeUrl(record._diff_image),
+          D.safeUrl(record._diff_thumb || record._diff_image),
           "diff",
           `differences: ${url}`,
           MISSING.diff[change] || "no diff image",
