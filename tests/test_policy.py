@@ -28,6 +28,10 @@ def no_dns(host: str, port: int) -> list[str]:
         "http://",
         "http://exa mple.com/",
         "https://example.com:99999/",
+        # urlsplit's own ValueErrors (found by schemathesis: a 500, not a 422)
+        "http://a]b.com/x",
+        "http://[::1/",
+        "http://[x]/",
     ],
 )
 def test_only_http_and_https_urls_with_a_host_pass(url: str) -> None:

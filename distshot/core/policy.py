@@ -120,7 +120,10 @@ def parse_url(url: str) -> SplitResult:
         raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters")
     if _SPACE_OR_CONTROL.search(url.strip()):
         raise InvalidUrl(f"URL contains whitespace or control characters: {url.strip()!r}")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # an unbalanced [ or ], or a bracketed host that is no IP
+        raise InvalidUrl(f"URL has an invalid host ({exc}): {url.strip()!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         shown = f"{scheme}:" if scheme else "no scheme"
