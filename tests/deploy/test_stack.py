@@ -103,12 +103,14 @@ def compose_binary() -> str:
     return found
 
 
-def http_json(url: str, *, auth: tuple[str, str] | None = None, **kwargs: Any) -> Any:
+def http_json(
+    url: str, *, auth: tuple[str, str] | None = None, timeout: float = 10, **kwargs: Any
+) -> Any:
     request = urllib.request.Request(url, **kwargs)
     if auth is not None:
         token = f"{auth[0]}:{auth[1]}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
 
 
@@ -369,7 +371,9 @@ def test_stack_is_healthy_and_serve_captures_through_the_fleet(
     base = f"http://127.0.0.1:{stack.ports['serve']}"
     headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"}
     body = json.dumps({"url": "http://site:8000/index.html?via=serve", "wait": 60}).encode()
-    record = http_json(f"{base}/v1/shots", data=body, headers=headers, method="POST")
+    # The client waits longer than the service may (wait 60): the first shot also starts
+    # the worker's browser, and a loaded machine made that 10.3 s once, past a 10 s timeout.
+    record = http_json(f"{base}/v1/shots", data=body, headers=headers, method="POST", timeout=90)
     deadline = time.monotonic() + 120
     while record.get("status") in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(1)
