@@ -116,31 +116,3 @@ def test_hashing_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert load_settings().phash is False
     monkeypatch.delenv("DISTSHOT_PHASH")
     assert load_settings().phash is True
-
-
-@pytest.mark.parametrize(
-    "picture",
-    [
-        page("Welcome"),
-        page("Welcome", layout=1, size=(1280, 4000)),
-        page("Phone", size=(390, 844)),
-        page("Blank", layout=0, size=(64, 64)),
-    ],
-)
-def test_the_hash_is_imagehashs_phash_of_the_reduced_image_bit_for_bit(picture: bytes) -> None:
-    """Our DCT (two matrix products, no scipy) gives imagehash.phash's bits exactly."""
-    import imagehash
-
-    grey = Image.open(io.BytesIO(picture)).convert("L")
-    factor = min(grey.size) // 128
-    reference = imagehash.phash(grey.reduce(factor) if factor > 1 else grey)
-    assert phash_hex(picture) == str(reference)
-
-
-def test_a_plain_page_hashes_as_imagehash_does() -> None:
-    out = io.BytesIO()
-    Image.new("RGB", (1280, 800), "white").save(out, "PNG")
-    grey = Image.open(io.BytesIO(out.getvalue())).convert("L").reduce(6)
-    import imagehash
-
-    assert phash_hex(out.getvalue()) == str(imagehash.phash(grey))

@@ -7,10 +7,9 @@ manifests with this same function, so both agree bit for bit.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -23,9 +22,6 @@ HASH_BITS = 64
 DEFAULT_DISTANCE = 10
 #: The short side images are box-reduced to before imagehash's own resize to 32x32.
 _REDUCED_SIDE = 128
-#: pHash's resize (hash side 8 x imagehash's highfreq_factor 4) and hash side.
-_SIDE = 32
-_HASH_SIDE = 8
 
 
 def phash_hex(image: bytes) -> str | None:
@@ -33,8 +29,8 @@ def phash_hex(image: bytes) -> str | None:
     pixels (a PDF) or cannot be decoded (a hash is a convenience, never a failed shot)."""
     if image.startswith(b"%PDF-"):
         return None
-    # Imported here: Pillow and numpy cost ~0.2 s to import, which the commands that never
-    # hash (dispatch, engines, options) should not pay.
+    # Imported here: Pillow and imagehash (numpy, scipy) cost ~0.2 s to import, which the
+    # commands that never hash (dispatch, engines, options) should not pay.
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -53,8 +49,7 @@ def phash_decoded(image: Image.Image) -> str:
     """The pHash of an image already opened with Pillow (the report decodes each image once,
     for its thumbnail and its hash). Equal to ``phash_hex`` of its bytes for a PNG or WebP,
     and for a JPEG opened with ``draft("L", (256, 256))``, as ``phash_hex`` does."""
-    import numpy
-    from PIL import Image
+    import imagehash
 
     grey = image.convert("L")
     # A box reduction to >= 128 px first: imagehash resizes to 32x32 with Lanczos, which
@@ -65,28 +60,7 @@ def phash_decoded(image: Image.Image) -> str:
     factor = min(grey.size) // _REDUCED_SIDE
     if factor > 1:
         grey = grey.reduce(factor)
-    # imagehash.phash's own steps (32x32 Lanczos, DCT-II of rows and columns, the 8x8
-    # lowest frequencies against their median), with the DCT as two small matrix products
-    # instead of scipy.fftpack: importing scipy cost every worker, shoot and capture
-    # process about half a second of CPU at its first shot. tests/test_phash.py checks
-    # the result equals imagehash.phash bit for bit.
-    pixels = numpy.asarray(grey.resize((_SIDE, _SIDE), Image.Resampling.LANCZOS), dtype=float)
-    rows = _dct_rows()
-    # Rounded: the matrix products leave float noise (1e-13) where scipy's transform gives
-    # exact zeros, and on a plain page those zeros tie with the median.
-    low = numpy.round(rows @ pixels @ rows.T, 6)
-    bits = (low > numpy.median(low)).flatten()
-    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
-
-
-@functools.cache
-def _dct_rows() -> Any:
-    """The first 8 rows of scipy's unnormalised DCT-II matrix for 32 samples."""
-    import numpy
-
-    k = numpy.arange(_HASH_SIDE)[:, None]
-    n = numpy.arange(_SIDE)[None, :]
-    return 2 * numpy.cos(numpy.pi * k * (2 * n + 1) / (2 * _SIDE))
+    return str(imagehash.phash(grey))
 
 
 def hamming(a: str, b: str) -> int:
