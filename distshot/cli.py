@@ -29,6 +29,7 @@ from .core.errors import ConfigError, DistshotError
 from .core.inputs import RequestReader
 from .core.manifest import ManifestWriter
 from .core.options import SPECS, Choice, Flag, Int, Number, OptionSpec
+from .core.secretvalues import is_secret_ref
 from .dispatch.dispatcher import Counts, summary_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +96,21 @@ def _flag_for(spec: OptionSpec) -> Callable[[F], F]:
         kwargs.update(multiple=True, default=(), help=f"{help_text} Repeatable.")
     if kind.from_file:
         kwargs.update(callback=_read_at_file, metavar="CODE|@FILE")
+    if kind.reads_file:
+        kwargs.update(callback=_read_file, metavar="FILE|@secrets/NAME")
     return click.option(spec.cli_flag, spec.name, **kwargs)
+
+
+def _read_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A FILE's contents (a cookie jar, a storage state); ``@secrets/NAME`` stays a name for
+    the worker to resolve. The error names the file, never a line of it."""
+    if value is None or is_secret_ref(value):
+        return value
+    path = Path(value).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.__class__.__name__}") from None
 
 
 def _read_at_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

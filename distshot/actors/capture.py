@@ -155,7 +155,12 @@ def declare_capture_actor(
             result.engine = runtime.engine_name
             raise CaptureFailed(result) from None
         result = await capture_request(
-            request, engine, storage, attempt=attempt, hash_images=runtime.hash_images
+            request,
+            engine,
+            storage,
+            attempt=attempt,
+            hash_images=runtime.hash_images,
+            secrets_dir=runtime.engine_config.secrets_dir,
         )
         if result.status == "failed":
             raise CaptureFailed(result)

@@ -83,6 +83,9 @@ class Settings:
     link_ttl: float | None = None
     #: Links are this base URL plus the object's key instead; folded into the storage URL.
     public_base_url: str | None = None
+    #: A folder of secrets (cookie jars, storage states, user:password files) that requests
+    #: name as ``@secrets/NAME``: read on the worker, so they never pass through the broker.
+    secrets_dir: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     #: Each engine's own settings: the ``[engines.NAME]`` tables of distshot.toml.
     engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -98,6 +101,7 @@ class Settings:
             reuse_contexts=self.reuse_contexts,
             concurrency=self.concurrency,
             settings=dict(self.engines.get(self.engine, {})),
+            secrets_dir=self.secrets_dir,
         )
 
     def storage_url(self, default: str | None = None) -> str | None:
@@ -169,7 +173,7 @@ def _coerce(name: str, value: Any) -> Any:
         parse_listen(text, name)
         return text.lower() if text.lower() == "off" else text
     kind = type(getattr(Settings(), name))
-    if name == "storage":
+    if name in ("storage", "secrets_dir"):
         kind = str
     try:
         if kind is bool:

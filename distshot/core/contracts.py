@@ -72,6 +72,10 @@ class EngineConfig:
     reuse_contexts: bool = True
     #: The engine's own settings: the ``[engines.NAME]`` table of distshot.toml, as parsed.
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: Where this worker keeps the secrets requests name as ``@secrets/NAME`` (None: none).
+    #: Carried here because every runtime (worker, embedded, service) already receives it;
+    #: the capture service reads it, no engine does.
+    secrets_dir: str | None = None
 
 
 class Engine(abc.ABC):

@@ -29,6 +29,8 @@ class Kind:
     multiple = False
     #: The CLI reads ``@file`` as the file's contents.
     from_file = False
+    #: The CLI flag takes a FILE and sends its contents (``@secrets/NAME`` stays a name).
+    reads_file = False
 
     def parse(self, name: str, value: Any) -> Any:
         raise NotImplementedError

@@ -16,10 +16,21 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .devices import DEVICES, Device
 from .errors import InvalidOption
+from .identitykinds import (
+    Cookie,
+    Cookies,
+    Credentials,
+    CredentialsKind,
+    Geolocation,
+    Locale,
+    StorageState,
+    StorageStateKind,
+)
 from .optionkinds import (
     MAX_PIXELS,
     Choice,
@@ -35,6 +46,7 @@ from .optionkinds import (
     Text,
     TimeZone,
 )
+from .secretvalues import REDACTED, SecretRef, is_secret_ref, keyed_hash, read_secret, scrub
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -62,6 +74,7 @@ GROUPS = (
     "Waiting",
     "Changing the page",
     "Emulation",
+    "Identity",
     "Output",
 )
 
@@ -84,6 +97,22 @@ class OptionSpec:
     image: bool = True
     #: The CLI flag, when it is not the option's name in kebab-case (``--header``).
     flag: str | None = None
+    #: A secret (a cookie's value, a password): never shown in clear, not in the manifest,
+    #: logs, errors, the API's answers nor the cache key (a keyed hash stands in for it);
+    #: ``@secrets/NAME`` names one kept on the worker (``secretvalues``).
+    secret: bool = False
+
+    def to_json(self, value: Any) -> Any:
+        """The value, JSON-ready: what the wire carries (a secret reference as its name)."""
+        if isinstance(value, SecretRef):
+            return value.text
+        return self.kind.to_json(value)
+
+    def shown(self, value: Any) -> Any:
+        """The value as it may be shown anywhere (a secret's is hidden, its name is not)."""
+        if self.secret and not isinstance(value, SecretRef):
+            return REDACTED
+        return self.to_json(value)
 
     @property
     def cli_flag(self) -> str:
@@ -111,10 +140,18 @@ def option(
     group: str,
     image: bool = True,
     flag: str | None = None,
+    secret: bool = False,
 ) -> T:
     """Declare a ``CaptureOptions`` field as an option (the name is the field's)."""
     assert group in GROUPS, group
-    spec = {"kind": kind, "help": help, "group": group, "image": image, "flag": flag}
+    spec = {
+        "kind": kind,
+        "help": help,
+        "group": group,
+        "image": image,
+        "flag": flag,
+        "secret": secret,
+    }
     result: T = field(default=default, metadata={"option": spec})
     return result
 
@@ -243,6 +280,48 @@ class CaptureOptions:
     headers: tuple[tuple[str, str], ...] = option(
         (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
     )
+    # Identity (``option`` returns a dataclasses.field; these value types are frozen, which
+    # ruff cannot see through the unions)
+    cookies: tuple[Cookie, ...] | SecretRef = option(  # noqa: RUF009
+        (),
+        Cookies(),
+        "Cookies the page gets: name, value, domain or url, path, expires, http_only, "
+        "secure, same_site.",
+        group="Identity",
+        secret=True,
+    )
+    storage_state: StorageState | SecretRef | None = option(  # noqa: RUF009
+        None,
+        StorageStateKind(),
+        "A logged-in session saved by Playwright: its cookies, and localStorage per origin.",
+        group="Identity",
+        secret=True,
+    )
+    http_credentials: Credentials | SecretRef | None = option(  # noqa: RUF009
+        None,
+        CredentialsKind(),
+        "user:password for HTTP basic or digest authentication.",
+        group="Identity",
+        secret=True,
+    )
+    locale: str | None = option(
+        None,
+        Locale(),
+        "The language the page sees: navigator.language and Accept-Language.",
+        group="Identity",
+    )
+    geolocation: tuple[float, float, float] | None = option(
+        None,
+        Geolocation(),
+        "The position the page reads, with the geolocation permission granted.",
+        group="Identity",
+    )
+    javascript_enabled: bool = option(
+        True,
+        Flag(),
+        "Run the page's scripts; false shows what a browser without JavaScript sees.",
+        group="Identity",
+    )
     # Output
     format: str = option(
         "png",
@@ -313,7 +392,7 @@ class CaptureOptions:
         Messages carry only these: a .txt batch then sends ``{}``, and the worker rebuilds
         the shared default object without parsing anything.
         """
-        return {name: SPECS[name].kind.to_json(getattr(self, name)) for name in self.non_default()}
+        return {name: SPECS[name].to_json(getattr(self, name)) for name in self.non_default()}
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> CaptureOptions:
@@ -329,13 +408,36 @@ class CaptureOptions:
     def digest(self) -> str:
         """A stable hash of the image-changing options that differ from their defaults
         (cached: every request of a .txt batch shares one options object). Only those: an
-        option added later, at its default, changes no existing image's name."""
-        data = {
-            name: SPECS[name].kind.to_json(getattr(self, name))
-            for name in sorted(self.non_default())
-            if SPECS[name].image
-        }
+        option added later, at its default, changes no existing image's name. A secret
+        counts by its keyed hash: two sessions never share an image, and the digest (part
+        of every object name) reveals nothing of them."""
+        data = {}
+        for name in sorted(self.non_default()):
+            spec = SPECS[name]
+            if spec.image:
+                value = spec.to_json(getattr(self, name))
+                data[name] = keyed_hash(json.dumps(value, sort_keys=True)) if spec.secret else value
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def shown(self) -> dict[str, Any]:
+        """The options that differ from the defaults, as they may be shown (logs, answers):
+        secret values hidden."""
+        return {name: SPECS[name].shown(getattr(self, name)) for name in sorted(self.non_default())}
+
+    def resolve_secrets(self, directory: Path | None) -> CaptureOptions:
+        """These options with every ``@secrets/NAME`` replaced by the secret, read from the
+        worker's ``secrets_dir``: done on the worker, so the value never crossed the broker."""
+        changes = {}
+        for name, spec in SPECS.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretRef):
+                text = read_secret(name, value, directory)
+                changes[name] = _parse_secret(spec, name, text, value.text)
+        if not changes:
+            return self
+        result = dataclasses.replace(self, **changes)
+        check_combination(result)
+        return result
 
 
 SPECS: dict[str, OptionSpec] = {
@@ -367,7 +469,12 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
             )
         if value is None or (isinstance(value, str) and value.strip() == "" and name != "headers"):
             continue
-        changes[name] = spec.kind.parse(name, value)
+        if spec.secret and is_secret_ref(value):
+            changes[name] = SecretRef.parse(name, value)
+        elif spec.secret:
+            changes[name] = _parse_secret(spec, name, value, "")
+        else:
+            changes[name] = spec.kind.parse(name, value)
     if not changes:
         return base  # the common case for .txt input: no per-line options
     explicit = base.explicit | changes.keys()
@@ -382,14 +489,39 @@ def parse_options(raw: Mapping[str, Any], base: CaptureOptions) -> CaptureOption
     return result
 
 
+def _parse_secret(spec: OptionSpec, name: str, value: Any, label: str) -> Any:
+    """``spec.kind.parse`` for a secret: an error names the option (and the secret's name),
+    never the value, even if a kind's message quoted part of it."""
+    try:
+        return spec.kind.parse(name, value)
+    except InvalidOption as exc:
+        texts = _texts(value)
+        message = scrub(exc.message, *texts)
+        raise InvalidOption(f"{message} ({label})" if label else message) from None
+
+
+def _texts(value: Any) -> list[str]:
+    """Every piece of text inside a raw option value (to scrub from a message)."""
+    if isinstance(value, str):
+        return [value, *value.replace(":", "\t").replace("=", "\t").split("\t")]
+    if isinstance(value, Mapping):
+        return [t for item in value.values() for t in _texts(item)]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _texts(item)]
+    return []
+
+
 def options_json_schema() -> dict[str, Any]:
     """The JSON Schema of an ``options`` object (the service's API), from the declarations."""
     properties = {}
     for name, spec in SPECS.items():
         schema = dict(spec.kind.json_schema())
+        if spec.secret:  # or the name of a secret the worker keeps
+            ref = {"type": "string", "pattern": "^@secrets/"}
+            schema = {"anyOf": [schema, ref]}
         schema["description"] = spec.help
         if spec.default is not None and spec.default != ():
-            schema["default"] = spec.kind.to_json(spec.default)
+            schema["default"] = spec.to_json(spec.default)
         properties[name] = schema
     return {"type": "object", "properties": properties, "additionalProperties": False}
 

@@ -7,11 +7,13 @@ for a request's own failure but returns a ``ShotResult`` saying what happened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .contracts import Engine, Storage
 from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
@@ -56,6 +58,7 @@ async def capture_request(
     attempt: int = 1,
     resolver: Resolver = system_resolver,
     hash_images: bool = True,
+    secrets_dir: str | None = None,
 ) -> ShotResult:
     """``hash_images``: put the image's perceptual hash in the record (``phash``), about 2%
     of a shot's CPU (docs/benchmarks.md); a worker can turn it off (``phash = false``)."""
@@ -76,6 +79,12 @@ async def capture_request(
     # Refusals before any browser work are "rejected": nothing was tried. A DNS failure
     # here is not a refusal but a failed (and retryable) attempt.
     try:
+        # ``@secrets/NAME`` values are read here, on the worker, before anything hashes
+        # the options (the cache key counts the secret itself, not its name).
+        options = request.options.resolve_secrets(Path(secrets_dir) if secrets_dir else None)
+        if options is not request.options:
+            request = dataclasses.replace(request, options=options)
+            result.image_key = request.image_key()
         policy = request.policy()
         if policy.allow_private:
             policy.check_url(request.url, resolver)  # syntax only: no DNS, no thread hop

@@ -57,6 +57,12 @@ STEP_OPTIONS = frozenset(
         "print_background",
     }
 )
+#: The identity options ``identity`` carries out on a page's session, with the browser-level
+#: grant of ``granted_permissions``. (``http_credentials`` is not among them: answering an
+#: auth challenge needs CDP events, which an engine's own API handles.)
+IDENTITY_OPTIONS = frozenset(
+    {"cookies", "storage_state", "locale", "geolocation", "javascript_enabled"}
+)
 #: What an engine that drives a Chromium page honours: the steps' options, plus those each
 #: engine does its own way (the viewport and device emulation, the wait, the user agent and
 #: extra headers). The built-in browser engines all honour exactly these.
@@ -73,6 +79,8 @@ PAGE_ENGINE_OPTIONS = STEP_OPTIONS | frozenset(
         "headers",
     }
 )
+#: What an engine honours that also runs ``identity`` before it navigates.
+IDENTITY_PAGE_OPTIONS = PAGE_ENGINE_OPTIONS | IDENTITY_OPTIONS
 #: The largest image ``capture`` asks Chromium for (pixels); below its limit of 2^29.
 MAX_IMAGE_PIXELS = 480_000_000
 #: The formats ``capture`` produces.
@@ -225,6 +233,69 @@ def emulate_media(opts: CaptureOptions, current: Emulated = FRESH) -> Steps[Emul
         # An empty id goes back to the machine's own zone.
         yield Call("Emulation.setTimezoneOverride", {"timezoneId": wanted.timezone})
     return wanted
+
+
+# Each origin's localStorage of a storage state, written before the page's own scripts run
+# (the first document of that origin in this page; sessionStorage is untouched).
+_LOCAL_STORAGE = """(origins) => {
+  const items = origins[location.origin];
+  if (!items) return;
+  try { for (const [name, value] of items) localStorage.setItem(name, value); } catch (e) {}
+}"""
+
+
+def identity(opts: CaptureOptions) -> Steps[None]:
+    """Who the browser is to the page, before it navigates: cookies (the option's and the
+    storage state's), the storage state's localStorage, the locale (navigator.language and
+    Accept-Language), the position, and whether scripts run. No call at the defaults.
+
+    The engine grants the geolocation permission itself (``granted_permissions``): that is
+    a call to the browser, not to the page. A page that ran this keeps the overrides: a lane
+    key holds locale, geolocation and javascript_enabled, and a lane that held cookies or a
+    storage state is discarded (``lanes``)."""
+    from ..core.identitykinds import Cookie, StorageState
+
+    cookies: list[Cookie] = list(opts.cookies) if isinstance(opts.cookies, tuple) else []
+    state = opts.storage_state if isinstance(opts.storage_state, StorageState) else None
+    if state is not None:
+        cookies += state.cookies
+    if cookies:
+        yield Call("Network.setCookies", {"cookies": [c.to_browser() for c in cookies]})
+    if state is not None and state.origins:
+        origins = {origin: [list(pair) for pair in items] for origin, items in state.origins}
+        yield Call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {"source": _call(_LOCAL_STORAGE, origins)},
+        )
+    if opts.locale:
+        yield Call("Emulation.setLocaleOverride", {"locale": opts.locale})
+        user_agent = opts.user_agent
+        if not user_agent:
+            version = yield Call("Browser.getVersion", {})
+            user_agent = str(version["userAgent"])
+        yield Call(
+            "Network.setUserAgentOverride",
+            {"userAgent": user_agent, "acceptLanguage": accept_language(opts.locale)},
+        )
+    if opts.geolocation is not None:
+        latitude, longitude, accuracy = opts.geolocation
+        yield Call(
+            "Emulation.setGeolocationOverride",
+            {"latitude": latitude, "longitude": longitude, "accuracy": accuracy},
+        )
+    if not opts.javascript_enabled:
+        yield Call("Emulation.setScriptExecutionDisabled", {"value": True})
+
+
+def accept_language(locale: str) -> str:
+    """The Accept-Language header a browser set to ``locale`` sends (``de-DE,de;q=0.9``)."""
+    language = locale.split("-")[0]
+    return locale if language == locale else f"{locale},{language};q=0.9"
+
+
+def granted_permissions(opts: CaptureOptions) -> list[str]:
+    """Permissions the job's browser context is granted (``Browser.grantPermissions``)."""
+    return ["geolocation"] if opts.geolocation is not None else []
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ reuse-off           ``reuse_contexts = false``: every job gets a fresh context
 failed              a job that failed may have left anything behind, half-done
 credentials         Chromium keeps accepted HTTP credentials in the context's auth cache, which
                     no DevTools call clears: a URL with a user or password (the job's, or one
-                    ``XMLHttpRequest.open`` built), or a 401/407 challenge
+                    ``XMLHttpRequest.open`` built), or a 401/407 challenge; and a job given an
+                    identity (cookies, storage_state, http_credentials): a session's cookie
+                    set again by a response, or a script's copy of it, must not outlive it
 pop-up              a pop-up shared the context, but its requests and storage were not watched
 cross-site-frame    a frame on another host: its storage and requests were not all seen (an
                     out-of-process frame's events go to a session of its own)
@@ -25,7 +27,9 @@ permissions         a permission decision (even a dismissed prompt) that no CDP 
 ==================  ==========================================================================
 
 Lanes never mix address policies or user agents (``lane_key``): a connection the egress guard
-admitted under one policy must never be pooled into a job with another.
+admitted under one policy must never be pooled into a job with another. Nor locales, positions
+or JavaScript on and off: the emulation overrides that set them stay on a page, and no reset
+undoes them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core.models import ShotRequest
+from ..core.options import CaptureOptions
 
 REUSE_OFF = "reuse-off"
 FAILED = "failed"
@@ -89,7 +94,16 @@ def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
     """What a lane fixes for its lifetime: the user agent and the address policy, plus what
     the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
     same key."""
-    return (request.options.user_agent, request.allow_private, request.allow_networks, *fixed)
+    opts = request.options
+    return (
+        opts.user_agent,
+        request.allow_private,
+        request.allow_networks,
+        opts.locale,
+        opts.geolocation,
+        opts.javascript_enabled,
+        *fixed,
+    )
 
 
 @dataclass
@@ -108,10 +122,10 @@ class JobTraces:
     permissions_touched: bool = False
 
     @classmethod
-    def start(cls, url: str) -> JobTraces:
-        """The traces of a job for ``url``, before it sends anything (its own credentials
-        count even if its request never goes out)."""
-        return cls(credentials=has_credentials(url))
+    def start(cls, url: str, options: CaptureOptions | None = None) -> JobTraces:
+        """The traces of a job for ``url``, before it sends anything (its own credentials,
+        in its URL or its options, count even if its request never goes out)."""
+        return cls(credentials=has_credentials(url) or holds_identity(options))
 
     def saw_request(
         self, url: str, *, document: bool, main_frame: bool, top_url: str | None
@@ -161,6 +175,14 @@ def why_not_reuse(traces: JobTraces, *, jobs: int, reuse_contexts: bool) -> str 
     if traces.permissions_touched:
         return PERMISSIONS
     return None
+
+
+def holds_identity(options: CaptureOptions | None) -> bool:
+    """Whether a job was given credentials of some kind: cookies, a stored session, a
+    password. Its lane is discarded after it, whatever else it did."""
+    if options is None:
+        return False
+    return bool(options.cookies or options.storage_state or options.http_credentials)
 
 
 def origin_of(url: str) -> str | None:

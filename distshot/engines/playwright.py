@@ -31,6 +31,7 @@ from ..plugins.hookspecs import hookimpl
 from . import lanes
 from .cdp_capture import (
     FRESH,
+    IDENTITY_OPTIONS,
     PAGE_ENGINE_OPTIONS,
     STEP_FORMATS,
     Shot,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     )
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS,
+    options=PAGE_ENGINE_OPTIONS | IDENTITY_OPTIONS | {"http_credentials"},
     formats=STEP_FORMATS,
     description="Chromium through Playwright (async)",
 )
@@ -98,7 +99,10 @@ def _lane_key(request: ShotRequest) -> tuple[object, ...]:
     """What a context fixes for its lifetime (``lanes.lane_key``): here the scale and the
     mobile and touch emulation too, which Playwright sets when it makes the context."""
     opts = request.options
-    return lanes.lane_key(request, opts.scale, opts.is_mobile, opts.has_touch)
+    # A stored session and HTTP credentials are given when the context is made: a job with
+    # one never matches an idle lane (lanes with one are discarded), so it gets a new one.
+    fresh = bool(opts.storage_state or opts.http_credentials)
+    return lanes.lane_key(request, opts.scale, opts.is_mobile, opts.has_touch, fresh)
 
 
 class _Lane:
@@ -265,7 +269,7 @@ class PlaywrightEngine(Engine):
         try:
             lane = self._take_idle(slot, _lane_key(request)) or await self._open_lane(slot, request)
             lane.jobs += 1
-            lane.traces = lanes.JobTraces.start(request.url)
+            lane.traces = lanes.JobTraces.start(request.url, request.options)
             if lane.guard is not None:
                 lane.guard.refusals.clear()
             return await race_with_crash(self._capture_in(lane, request), slot, request.url)
@@ -305,6 +309,10 @@ class PlaywrightEngine(Engine):
             raise BrowserCrashed(f"the browser could not open a context: {exc}") from None
         self.lanes_opened += 1
         lane = _Lane(_lane_key(request), slot, context, page, cdp, guard)
+        if request.options.geolocation is not None:
+            # Granted per job: the reset takes every permission back, and a lane whose page
+            # read it is not kept (lanes.PERMISSIONS).
+            await context.grant_permissions(["geolocation"])
         # Pop-ups are closed, dialogs dismissed: nothing may wait for a human.
         context.on("page", lane.saw_page)
         page.on("dialog", lambda dialog: dialog.dismiss())
@@ -368,6 +376,9 @@ class PlaywrightEngine(Engine):
         started = time.monotonic()
         try:
             await lane.fit(opts)
+            if isinstance(opts.cookies, tuple) and opts.cookies:
+                # The lane is discarded after this job (lanes.holds_identity).
+                await lane.context.add_cookies([c.to_browser() for c in opts.cookies])  # type: ignore[misc]
             response = await page.goto(
                 request.url,
                 wait_until=opts.wait_until,  # type: ignore[arg-type]
@@ -453,10 +464,39 @@ def _context_options(request: ShotRequest, proxy: str) -> dict[str, Any]:
         options["is_mobile"] = True
     if opts.has_touch:
         options["has_touch"] = True
+    options.update(_identity_options(opts))
     # Playwright turns a bare "direct://" into a proxy of that name: a bypass of every host
     # is its way to say "no proxy" (a context with none would use the browser's own, the
     # strict safety-net guard).
     options["proxy"] = {"server": proxy, **({"bypass": "*"} if proxy == DIRECT else {})}
+    return options
+
+
+def _identity_options(opts: CaptureOptions) -> dict[str, Any]:
+    """The context options of the identity a job asks for (Playwright sets the locale's
+    Accept-Language, answers basic and digest challenges, and loads the storage state)."""
+    from ..core.identitykinds import Credentials, StorageState
+
+    options: dict[str, Any] = {}
+    if opts.locale:
+        options["locale"] = opts.locale
+    if opts.geolocation is not None:
+        latitude, longitude, accuracy = opts.geolocation
+        options["geolocation"] = {
+            "latitude": latitude,
+            "longitude": longitude,
+            "accuracy": accuracy,
+        }
+    if not opts.javascript_enabled:
+        options["java_script_enabled"] = False
+    if isinstance(opts.http_credentials, Credentials):
+        credentials = opts.http_credentials
+        options["http_credentials"] = {
+            "username": credentials.username,
+            "password": credentials.password,
+        }
+    if isinstance(opts.storage_state, StorageState):
+        options["storage_state"] = opts.storage_state.to_playwright()
     return options
 
 

@@ -38,10 +38,12 @@ from ..core.errors import (
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
 from .cdp_capture import (
-    PAGE_ENGINE_OPTIONS,
+    IDENTITY_PAGE_OPTIONS,
     STEP_FORMATS,
     capture,
     emulate_media,
+    granted_permissions,
+    identity,
     prepare_page,
     run_steps,
 )
@@ -62,7 +64,9 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS,
+    # Not http_credentials: pyppeteer answers challenges through request interception,
+    # which would route every request of the page through Python.
+    options=IDENTITY_PAGE_OPTIONS,
     formats=STEP_FORMATS,
     description=(
         "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "
@@ -237,6 +241,14 @@ class PyppeteerEngine(Engine):
             await page.setUserAgent(opts.user_agent)
         if opts.headers:
             await page.setExtraHTTPHeaders(dict(opts.headers))
+        # The context is the job's own and closed after it: nothing here outlives the job.
+        await run_steps(identity(opts), page._client.send)
+        permissions = granted_permissions(opts)
+        if permissions:
+            await slot.browser._connection.send(
+                "Browser.grantPermissions",
+                {"permissions": permissions, "browserContextId": context._id},
+            )
 
         started = time.monotonic()
         try:

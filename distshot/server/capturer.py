@@ -153,7 +153,12 @@ class _Child:
                 result.attempts, result.engine = attempt, self.runtime.engine_name
             else:
                 result = await capture_request(
-                    request, engine, storage, attempt=attempt, hash_images=self.runtime.hash_images
+                    request,
+                    engine,
+                    storage,
+                    attempt=attempt,
+                    hash_images=self.runtime.hash_images,
+                    secrets_dir=self.runtime.engine_config.secrets_dir,
                 )
             retry = retry_allowed(result, attempt - 1, self.spec.max_attempts - 1)
             if result.status != "failed" or not retry or self.stopping:

@@ -31,6 +31,8 @@ from ..cdp_capture import (
     Viewport,
     emulate_device,
     emulate_media,
+    granted_permissions,
+    identity,
     run_steps_blocking,
 )
 from ..chromium import context_proxy
@@ -187,6 +189,16 @@ class Pages:
         if opts.headers != page.headers:
             send("Network.setExtraHTTPHeaders", {"headers": dict(opts.headers)})
             page.headers = opts.headers
+        # The overrides stay on the page: its key holds locale, geolocation and JavaScript,
+        # and a page given cookies or a storage state is not kept (lanes.holds_identity).
+        run_steps_blocking(identity(opts), send)
+        permissions = granted_permissions(opts)
+        if permissions:  # taken back by the reset (Browser.resetPermissions)
+            self.slot.cdp.call(
+                "Browser.grantPermissions",
+                {"permissions": permissions, "browserContextId": page.context_id},
+                timeout=job.left(),
+            )
         return watch
 
     def _finish(self, job: Job, watch: PageWatch | None) -> None:

@@ -25,7 +25,7 @@ from ...core.egress import EgressGuard
 from ...core.errors import BrowserCrashed, DistshotError, InvalidOption
 from ...core.models import Capture, ShotRequest
 from .. import lanes
-from ..cdp_capture import PAGE_ENGINE_OPTIONS, STEP_FORMATS
+from ..cdp_capture import IDENTITY_PAGE_OPTIONS, STEP_FORMATS
 from ..chromium import DIRECT
 from ..reaper import Reaper
 from ..recycling import Recycler
@@ -34,7 +34,9 @@ from .job import Job, timed_out
 from .pages import Pages
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS,
+    # Not http_credentials: answering a challenge needs the Fetch domain's events on the
+    # page's session, which this engine's DevTools reader does not handle.
+    options=IDENTITY_PAGE_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Selenium WebDriver (chromedriver) and CDP",
 )
@@ -212,7 +214,7 @@ class SeleniumEngine(Engine):
                     # Size, scale and headers are set per job.
                     key=lanes.lane_key(request),
                     reuse_contexts=self.config.reuse_contexts,
-                    traces=lanes.JobTraces.start(request.url),
+                    traces=lanes.JobTraces.start(request.url, request.options),
                 )
                 try:
                     return await self._run(slot, job)
