@@ -288,9 +288,10 @@ def identity(opts: CaptureOptions) -> Steps[None]:
 
 
 def accept_language(locale: str) -> str:
-    """The Accept-Language header a browser set to ``locale`` sends (``de-DE,de;q=0.9``)."""
+    """The languages of ``locale``'s Accept-Language header: Chromium adds the weights
+    (``de-DE,de`` goes out as ``de-DE,de;q=0.9``)."""
     language = locale.split("-")[0]
-    return locale if language == locale else f"{locale},{language};q=0.9"
+    return locale if language == locale else f"{locale},{language}"
 
 
 def granted_permissions(opts: CaptureOptions) -> list[str]:

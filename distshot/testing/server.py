@@ -9,6 +9,7 @@ never-finishing and script-heavy pages, plus an echo of the request headers. It 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -44,6 +45,9 @@ class PageServer(ThreadingHTTPServer):
     #: Pages a test writes and rewrites: ``/v/NAME`` serves ``variants[NAME]`` (HTML), so
     #: the same URL can look different in two runs (change detection).
     variants: dict[str, str]
+    #: The ``sid`` cookie that ``/account`` takes for a logged-in session (a test sets its
+    #: own, to look for it in everything distshot writes).
+    session: str = "conformance-session"
 
     @property
     def base(self) -> str:
@@ -149,6 +153,10 @@ class Handler(BaseHTTPRequestHandler):
                         "Access-Control-Allow-Origin": "*",
                     },
                 )
+        elif path == "/account":
+            self.account()
+        elif path == "/digest-auth":
+            self.digest_auth()
         elif path.startswith("/v/") and path[3:] in self.server.variants:
             self.send(self.server.variants[path[3:]])
         elif path == "/tall":
@@ -166,6 +174,55 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(file.read_bytes(), ctype=ctype)
             else:
                 self.send("<title>Not Found</title>not found", status=404)
+
+
+    def account(self) -> None:
+        """A page behind a login: green with the user's name for the session cookie, red
+        asking to log in without it (as a site's login page would)."""
+        cookies = dict(
+            part.strip().split("=", 1)
+            for part in self.headers.get("Cookie", "").split(";")
+            if "=" in part
+        )
+        if cookies.get("sid") == self.server.session:
+            self.send(
+                "<title>account alice</title><style>html,body{margin:0;height:100%;"
+                "background:#0f0}</style><p>logged in as alice</p>"
+            )
+        else:
+            self.send(
+                "<title>login required</title><style>html,body{margin:0;height:100%;"
+                "background:#f00}</style><p>please log in</p>"
+            )
+
+    def digest_auth(self) -> None:
+        """HTTP Digest auth (RFC 7616, MD5, qop=auth) for user:secret."""
+        realm, nonce = "distshot", "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Digest "):
+            fields = dict(
+                (key.strip(), value.strip().strip('"'))
+                for key, _, value in (
+                    item.partition("=") for item in header[len("Digest ") :].split(",")
+                )
+            )
+
+            def md5(text: str) -> str:
+                return hashlib.md5(text.encode()).hexdigest()  # the protocol's, not ours
+
+            ha1 = md5(f"user:{realm}:secret")
+            ha2 = md5(f"GET:{fields.get('uri', '')}")
+            expected = md5(
+                f"{ha1}:{nonce}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}"
+            )
+            if fields.get("username") == "user" and fields.get("response") == expected:
+                self.send("<title>digest authed</title><p>welcome</p>")
+                return
+        self.send(
+            "<title>unauthorized</title><p>401</p>",
+            status=401,
+            headers={"WWW-Authenticate": f'Digest realm="{realm}", qop="auth", nonce="{nonce}"'},
+        )
 
 
 def _a_system_font() -> bytes:
