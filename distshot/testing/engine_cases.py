@@ -3,11 +3,12 @@ options it is sent with, and which case shows which capture option."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.contracts import UNIVERSAL_OPTIONS
-from ..core.options import DEFAULT_OPTIONS, parse_options
+from ..core.options import DEFAULT_OPTIONS, CaptureOptions, parse_options
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 #: Time an engine may take beyond a job's timeout (the service's clean-up grace).
@@ -27,8 +28,17 @@ class Case:
     options: dict[str, Any]
 
     def needs(self) -> set[str]:
-        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
+        return self.parsed().non_default() - UNIVERSAL_OPTIONS
 
+    def parsed(self, base: str = "http://127.0.0.1:9") -> CaptureOptions:
+        """The options, with ``{base}`` (the page server's origin, for an option that names
+        it: a storage state's origins) filled in."""
+        text = json.dumps(self.options).replace("{base}", base)
+        return parse_options(json.loads(text), DEFAULT_OPTIONS)
+
+
+#: The cookie the page server's ``/account`` takes for a logged-in session.
+SESSION_COOKIE = {"name": "sid", "value": "conformance-session", "domain": "127.0.0.1"}
 
 # Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
 OPTION_CASES: dict[str, Case] = {
@@ -86,6 +96,27 @@ OPTION_CASES: dict[str, Case] = {
     "timezone": Case("/timezone.html", {"timezone": "Asia/Tokyo"}),
     "device": Case("/device.html", {"device": "iPhone 13"}),
     "device_control": Case("/device.html", {}),
+    # identity (SESSION is the page server's default session cookie for /account)
+    "cookies": Case("/account", {"cookies": [SESSION_COOKIE]}),
+    "cookies_control": Case("/account", {}),
+    "storage_state": Case(
+        "/identity.html?state",
+        {
+            "storage_state": {
+                "cookies": [SESSION_COOKIE],
+                "origins": [
+                    {"origin": "{base}", "localStorage": [{"name": "theme", "value": "dark"}]}
+                ],
+            }
+        },
+    ),
+    "http_credentials": Case("/auth", {"http_credentials": "user:secret"}),
+    "http_digest": Case("/digest-auth", {"http_credentials": "user:secret"}),
+    "locale": Case("/identity.html?locale", {"locale": "de-DE"}),
+    "geolocation": Case("/geolocation.html", {"geolocation": "35.68,139.69,10"}),
+    "geolocation_control": Case("/geolocation.html", {}),
+    "javascript_disabled": Case("/noscript.html", {"javascript_enabled": False}),
+    "javascript_control": Case("/noscript.html", {}),
     # output
     "omit_background": Case("/transparent.html", {"omit_background": True}),
     "background_control": Case("/transparent.html", {}),
@@ -135,6 +166,12 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "pdf_paper": ("pdf_paper",),
     "landscape": ("pdf_paper",),
     "print_background": ("pdf_paper",),
+    "cookies": ("cookies",),
+    "storage_state": ("storage_state",),
+    "http_credentials": ("http_credentials", "http_digest"),
+    "locale": ("locale",),
+    "geolocation": ("geolocation",),
+    "javascript_enabled": ("javascript_disabled",),
 }
 
 HOSTILE_CASES: dict[str, Case] = {

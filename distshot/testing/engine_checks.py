@@ -18,7 +18,6 @@ from typing import Any
 
 from ..core.contracts import Engine
 from ..core.models import ShotRequest, ShotResult
-from ..core.options import DEFAULT_OPTIONS, parse_options
 from ..core.service import capture_request
 from ..storage.local import LocalStorage
 from .engine_cases import Case
@@ -31,7 +30,7 @@ def request_for(server: PageServer, number: int, case: Case, **extra: Any) -> Sh
         id=f"conformance:{number}",
         line=number,
         url=server.base + case.path,
-        options=parse_options(case.options, DEFAULT_OPTIONS),
+        options=case.parsed(server.base),
         allow_private=True,  # the pages are on loopback
         **extra,
     )

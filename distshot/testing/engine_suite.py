@@ -102,7 +102,7 @@ class EngineConformance:
     @classmethod
     def supports(cls, case: Case) -> bool:
         caps = get_registry().engine_entry(cls.engine).capabilities
-        options = parse_options(case.options, DEFAULT_OPTIONS)
+        options = case.parsed()
         return (
             case.needs() <= caps.options
             and options.format in caps.formats
@@ -247,7 +247,7 @@ class EngineConformance:
         assert set(OPTION_COVERAGE) == set(OPTION_NAMES), "options without a conformance case"
         for name, cases in OPTION_COVERAGE.items():
             for case in cases:
-                options = parse_options(OPTION_CASES[case].options, DEFAULT_OPTIONS)
+                options = OPTION_CASES[case].parsed()
                 assert name in options.non_default(), f"case {case!r} does not set {name}"
 
     def test_selector_is_the_elements_box_plus_padding(self, options_run: Any) -> None:
@@ -345,6 +345,51 @@ class EngineConformance:
         if result := self.option_result(options_run, "timezone"):
             assert ok(result).title == "timezone Asia/Tokyo"
             assert close(pixel_of(result), GREEN)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def test_cookies_log_the_page_in(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "cookies"):
+            assert ok(result).title == "account alice"
+            assert close(pixel_of(result), GREEN)
+        assert ok(options_run["cookies_control"]).title == "login required"
+
+    def test_storage_state_gives_cookies_and_local_storage(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "storage_state"):
+            assert ok(result).title == "lang=en-US cookie=yes storage=dark"
+
+    def test_http_credentials_answer_basic_and_digest(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "http_credentials"):
+            assert (ok(result).title, result.http_status) == ("authed", 200)
+        if result := self.option_result(options_run, "http_digest"):
+            assert (ok(result).title, result.http_status) == ("digest authed", 200)
+
+    def test_locale_sets_the_language_and_accept_language(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        if result := self.option_result(options_run, "locale"):
+            assert ok(result).title == "lang=de-DE cookie=no storage=none"
+            sent = {
+                next(iter(r["query"]), ""): r["headers"].get("Accept-Language", "")
+                for r in page_server.seen.requests
+                if r["path"] == "/identity.html"
+            }
+            assert sent["locale"].startswith("de-DE"), sent
+            assert sent["state"].startswith("en-US"), sent  # no other job's locale
+
+    def test_geolocation_is_read_by_the_page(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "geolocation"):
+            assert ok(result).title == "geo 35.68,139.69"
+            assert close(pixel_of(result), GREEN)
+        # Without the option the permission is not granted: no job's position leaks.
+        assert ok(options_run["geolocation_control"]).title.startswith("geo refused")
+
+    def test_javascript_disabled_shows_the_noscript_content(self, options_run: Any) -> None:
+        if result := self.option_result(options_run, "javascript_disabled"):
+            assert ok(result).title == "noscript"
+            assert close(pixel_of(result), GREEN)
+        control = ok(options_run["javascript_control"])
+        assert control.title == "script ran" and close(pixel_of(control), RED)
 
     def test_device_is_a_touch_phone_at_its_scale(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "device"):

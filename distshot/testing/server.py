@@ -175,7 +175,6 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send("<title>Not Found</title>not found", status=404)
 
-
     def account(self) -> None:
         """A page behind a login: green with the user's name for the session cookie, red
         asking to log in without it (as a site's login page would)."""
