@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from . import redaction
 from .capture import CAPTURE_ACTOR, CaptureFailed, queue_for
 from .reply_middleware import REPLY_ACTOR, ReplyMiddleware, reply_queue_for, send_reply
 from .runtime import WorkerRuntime
@@ -27,6 +28,8 @@ __all__ = [
     "send_reply",
     "worker_middleware",
 ]
+
+redaction.install()
 
 if "dramatiq.cli" in sys.modules and __name__ == "distshot.actors":
     from .rabbitmq import configure_from_environment

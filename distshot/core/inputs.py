@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import DistshotError, InvalidRequest
 from .models import ShotRequest
-from .options import CaptureOptions, parse_options
+from .options import SPECS, CaptureOptions, parse_options
 from .policy import parse_url, with_default_scheme
 
 FORMATS = ("txt", "csv", "jsonl")
@@ -155,6 +155,8 @@ class RequestReader:
     def _build(self, number: int, raw: str, data: dict[str, Any]) -> InputItem:
         url = data.get("url")
         shown = url if isinstance(url, str) and url.strip() else raw
+        if shown is raw and any(key in SPECS and SPECS[key].secret for key in data):
+            shown = "(a line without a url)"  # the line holds a secret: not shown
         try:
             if not isinstance(url, str):
                 raise InvalidRequest("missing 'url'")

@@ -48,6 +48,8 @@ class PageServer(ThreadingHTTPServer):
     #: The ``sid`` cookie that ``/account`` takes for a logged-in session (a test sets its
     #: own, to look for it in everything distshot writes).
     session: str = "conformance-session"
+    #: The password ``/auth`` (basic) and ``/digest-auth`` take for ``user``.
+    password: str = "secret"
 
     @property
     def base(self) -> str:
@@ -139,7 +141,8 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif path == "/auth":
             # HTTP Basic auth for user:secret; browsers cache accepted credentials per realm.
-            expected = "Basic " + base64.b64encode(b"user:secret").decode()
+            login = f"user:{self.server.password}".encode()
+            expected = "Basic " + base64.b64encode(login).decode()
             if self.headers.get("Authorization") == expected:
                 self.send("<title>authed</title><p>welcome</p>")
             else:
@@ -209,7 +212,7 @@ class Handler(BaseHTTPRequestHandler):
             def md5(text: str) -> str:
                 return hashlib.md5(text.encode()).hexdigest()  # the protocol's, not ours
 
-            ha1 = md5(f"user:{realm}:secret")
+            ha1 = md5(f"user:{realm}:{self.server.password}")
             ha2 = md5(f"GET:{fields.get('uri', '')}")
             expected = md5(
                 f"{ha1}:{nonce}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}"
