@@ -382,7 +382,7 @@ class EngineConformance:
             assert ok(result).title == "geo 35.68,139.69"
             assert close(pixel_of(result), GREEN)
         # Without the option the permission is not granted: no job's position leaks.
-        assert ok(options_run["geolocation_control"]).title.startswith("geo refused")
+        assert str(ok(options_run["geolocation_control"]).title).startswith("geo refused")
 
     def test_javascript_disabled_shows_the_noscript_content(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "javascript_disabled"):
