@@ -1,7 +1,8 @@
-"""Messages out of the logs: a request message carries its options, secrets included (cookie
-values, passwords: the README's "Secrets in a fleet"), and Dramatiq logs whole messages (at
-DEBUG when one arrives, as a warning when one is skipped). Every log record whose arguments
-hold a message shows its actor and id instead, in every process that imports the worker side
+"""Secrets out of the logs: a request message carries its options, secrets included (cookie
+values, passwords: the README's "Secrets in a fleet"), and Dramatiq logs whole messages and
+an actor's arguments (at DEBUG when one arrives, as a warning when one is skipped). Every log
+record whose arguments hold a message shows its actor and id instead, and a request payload
+shows its secret options as ``<secret>``, in every process that imports the worker side
 (``distshot shoot``, ``distshot worker``'s Dramatiq processes, the service), whatever
 handlers the process configured: a record factory, not a handler's filter.
 """
@@ -13,6 +14,10 @@ import threading
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
+
+from ..core.options import SPECS
+from ..core.secretvalues import REDACTED, is_secret_ref
 
 _installed = False
 _lock = threading.Lock()
@@ -21,7 +26,7 @@ _lock = threading.Lock()
 class _Redacted:
     """What a log line shows of a message."""
 
-    def __init__(self, message: dramatiq.Message[Any]) -> None:
+    def __init__(self, message: dramatiq.Message[Any] | MessageProxy) -> None:
         self.text = f"{message.actor_name}(message {message.message_id})"
 
     def __str__(self) -> str:
@@ -41,13 +46,26 @@ def install() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            if isinstance(record.args, tuple) and any(
-                isinstance(arg, dramatiq.Message) for arg in record.args
-            ):
-                record.args = tuple(
-                    _Redacted(arg) if isinstance(arg, dramatiq.Message) else arg
-                    for arg in record.args
-                )
+            if isinstance(record.args, tuple) and record.args:
+                record.args = tuple(_redact(arg, 2) for arg in record.args)
             return record
 
         logging.setLogRecordFactory(factory)
+
+
+def _redact(arg: Any, depth: int) -> Any:
+    """``arg`` as a log line may show it: a message by its id, a request payload (or a tuple
+    of them: an actor's arguments) without its secrets. Anything else is left alone."""
+    if isinstance(arg, dramatiq.Message | MessageProxy):
+        return _Redacted(arg)
+    if isinstance(arg, dict) and isinstance(arg.get("options"), dict):
+        options = {
+            name: REDACTED
+            if name in SPECS and SPECS[name].secret and not is_secret_ref(value)
+            else value
+            for name, value in arg["options"].items()
+        }
+        return {**arg, "options": options}
+    if depth > 0 and isinstance(arg, tuple | list):
+        return type(arg)(_redact(item, depth - 1) for item in arg)
+    return arg
