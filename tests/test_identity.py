@@ -52,11 +52,12 @@ def test_cookies_read_from_cookies_txt_and_from_a_storage_state() -> None:
         Cookie("sid", SESSION, domain="127.0.0.1", path="/"),
         Cookie("other", f"{SESSION}-2", domain="127.0.0.1", path="/", http_only=True),
     )
+    saved = {"name": "sid", "value": SESSION, "domain": "a.test", "path": "/", "expires": -1,
+             "httpOnly": True, "secure": True, "sameSite": "Lax"}  # fmt: skip
     state = {
-        "cookies": [{"name": "sid", "value": SESSION, "domain": "a.test", "path": "/", "expires": -1,
-                     "httpOnly": True, "secure": True, "sameSite": "Lax"}],
+        "cookies": [saved],
         "origins": [{"origin": "https://a.test", "localStorage": [{"name": "k", "value": "v"}]}],
-    }  # fmt: skip
+    }
     # --cookies FILE takes a storage-state file's cookies; storage_state takes it whole.
     (cookie,) = _parse({"cookies": json.dumps(state)}).cookies
     assert (cookie.value, cookie.http_only, cookie.same_site, cookie.expires) == (
@@ -177,7 +178,7 @@ def test_a_secret_reference_travels_as_a_name_and_is_read_on_the_worker(tmp_path
     assert resolved.digest != opts.digest
     with pytest.raises(InvalidOption, match="no secrets_dir"):
         opts.resolve_secrets(None)
-    with pytest.raises(InvalidOption, match="no readable secret @secrets/nope.txt"):
+    with pytest.raises(InvalidOption, match=r"no readable secret @secrets/nope\.txt"):
         _parse({"cookies": "@secrets/nope.txt"}).resolve_secrets(tmp_path)
     (tmp_path / "bad.txt").write_text(f"{SESSION} is not a cookie jar")
     with pytest.raises(InvalidOption) as caught:
