@@ -955,12 +955,19 @@ def options(markdown: bool) -> None:
     if markdown:
         click.echo(options_table(), nl=False)
         return
-    for group, specs in specs_by_group():
+    groups = specs_by_group()
+    # Columns as wide as the longest name and flag, plus a space.
+    name_width = 1 + max(len(spec.name) for _, specs in groups for spec in specs)
+    flag_width = 1 + max(len(spec.cli_flag) for _, specs in groups for spec in specs)
+    for group, specs in groups:
         click.echo(f"{group}:")
         for spec in specs:
             default = f" [{spec.default_text}]" if spec.default_text else ""
-            click.echo(f"  {spec.name:<17}{spec.cli_flag:<20}{spec.kind.accepts}{default}")
-            click.echo(f"  {'':<37}{spec.help}")
+            click.echo(
+                f"  {spec.name:<{name_width}}{spec.cli_flag:<{flag_width}}"
+                f"{spec.kind.accepts}{default}"
+            )
+            click.echo(f"  {'':<{name_width + flag_width}}{spec.help}")
         click.echo()
 
 

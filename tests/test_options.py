@@ -64,6 +64,15 @@ SAMPLES: dict[str, Any] = {
     "pdf_paper": "Letter",
     "landscape": True,
     "print_background": False,
+    "cookies": [{"name": "sid", "value": "v", "domain": "a.test", "path": "/", "secure": True}],
+    "storage_state": {
+        "cookies": [{"name": "sid", "value": "v", "url": "https://a.test"}],
+        "origins": [{"origin": "https://a.test", "localStorage": [{"name": "k", "value": "v"}]}],
+    },
+    "http_credentials": "user:pass:word",
+    "locale": "de-DE",
+    "geolocation": [35.68, 139.69, 10.0],
+    "javascript_enabled": False,
 }
 #: Options that only make sense together with another one.
 COMPANIONS: dict[str, dict[str, Any]] = {
@@ -100,8 +109,11 @@ def test_every_option_survives_the_wire(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> None:
     value = SAMPLES[name]
-    if isinstance(value, list):
-        text = ";".join(str(v) for v in value) if name != "clip" else ",".join(map(str, value))
+    if name in ("cookies", "storage_state"):
+        text = json.dumps(value)  # a CSV cell holds them as JSON
+    elif isinstance(value, list):
+        comma = name in ("clip", "geolocation")
+        text = ",".join(map(str, value)) if comma else ";".join(str(v) for v in value)
     elif isinstance(value, dict):
         text = "; ".join(f"{k}: {v}" for k, v in value.items())
     else:
