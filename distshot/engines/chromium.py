@@ -148,8 +148,8 @@ def translate_error(message: str, url: str) -> DistshotError:
         # Headless Chromium has no one to ask for a password: a 401 without (or with wrong)
         # credentials in the URL ends the navigation. No retry can fix that.
         return AuthenticationRequired(
-            f"{url} requires HTTP authentication; give credentials in the URL "
-            "(https://user:password@host/...)"
+            f"{url} requires HTTP authentication, and no credentials it accepts were given: "
+            "give http_credentials (user:password; playwright engine) or put them in the URL"
         )
     if "ERR_TOO_MANY_REDIRECTS" in message:
         return RedirectLoop(f"too many redirects from {url}")
