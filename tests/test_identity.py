@@ -228,12 +228,9 @@ def test_nothing_of_one_job_reaches_the_next_on_a_reused_lane(
         ("/geolocation.html", {}, "geo refused 1"),
         ("/noscript.html", {"javascript_enabled": False}, "noscript"),
         ("/noscript.html", {}, "script ran"),
+        ("/auth", {"http_credentials": "user:secret"}, "authed"),
+        ("/auth", {}, None),  # AuthenticationRequired: no password of the last job's
     ]
-    if engine_name == "playwright":  # the only engine that honours http_credentials
-        jobs += [
-            ("/auth", {"http_credentials": "user:secret"}, "authed"),
-            ("/auth", {}, None),  # AuthenticationRequired: no password of the last job's
-        ]
 
     async def scenario() -> tuple[list[str | None], Any]:
         engine = get_registry().create_engine(engine_name, EngineConfig(concurrency=1))
@@ -262,7 +259,7 @@ def test_nothing_of_one_job_reaches_the_next_on_a_reused_lane(
     titles, discarded = asyncio.run(scenario())
     assert titles == [title for _, _, title in jobs]
     # The lanes that held the session cookie (and the password): thrown away, not cleaned.
-    assert discarded[lanes.CREDENTIALS] == (2 if engine_name == "playwright" else 1)
+    assert discarded[lanes.CREDENTIALS] == 2
 
 
 def test_shoot_behind_a_login_and_no_output_holds_the_secret(

@@ -58,8 +58,9 @@ STEP_OPTIONS = frozenset(
     }
 )
 #: The identity options ``identity`` carries out on a page's session, with the browser-level
-#: grant of ``granted_permissions``. (``http_credentials`` is not among them: answering an
-#: auth challenge needs CDP events, which an engine's own API handles.)
+#: grant of ``granted_permissions``. (``http_credentials`` is not among them: answering a
+#: challenge needs the page's Fetch events, which each engine receives its own way; it
+#: enables ``FETCH_AUTH`` and answers with ``auth_answer``.)
 IDENTITY_OPTIONS = frozenset(
     {"cookies", "storage_state", "locale", "geolocation", "javascript_enabled"}
 )
@@ -292,6 +293,29 @@ def accept_language(locale: str) -> str:
     (``de-DE,de`` goes out as ``de-DE,de;q=0.9``)."""
     language = locale.split("-")[0]
     return locale if language == locale else f"{locale},{language}"
+
+
+#: ``Fetch.enable`` for a job with ``http_credentials``: every request pauses (Chromium asks
+#: for credentials only through the Fetch domain), and ``auth_answer`` answers challenges.
+FETCH_AUTH = {"handleAuthRequests": True, "patterns": [{"urlPattern": "*"}]}
+
+
+def auth_answer(opts: CaptureOptions, event: dict[str, Any]) -> dict[str, Any]:
+    """The ``Fetch.continueWithAuth`` parameters for a ``Fetch.authRequired`` event: the
+    job's credentials for the server that asks (basic or digest: Chromium computes the
+    answer), never for a proxy, and a cancel once they were refused (no endless retry)."""
+    from ..core.identitykinds import Credentials
+
+    credentials = opts.http_credentials
+    challenge = event.get("authChallenge", {})
+    answer: dict[str, Any] = {"response": "CancelAuth"}
+    if isinstance(credentials, Credentials) and challenge.get("source") != "Proxy":
+        answer = {
+            "response": "ProvideCredentials",
+            "username": credentials.username,
+            "password": credentials.password,
+        }
+    return {"requestId": event["requestId"], "authChallengeResponse": answer}
 
 
 def granted_permissions(opts: CaptureOptions) -> list[str]:

@@ -149,7 +149,7 @@ def translate_error(message: str, url: str) -> DistshotError:
         # credentials in the URL ends the navigation. No retry can fix that.
         return AuthenticationRequired(
             f"{url} requires HTTP authentication, and no credentials it accepts were given: "
-            "give http_credentials (user:password; playwright engine) or put them in the URL"
+            "give http_credentials (user:password) or put them in the URL"
         )
     if "ERR_TOO_MANY_REDIRECTS" in message:
         return RedirectLoop(f"too many redirects from {url}")

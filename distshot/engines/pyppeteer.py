@@ -36,10 +36,13 @@ from ..core.errors import (
     NavigationTimeout,
 )
 from ..core.models import Capture, ShotRequest
+from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
 from .cdp_capture import (
+    FETCH_AUTH,
     IDENTITY_PAGE_OPTIONS,
     STEP_FORMATS,
+    auth_answer,
     capture,
     emulate_media,
     granted_permissions,
@@ -64,9 +67,7 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    # Not http_credentials: pyppeteer answers challenges through request interception,
-    # which would route every request of the page through Python.
-    options=IDENTITY_PAGE_OPTIONS,
+    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"},
     formats=STEP_FORMATS,
     description=(
         "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "
@@ -243,6 +244,8 @@ class PyppeteerEngine(Engine):
             await page.setExtraHTTPHeaders(dict(opts.headers))
         # The context is the job's own and closed after it: nothing here outlives the job.
         await run_steps(identity(opts), page._client.send)
+        if opts.http_credentials:
+            await self._answer_challenges(page, opts)
         permissions = granted_permissions(opts)
         if permissions:
             await slot.browser._connection.send(
@@ -294,6 +297,28 @@ class PyppeteerEngine(Engine):
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
         )
+
+    async def _answer_challenges(self, page: Page, opts: CaptureOptions) -> None:
+        """HTTP credentials through CDP's Fetch domain (pyppeteer's own ``authenticate``
+        goes through its request interception): each paused request goes on, each challenge
+        gets the job's credentials once; a second challenge for the same request (they were
+        refused) is cancelled, which fails the job with ``AuthenticationRequired``."""
+        client = page._client
+        answered: set[str] = set()
+
+        def on_paused(event: dict[str, Any]) -> None:
+            self._spawn(client.send("Fetch.continueRequest", {"requestId": event["requestId"]}))
+
+        def on_auth(event: dict[str, Any]) -> None:
+            answer = auth_answer(opts, event)
+            if event["requestId"] in answered:
+                answer["authChallengeResponse"] = {"response": "CancelAuth"}
+            answered.add(event["requestId"])
+            self._spawn(client.send("Fetch.continueWithAuth", answer))
+
+        client.on("Fetch.requestPaused", on_paused)
+        client.on("Fetch.authRequired", on_auth)
+        await client.send("Fetch.enable", FETCH_AUTH)
 
     def _spawn(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)

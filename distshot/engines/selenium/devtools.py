@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.options import CaptureOptions
+from ..cdp_capture import auth_answer
 from ..lanes import JobTraces
 
 logger = logging.getLogger("distshot.engines.selenium")
@@ -81,6 +83,22 @@ class PageWatch:
         #: the page (``lanes.why_not_reuse``). Read with ``cond`` held.
         self.traces = traces
         self.blank = False  # the page shows about:blank (after a reset)
+        #: The job's options when it has ``http_credentials``: the reader answers its Fetch
+        #: events (``fetch_reply``). Requests whose challenge was answered once already.
+        self.auth: CaptureOptions | None = None
+        self.answered: set[str] = set()
+
+    def fetch_reply(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The answer to a Fetch event of a job with ``http_credentials`` (reader thread):
+        a paused request goes on; a challenge gets the credentials once, then is cancelled
+        (they were refused), as the pyppeteer engine does."""
+        if method == "Fetch.requestPaused" or self.auth is None:
+            return "Fetch.continueRequest", {"requestId": params["requestId"]}
+        answer = auth_answer(self.auth, params)
+        if params["requestId"] in self.answered:
+            answer["authChallengeResponse"] = {"response": "CancelAuth"}
+        self.answered.add(params["requestId"])
+        return "Fetch.continueWithAuth", answer
 
     def on_event(self, method: str, params: dict[str, Any]) -> None:
         with self.cond:
@@ -299,7 +317,9 @@ class Cdp:
                 watch = self._sessions.get(params.get("sessionId", ""))
             else:
                 watch = None
-        if watch is not None:
+        if watch is not None and session is not None and method.startswith("Fetch."):
+            self.post(*watch.fetch_reply(method, params), session)
+        elif watch is not None:
             watch.on_event(method, params)
 
     def _close_popup(self, info: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from ...core.errors import BrowserCrashed, DistshotError, NetworkError
 from ...core.models import Capture
 from .. import lanes
 from ..cdp_capture import (
+    FETCH_AUTH,
     FRESH,
     NO_VIEWPORT,
     Emulated,
@@ -181,6 +182,8 @@ class Pages:
         assert self.slot.cdp is not None
         opts = job.request.options
         watch = PageWatch(page.target_id, job.traces)
+        if opts.http_credentials:
+            watch.auth = opts  # before Fetch pauses a request: the reader answers it
         self.slot.cdp.watch(watch, page.session_id)
         page.jobs += 1
         send = sender(self.slot, job, page.session_id)
@@ -192,6 +195,8 @@ class Pages:
         # The overrides stay on the page: its key holds locale, geolocation and JavaScript,
         # and a page given cookies or a storage state is not kept (lanes.holds_identity).
         run_steps_blocking(identity(opts), send)
+        if opts.http_credentials:  # the page is not kept after this job (holds_identity)
+            send("Fetch.enable", FETCH_AUTH)
         permissions = granted_permissions(opts)
         if permissions:  # taken back by the reset (Browser.resetPermissions)
             self.slot.cdp.call(

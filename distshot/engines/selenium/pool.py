@@ -34,9 +34,7 @@ from .job import Job, timed_out
 from .pages import Pages
 
 CAPABILITIES = Capabilities(
-    # Not http_credentials: answering a challenge needs the Fetch domain's events on the
-    # page's session, which this engine's DevTools reader does not handle.
-    options=IDENTITY_PAGE_OPTIONS,
+    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"},
     formats=STEP_FORMATS,
     description="Chromium through Selenium WebDriver (chromedriver) and CDP",
 )
