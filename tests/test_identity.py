@@ -352,3 +352,30 @@ def test_a_worker_reads_secrets_by_name_from_its_secrets_dir(
     (record,) = read_manifest(tmp_path / "out2" / "manifest.jsonl")
     assert record["status"] == "rejected"
     assert "@secrets/site-b.txt" in record["error"]["message"]
+
+
+def test_the_service_answers_and_logs_without_the_secret(pages: PageServer, tmp_path: Path) -> None:
+    from servekit import LOOPBACK, Serve
+
+    pages.session = SESSION
+    env = {"DISTSHOT_SECRET_KEY": "test-key", "DISTSHOT_LOG_LEVEL": "DEBUG"}
+    serve = Serve(tmp_path, *LOOPBACK, env=env).start()
+    try:
+        with serve.client() as client:
+            cookies = [{"name": "sid", "value": SESSION, "url": pages.base}]
+            shot = {"url": pages.base + "/account", "options": {"cookies": cookies}}
+            answer = client.post("/v1/shots", json=shot)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["title"] == "account alice"
+            again = client.get(f"/v1/shots/{answer.json()['id']}")
+            cookies[0]["value"] = SESSION + ";"
+            refused = client.post("/v1/shots", json=shot)
+            assert refused.status_code == 422
+            assert "cookies[0].value" in refused.text
+            texts = [answer.text, again.text, refused.text]
+    finally:
+        assert serve.stop() == 0
+    texts.append(serve.log.read_text())
+    assert "DEBUG" in texts[-1]
+    for text in texts:
+        assert SESSION not in text
