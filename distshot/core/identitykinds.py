@@ -15,7 +15,8 @@ from .errors import InvalidOption
 from .optionkinds import Kind
 from .secretvalues import REDACTED
 
-MAX_COOKIES = 300
+#: A whole browser's export fits (Chromium keeps at most 3300 cookies).
+MAX_COOKIES = 3300
 MAX_ORIGINS = 50
 MAX_ITEMS = 1000
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
