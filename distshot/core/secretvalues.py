@@ -14,10 +14,12 @@ password...) gets three things from here, whatever its kind:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import re
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +108,20 @@ def hmac_key() -> bytes:
 
 
 def _generated_key() -> bytes:
+    """The machine's key, made by the first process that needs it: written whole to a file
+    of its own, then linked into place, so a process that loses the race reads the winner's
+    complete key, never a half-written one."""
     path = _key_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as out:
-        out.write(os.urandom(32).hex())
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(os.urandom(32).hex())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return path.read_bytes().strip()
 
 
