@@ -31,6 +31,7 @@ from .optionkinds import (
     Int,
     Kind,
     Number,
+    Resolves,
     Selectors,
     Text,
     TimeZone,
@@ -62,6 +63,7 @@ GROUPS = (
     "Waiting",
     "Changing the page",
     "Emulation",
+    "Network",
     "Output",
 )
 
@@ -242,6 +244,14 @@ class CaptureOptions:
     )
     headers: tuple[tuple[str, str], ...] = option(
         (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
+    )
+    # Network
+    resolve: tuple[tuple[str, int, str], ...] = option(
+        (),
+        Resolves(),
+        "Connect to this address for host:port instead of asking DNS (curl's --resolve); "
+        "the address still passes the address policy.",
+        group="Network",
     )
     # Output
     format: str = option(

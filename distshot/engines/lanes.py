@@ -24,8 +24,9 @@ jobs                ``LANE_JOBS`` jobs served: bounds what piles up that nothing
 permissions         a permission decision (even a dismissed prompt) that no CDP call resets
 ==================  ==========================================================================
 
-Lanes never mix address policies or user agents (``lane_key``): a connection the egress guard
-admitted under one policy must never be pooled into a job with another.
+Lanes never mix user agents or what their egress guard depends on (``lane_key``): address
+policies, pinned addresses (``resolve``): a connection the egress guard admitted under one policy
+or opened to one pinned address must never be pooled into a job with another.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core.models import ShotRequest
+from .chromium import egress_key
 
 REUSE_OFF = "reuse-off"
 FAILED = "failed"
@@ -86,10 +88,10 @@ PERMISSIONS_UNTOUCHED = """async () => {
 
 
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
-    """What a lane fixes for its lifetime: the user agent and the address policy, plus what
-    the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
-    same key."""
-    return (request.options.user_agent, request.allow_private, request.allow_networks, *fixed)
+    """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
+    policy, pins), plus what the engine cannot change on a live context (``fixed``). A lane
+    serves only jobs with the same key."""
+    return (request.options.user_agent, *egress_key(request), *fixed)
 
 
 @dataclass
