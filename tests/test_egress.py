@@ -4,14 +4,23 @@ what it refuses and what its closing cuts. (The engines' tests drive it through 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import ipaddress
+import socket
+import ssl
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
+import pytest
 from conftest import PageServer
 
 from distshot.core.egress import EgressGuard
+from distshot.core.errors import ProxyError
 from distshot.core.policy import UrlPolicy
+from distshot.core.proxy import Proxy
+from distshot.testing.proxies import TestProxy, start_proxy, stop_proxy
 
 LOOPBACK_ALLOWED = UrlPolicy.build(False, ["127.0.0.0/8"])
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -256,3 +265,195 @@ def test_a_context_without_a_proxy_of_its_own_goes_through_the_safety_net(
     assert "ERR_" in refused, refused
     assert "forgot" not in str(http_server.seen.requests)
     assert status == 200
+
+
+# -- through an upstream proxy -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, TestProxy]]:
+    """An HTTP CONNECT and a SOCKS5 proxy that want user:s3cret, and one of each that
+    refuses every tunnel."""
+    proxies = {
+        "http": start_proxy("http", ("user", "s3cret")),
+        "socks5": start_proxy("socks5", ("user", "s3cret")),
+        "http-refusing": start_proxy("http", refuse=True),
+        "socks5-refusing": start_proxy("socks5", refuse=True),
+    }
+    yield proxies
+    for proxy in proxies.values():
+        stop_proxy(proxy)
+
+
+async def _get_through(guard: EgressGuard, host: str, port: int) -> tuple[int, bytes]:
+    """An HTTP GET of / on ``host:port`` through the guard: the SOCKS reply code and the
+    answer (empty when the guard refused)."""
+    proxy = await guard.start()
+    try:
+        if host[0].isdigit():
+            code, reader, writer = await _socks_connect(proxy, host, port)
+        else:
+            code, reader, writer = await _socks_connect_name(proxy, host, port)
+        if code != 0:
+            writer.close()
+            return code, b""
+        writer.write(
+            f"GET /solid.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = await reader.read()
+        writer.close()
+        return code, answer
+    finally:
+        await guard.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+def test_the_guard_reaches_the_page_through_an_upstream_proxy_with_credentials(
+    kind: str, upstreams: dict[str, TestProxy], pages: PageServer
+) -> None:
+    proxy, port = upstreams[kind], pages.server_address[1]
+    before = len(proxy.tunnels.opened)
+    # Given a guard whose upstream is the proxy, with the right user and password
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(proxy.url("user", "s3cret")))
+    # When a page is fetched through the guard
+    code, answer = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", port), 30))
+    # Then it came, through a tunnel the proxy opened to the page server
+    assert code == 0 and answer.split(b" ", 2)[1] == b"200", answer[:200]
+    assert proxy.tunnels.opened[before:] == [f"127.0.0.1:{port}"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "password", "mentions"),
+    [
+        ("http", "wrong-pw", "rejected the credentials"),
+        ("socks5", "wrong-pw", "rejected the credentials"),
+        ("http", None, "requires credentials"),
+        ("http-refusing", None, "refused to connect to 127.0.0.1"),
+        ("socks5-refusing", None, "refused to connect to 127.0.0.1"),
+    ],
+)
+def test_a_proxy_that_refuses_or_rejects_the_credentials_is_a_proxy_error(
+    kind: str, password: str | None, mentions: str, upstreams: dict[str, TestProxy]
+) -> None:
+    proxy = upstreams[kind]
+    url = proxy.url("user", password) if password else proxy.url()
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(url))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 9), 30))
+    assert code == 1  # general failure: the browser's navigation fails
+    error = guard.refusal_error()
+    assert isinstance(error, ProxyError) and error.transient
+    assert mentions in error.message
+    assert f"127.0.0.1:{proxy.port}" in error.message  # it names the proxy
+    assert "wrong-pw" not in error.message  # but never its password
+
+
+def test_an_unreachable_proxy_is_a_proxy_error() -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(f"http://u:pw@127.0.0.1:{port}"))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 9), 30))
+    error = guard.refusal_error()
+    assert code == 1 and isinstance(error, ProxyError)
+    assert error.message.startswith(f"proxy http://u@127.0.0.1:{port} is unreachable")
+
+
+def test_the_policy_judges_a_requests_proxy_and_the_target_behind_any_proxy(
+    upstreams: dict[str, TestProxy],
+) -> None:
+    proxy = upstreams["socks5"]
+    admits_127_0_0_1 = UrlPolicy.build(False, ["127.0.0.1/32"])
+    before = len(proxy.tunnels.opened)
+    # A target the policy refuses is refused, and the proxy is never asked for it
+    guard = EgressGuard(admits_127_0_0_1, (), Proxy.parse(proxy.url("user", "s3cret")))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.2", 80), 30))
+    assert code == 2 and guard.refusals == [
+        "127.0.0.2, a loopback address; pass --allow-private to capture it"
+    ]
+    assert len(proxy.tunnels.opened) == before
+    # A request's proxy is a destination too: one the policy refuses is never contacted
+    guard = EgressGuard(UrlPolicy.build(False), (), Proxy.parse(proxy.url("user", "s3cret")))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 80), 30))
+    assert code == 2 and guard.refusals[0].startswith(f"proxy socks5://user@127.0.0.1:{proxy.port}")
+    # while the worker's own proxy (trusted) is not judged; the target still is
+    guard = EgressGuard(
+        admits_127_0_0_1,
+        (),
+        Proxy.parse(upstreams["socks5-refusing"].url()),
+        upstream_trusted=True,
+    )
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 80), 30))
+    assert code == 1 and "refused to connect" in str(guard.refusal_error())
+
+
+def test_the_proxy_gets_the_checked_address_or_the_name_when_nothing_is_judged(
+    upstreams: dict[str, TestProxy],
+) -> None:
+    proxy = upstreams["socks5-refusing"]  # its refusal names what it was asked for
+    url = Proxy.parse(proxy.url())
+    # pinned: the proxy is asked for the pinned address (even with allow_private)
+    pinned = EgressGuard(UrlPolicy.build(True), (("shop.example", 80, "127.0.0.1"),), url)
+    asyncio.run(asyncio.wait_for(_get_through(pinned, "shop.example", 80), 30))
+    assert "refused to connect to 127.0.0.1:80" in str(pinned.refusal_error())
+    # allow_private and no pin: the proxy gets the name, and the guard asks no DNS
+    # (shop.example is made up: this guard never looks it up)
+    named = EgressGuard(UrlPolicy.build(True), (), url)
+    asyncio.run(asyncio.wait_for(_get_through(named, "shop.example", 80), 30))
+    assert "refused to connect to shop.example:80" in str(named.refusal_error())
+
+
+def test_an_https_proxy_is_spoken_to_over_tls_and_its_certificate_checked(
+    tmp_path: Path, pages: PageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    # Given an https:// proxy on 127.0.0.1 whose certificate (for that address) the
+    # machine trusts (SSL_CERT_FILE, as an operator would add a private CA)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "test proxy")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    proxy = start_proxy("https", ("user", "s3cret"), tls=server_tls)
+    try:
+        url = Proxy.parse(proxy.url("user", "s3cret"))
+        port = pages.server_address[1]
+        # When the machine does not trust its certificate, then the guard will not use it
+        untrusted = EgressGuard(LOOPBACK_ALLOWED, (), url)
+        code, _ = asyncio.run(asyncio.wait_for(_get_through(untrusted, "127.0.0.1", port), 30))
+        assert code == 1 and "TLS failed" in str(untrusted.refusal_error())
+        assert proxy.tunnels.opened == []
+        # and when it does, the page comes through the proxy
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        trusted = EgressGuard(LOOPBACK_ALLOWED, (), url)
+        code, answer = asyncio.run(asyncio.wait_for(_get_through(trusted, "127.0.0.1", port), 30))
+        assert code == 0 and answer.split(b" ", 2)[1] == b"200", trusted.refusal_error()
+        assert proxy.tunnels.opened == [f"127.0.0.1:{port}"]
+    finally:
+        stop_proxy(proxy)

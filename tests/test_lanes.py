@@ -205,7 +205,7 @@ def test_the_rules_are_asked_in_order_and_permissions_last() -> None:
 
 def test_lanes_never_mix_address_policies_or_user_agents() -> None:
     def key(**fields: Any) -> tuple[object, ...]:
-        given = {k: v for k, v in fields.items() if k in ("user_agent", "resolve")}
+        given = {k: v for k, v in fields.items() if k in ("user_agent", "resolve", "proxy")}
         options = parse_options(given, DEFAULT_OPTIONS)
         rest = {k: v for k, v in fields.items() if k not in given}
         return lanes.lane_key(ShotRequest("k:1", 1, f"{HERE}/", options, **rest))
@@ -220,6 +220,9 @@ def test_lanes_never_mix_address_policies_or_user_agents() -> None:
     pinned = key(resolve=["shop.example:80:127.0.0.1"])
     assert pinned not in (base, key(resolve=["shop.example:80:127.0.0.2"]))
     assert pinned == key(resolve=["SHOP.example:80:127.0.0.1"])
+    # nor does a lane behind one upstream proxy serve a job for another (or for none)
+    proxied = key(proxy="socks5://a:b@127.0.0.1:1080")
+    assert proxied not in (base, key(proxy="socks5://a:c@127.0.0.1:1080"))
 
 
 # -- the same table, on both engines that reuse lanes ------------------------------------

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import by_line, read_manifest, run_cli, start_server, stop_server
+
+from distshot.core.config import load_settings
+from distshot.core.errors import ConfigError
+from distshot.testing.proxies import start_proxy, stop_proxy
 
 
 def test_resolve_shoots_made_up_names_from_their_pinned_addresses(tmp_path: Path) -> None:
@@ -60,3 +65,85 @@ def test_resolve_shoots_made_up_names_from_their_pinned_addresses(tmp_path: Path
     finally:
         stop_server(public)
         stop_server(internal)
+
+
+SECRET, WORKER_SECRET, WRONG = "req-s3cret-9f2", "worker-s3cret-4c1", "wrong-s3cret-77a"
+
+
+def test_proxies_per_request_and_the_workers_default_keep_their_passwords(
+    tmp_path: Path,
+) -> None:
+    # Given a page server on 127.0.0.1, an HTTP CONNECT proxy on 127.0.0.1 and, as the
+    # worker's default, a SOCKS5 proxy on 127.0.0.2, both wanting a user and password;
+    # the policy admits 127.0.0.1 only
+    pages = start_server("127.0.0.1")
+    http = start_proxy("http", ("shooter", SECRET))
+    worker = start_proxy("socks5", ("fleet", WORKER_SECRET), host="127.0.0.2")
+    try:
+        page = f"{pages.base}/echo"
+        lines = [
+            {"url": f"{page}?via=worker"},
+            {"url": f"{page}?via=request", "proxy": http.url("shooter", SECRET)},
+            {"url": f"{page}?via=wrong", "proxy": http.url("shooter", WRONG)},
+            # a request's proxy is a destination the policy judges: 127.0.0.2 is refused
+            {"url": f"{page}?via=refused", "proxy": f"http://shooter:{SECRET}@127.0.0.2:9"},
+        ]
+        urls = tmp_path / "u.jsonl"
+        urls.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        # When they are shot
+        result = run_cli(
+            "shoot",
+            str(urls),
+            "-o",
+            str(tmp_path / "out"),
+            env={
+                "DISTSHOT_ALLOW_NETWORKS": "127.0.0.1/32",
+                "DISTSHOT_MAX_ATTEMPTS": "1",
+                "DISTSHOT_PROXY": worker.url("fleet", WORKER_SECRET),
+            },
+        )
+        manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+        records = by_line(read_manifest(tmp_path / "out" / "manifest.jsonl"))
+        # Then a line without a proxy went through the worker's (trusted: not judged), a
+        # line with its own through that one, each with its credentials
+        assert records[1]["status"] == "ok", (records[1], result.stderr)
+        assert records[2]["status"] == "ok", (records[2], result.stderr)
+        assert worker.tunnels.opened == [f"127.0.0.1:{pages.server_address[1]}"]
+        assert http.tunnels.opened == [f"127.0.0.1:{pages.server_address[1]}"]
+        vias = [r["query"].get("via") for r in pages.seen.requests if r["path"] == "/echo"]
+        assert sorted(vias) == ["request", "worker"]
+        # a wrong password is a ProxyError naming the proxy, and the refused proxy is
+        # refused before any browser work
+        assert records[3]["status"] == "failed"
+        assert records[3]["error"]["type"] == "ProxyError"
+        assert (
+            f"proxy http://shooter@127.0.0.1:{http.port} rejected the credentials"
+            in (records[3]["error"]["message"])
+        )
+        assert http.tunnels.auth_failures >= 1
+        assert records[4]["status"] == "rejected"
+        assert records[4]["error"]["type"] == "BlockedAddress"
+        assert records[4]["error"]["message"].startswith("proxy http://shooter@127.0.0.2:9: ")
+        # and no password is anywhere in what distshot wrote or printed
+        for secret in (SECRET, WORKER_SECRET, WRONG):
+            for name, text in (
+                ("manifest", manifest),
+                ("stdout", result.stdout),
+                ("stderr", result.stderr),
+            ):
+                assert secret not in text, (secret, name)
+    finally:
+        stop_server(pages)
+        stop_proxy(http)
+        stop_proxy(worker)
+
+
+def test_the_workers_proxy_setting_is_checked_and_never_shown() -> None:
+    env = {"DISTSHOT_PROXY": f"socks5://fleet:{WORKER_SECRET}@proxy.internal:1080"}
+    settings = load_settings(env=env)
+    assert settings.engine_config().proxy == env["DISTSHOT_PROXY"]
+    assert WORKER_SECRET not in repr(settings) + repr(settings.engine_config())
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"DISTSHOT_PROXY": f"gopher://fleet:{WORKER_SECRET}@proxy.internal"})
+    assert WORKER_SECRET not in info.value.message
+    assert "gopher://fleet:***@proxy.internal" in info.value.message

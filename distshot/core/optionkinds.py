@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from .devices import find_device
 from .errors import InvalidOption
+from .proxy import SYNTAX as PROXY_SYNTAX
+from .proxy import Proxy
 
 MAX_PIXELS = 16384  # Chromium's largest texture side; larger viewports fail inside the GPU path.
 MAX_SCRIPT = 100_000  # characters of a javascript or css option
@@ -37,6 +39,10 @@ class Kind:
     def to_json(self, value: Any) -> Any:
         """The value, JSON-ready (``parse`` reads it back to the same value)."""
         return value
+
+    def key_json(self, value: Any) -> Any:
+        """The value as the cache key sees it: ``to_json``, less any secret."""
+        return self.to_json(value)
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema of the values an API client sends (the service's OpenAPI schema).
@@ -420,3 +426,27 @@ class Resolves(Kind):
     def json_schema(self) -> dict[str, Any]:
         item = {"type": "string", "pattern": r"^[^:\s]+:[0-9]{1,5}:\S+$"}
         return {"type": "array", "items": item, "maxItems": MAX_RESOLVES}
+
+
+@dataclass(frozen=True)
+class ProxyUrl(Kind):
+    """An upstream proxy URL (``core.proxy``). Its password is a secret: no message shows
+    it, and the cache key (``key_json``) leaves it out."""
+
+    accepts = "http://, https:// or socks5:// URL, with user:password@ if it needs them"
+
+    def parse(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidOption(f"{name} must be a proxy URL: {PROXY_SYNTAX}")
+        try:
+            return Proxy.parse(value).url
+        except ValueError as exc:
+            raise InvalidOption(f"{name}: {exc}") from None
+
+    def key_json(self, value: Any) -> Any:
+        # The password cannot change the image (a wrong one fails the job), so the key
+        # leaves it out rather than hashing it: no guessable digest of a secret anywhere.
+        return Proxy.parse(value).shown
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^(?i:https?|socks5h?)://\S+$", "maxLength": 2048}

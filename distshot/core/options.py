@@ -31,6 +31,7 @@ from .optionkinds import (
     Int,
     Kind,
     Number,
+    ProxyUrl,
     Resolves,
     Selectors,
     Text,
@@ -253,6 +254,13 @@ class CaptureOptions:
         "the address still passes the address policy.",
         group="Network",
     )
+    proxy: str | None = option(
+        None,
+        ProxyUrl(),
+        "Upstream proxy for every connection of the page (behind the egress guard; the "
+        "address policy judges it and the target); its password is never shown.",
+        group="Network",
+    )
     # Output
     format: str = option(
         "png",
@@ -341,7 +349,7 @@ class CaptureOptions:
         (cached: every request of a .txt batch shares one options object). Only those: an
         option added later, at its default, changes no existing image's name."""
         data = {
-            name: SPECS[name].kind.to_json(getattr(self, name))
+            name: SPECS[name].kind.key_json(getattr(self, name))
             for name in sorted(self.non_default())
             if SPECS[name].image
         }

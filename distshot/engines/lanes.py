@@ -25,8 +25,9 @@ permissions         a permission decision (even a dismissed prompt) that no CDP 
 ==================  ==========================================================================
 
 Lanes never mix user agents or what their egress guard depends on (``lane_key``): address
-policies, pinned addresses (``resolve``): a connection the egress guard admitted under one policy
-or opened to one pinned address must never be pooled into a job with another.
+policies, pinned addresses (``resolve``), upstream proxies (``proxy``): a connection the egress
+guard admitted under one policy, opened to one pinned address or through one proxy must never
+be pooled into a job with another.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ PERMISSIONS_UNTOUCHED = """async () => {
 
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
     """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
-    policy, pins), plus what the engine cannot change on a live context (``fixed``). A lane
+    policy, pins, proxy), plus what the engine cannot change on a live context (``fixed``). A lane
     serves only jobs with the same key."""
     return (request.options.user_agent, *egress_key(request), *fixed)
 

@@ -230,17 +230,17 @@ class SeleniumEngine(Engine):
                 self._give_back(slot)
 
     async def _guard(self, slot: _Slot, request: ShotRequest) -> tuple[EgressGuard | None, str]:
-        """The slot's egress guard for the request's address policy and pins (None and a
+        """The slot's egress guard for the request's address policy, pins and proxy (None and a
         direct connection when it needs none: ``job_guard``), started on first use, with
         the refusals of earlier jobs forgotten."""
         key = egress_key(request)
         if key not in slot.guards:
-            guard = job_guard(request)
+            guard = job_guard(request, self.config.proxy)
             if guard is None:
                 return None, DIRECT
             slot.guards[key] = (guard, await guard.start())
         guard, proxy = slot.guards[key]
-        guard.refusals.clear()
+        guard.forget()
         return guard, proxy
 
     async def _run(self, slot: _Slot, job: Job) -> Capture:
