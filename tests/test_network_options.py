@@ -147,3 +147,32 @@ def test_the_workers_proxy_setting_is_checked_and_never_shown() -> None:
         load_settings(env={"DISTSHOT_PROXY": f"gopher://fleet:{WORKER_SECRET}@proxy.internal"})
     assert WORKER_SECRET not in info.value.message
     assert "gopher://fleet:***@proxy.internal" in info.value.message
+
+
+def test_a_failed_messages_log_line_names_it_by_id_not_by_its_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import dramatiq
+
+    from distshot.actors.quiet_logs import hide_message_bodies
+
+    # Given a request message carrying a proxy password, and the worker's log filter
+    hide_message_bodies()
+    options = {"proxy": f"http://shooter:{SECRET}@127.0.0.1:3128"}
+    message = dramatiq.Message(
+        queue_name="distshot.playwright",
+        actor_name="capture",
+        args=({"id": "b:1", "line": 1, "url": "https://a.test/", "options": options},),
+        kwargs={},
+        options={},
+    )
+    # When Dramatiq's worker logs the message's failure, as it does
+    with caplog.at_level(logging.ERROR, logger="dramatiq"):
+        logging.getLogger("dramatiq.worker.WorkerThread").error(
+            "Failed to process message %s with unhandled exception.", message
+        )
+    # Then the line names the message by its id, and holds no password
+    assert message.message_id in caplog.text
+    assert SECRET not in caplog.text
