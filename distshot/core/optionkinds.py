@@ -438,6 +438,8 @@ class ProxyUrl(Kind):
     def parse(self, name: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise InvalidOption(f"{name} must be a proxy URL: {PROXY_SYNTAX}")
+        if len(value) > 2048 or any(ch.isspace() or ord(ch) < 32 for ch in value.strip()):
+            raise InvalidOption(f"{name} must be one URL of at most 2048 characters, no spaces")
         try:
             return Proxy.parse(value).url
         except ValueError as exc:
@@ -449,4 +451,6 @@ class ProxyUrl(Kind):
         return Proxy.parse(value).shown
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": r"^(?i:https?|socks5h?)://\S+$", "maxLength": 2048}
+        # (the parser takes any case; the schema shows the one spelling, in a pattern every
+        # JSON Schema dialect reads)
+        return {"type": "string", "pattern": r"^(https?|socks5h?)://\S+$", "maxLength": 2048}
