@@ -4,9 +4,7 @@ what it refuses and what its closing cuts. (The engines' tests drive it through 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
-import ipaddress
 import socket
 import ssl
 import struct
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PageServer
+from tlskit import self_signed
 
 from distshot.core.egress import EgressGuard
 from distshot.core.errors import ProxyError
@@ -405,39 +404,9 @@ def test_the_proxy_gets_the_checked_address_or_the_name_when_nothing_is_judged(
 def test_an_https_proxy_is_spoken_to_over_tls_and_its_certificate_checked(
     tmp_path: Path, pages: PageServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     # Given an https:// proxy on 127.0.0.1 whose certificate (for that address) the
     # machine trusts (SSL_CERT_FILE, as an operator would add a private CA)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "test proxy")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file, key_file = self_signed(tmp_path, ip="127.0.0.1")
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert_file, key_file)
     proxy = start_proxy("https", ("user", "s3cret"), tls=server_tls)
@@ -457,3 +426,28 @@ def test_an_https_proxy_is_spoken_to_over_tls_and_its_certificate_checked(
         assert proxy.tunnels.opened == [f"127.0.0.1:{port}"]
     finally:
         stop_proxy(proxy)
+
+
+def test_a_job_that_pins_or_proxies_gets_a_guard_even_when_every_address_is_admitted() -> None:
+    from distshot.core.models import ShotRequest
+    from distshot.core.options import DEFAULT_OPTIONS, parse_options
+    from distshot.engines.chromium import job_guard
+
+    def guard(default_proxy: str | None = None, **options: object) -> EgressGuard | None:
+        opts = parse_options(options, DEFAULT_OPTIONS)
+        request = ShotRequest("g:1", 1, "http://shop.example/", opts, allow_private=True)
+        return job_guard(request, default_proxy)
+
+    # Nothing to judge, pin or relay: the context may go direct
+    assert guard() is None
+    # a pin: without a guard Chromium would ask DNS for the name itself
+    pinned = guard(resolve=["shop.example:80:127.0.0.1"])
+    assert pinned is not None and pinned.pins == (("shop.example", 80, "127.0.0.1"),)
+    # a request's proxy (judged), or the worker's (trusted); the request's wins
+    worker = "socks5://fleet:pw@10.0.0.5:1080"
+    own = guard(worker, proxy="http://me:pw@127.0.0.1:3128")
+    assert own is not None and own.upstream is not None and not own.upstream_trusted
+    assert own.upstream.shown == "http://me@127.0.0.1:3128"
+    default = guard(worker)
+    assert default is not None and default.upstream_trusted
+    assert default.upstream is not None and default.upstream.url == worker

@@ -195,6 +195,20 @@ class Code(Kind):
         return {"type": "string", "minLength": 1, "maxLength": MAX_SCRIPT, "pattern": r"\S"}
 
 
+def _list_items(name: str, value: Any, what: str, limit: int) -> list[Any]:
+    """The items of a list option's value: a JSON list, or ``;``-separated text (a CSV
+    cell), at most ``limit`` of them."""
+    if isinstance(value, str):
+        items: list[Any] = [part for part in value.split(";") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise InvalidOption(f"{name} must be a list of {what}, not {value!r}")
+    if len(items) > limit:
+        raise InvalidOption(f"{name} takes at most {limit} {what}")
+    return items
+
+
 @dataclass(frozen=True)
 class Selectors(Kind):
     """A list of CSS selectors: a JSON list, or ``;``-separated text (a CSV cell)."""
@@ -203,14 +217,7 @@ class Selectors(Kind):
     multiple = True
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            items: list[Any] = [part for part in value.split(";") if part.strip()]
-        elif isinstance(value, list | tuple):
-            items = list(value)
-        else:
-            raise InvalidOption(f"{name} must be a list of CSS selectors, not {value!r}")
-        if len(items) > MAX_SELECTORS:
-            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} selectors")
+        items = _list_items(name, value, "CSS selectors", MAX_SELECTORS)
         return tuple(_one_line(name, item, 1024) for item in items)
 
     def to_json(self, value: Any) -> Any:
@@ -402,14 +409,7 @@ class Resolves(Kind):
     multiple = True
 
     def parse(self, name: str, value: Any) -> tuple[Pin, ...]:
-        if isinstance(value, str):
-            items: list[Any] = [part for part in value.split(";") if part.strip()]
-        elif isinstance(value, list | tuple):
-            items = list(value)
-        else:
-            raise InvalidOption(f"{name} must be a list of host:port:address, not {value!r}")
-        if len(items) > MAX_RESOLVES:
-            raise InvalidOption(f"{name} takes at most {MAX_RESOLVES} entries")
+        items = _list_items(name, value, "host:port:address", MAX_RESOLVES)
         pins: dict[tuple[str, int], Pin] = {}
         for item in items:
             if not isinstance(item, str):
