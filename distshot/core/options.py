@@ -31,6 +31,8 @@ from .optionkinds import (
     Int,
     Kind,
     Number,
+    ProxyUrl,
+    Resolves,
     Selectors,
     Text,
     TimeZone,
@@ -62,6 +64,7 @@ GROUPS = (
     "Waiting",
     "Changing the page",
     "Emulation",
+    "Network",
     "Output",
 )
 
@@ -243,6 +246,21 @@ class CaptureOptions:
     headers: tuple[tuple[str, str], ...] = option(
         (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
     )
+    # Network
+    resolve: tuple[tuple[str, int, str], ...] = option(
+        (),
+        Resolves(),
+        "Connect to this address for host:port instead of asking DNS (curl's --resolve); "
+        "the address still passes the address policy.",
+        group="Network",
+    )
+    proxy: str | None = option(
+        None,
+        ProxyUrl(),
+        "Upstream proxy for every connection of the page (behind the egress guard; the "
+        "address policy judges it and the target); its password is never shown.",
+        group="Network",
+    )
     # Output
     format: str = option(
         "png",
@@ -331,7 +349,7 @@ class CaptureOptions:
         (cached: every request of a .txt batch shares one options object). Only those: an
         option added later, at its default, changes no existing image's name."""
         data = {
-            name: SPECS[name].kind.to_json(getattr(self, name))
+            name: SPECS[name].kind.key_json(getattr(self, name))
             for name in sorted(self.non_default())
             if SPECS[name].image
         }

@@ -24,8 +24,10 @@ jobs                ``LANE_JOBS`` jobs served: bounds what piles up that nothing
 permissions         a permission decision (even a dismissed prompt) that no CDP call resets
 ==================  ==========================================================================
 
-Lanes never mix address policies or user agents (``lane_key``): a connection the egress guard
-admitted under one policy must never be pooled into a job with another.
+Lanes never mix user agents or what their egress guard depends on (``lane_key``): address
+policies, pinned addresses (``resolve``), upstream proxies (``proxy``): a connection the egress
+guard admitted under one policy, opened to one pinned address or through one proxy must never
+be pooled into a job with another.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core.models import ShotRequest
+from .chromium import egress_key
 
 REUSE_OFF = "reuse-off"
 FAILED = "failed"
@@ -86,10 +89,10 @@ PERMISSIONS_UNTOUCHED = """async () => {
 
 
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
-    """What a lane fixes for its lifetime: the user agent and the address policy, plus what
-    the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
-    same key."""
-    return (request.options.user_agent, request.allow_private, request.allow_networks, *fixed)
+    """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
+    policy, pins, proxy), plus what the engine cannot change on a live context (``fixed``). A lane
+    serves only jobs with the same key."""
+    return (request.options.user_agent, *egress_key(request), *fixed)
 
 
 @dataclass

@@ -19,15 +19,51 @@ HOSTILE_TIMEOUT = 6.0
 WEDGE_TIMEOUT = 8.0
 
 
+#: A made-up host name that cases give the page server's address with ``resolve``: the
+#: name is never looked up (no test may send a DNS query off the machine).
+PINNED_HOST = "shop.example"
+
+
+#: What a case's ``{name}`` placeholders stand for when no batch fills them in: values
+#: of the right shape, for reading which options a case sets.
+PLACEHOLDERS = {
+    "port": "1",
+    "http_proxy": "http://127.0.0.1:1",
+    "socks_proxy": "socks5://127.0.0.1:1",
+    "bad_password_proxy": "http://u:p@127.0.0.1:1",
+    "refusing_proxy": "socks5://127.0.0.1:1",
+}
+
+
 @dataclass(frozen=True)
 class Case:
-    """One job of a batch: a path on the page server and the options it is sent with."""
+    """One job of a batch: a path on the page server (or a whole URL) and the options it is
+    sent with. ``{port}`` in either stands for the page server's port, ``{http_proxy}`` and
+    the like for the suite's proxies (``at``)."""
 
     path: str
     options: dict[str, Any]
 
+    def at(self, port: int, **values: str) -> Case:
+        """The case for a page server on ``port`` (and these placeholder values)."""
+        filled = {**PLACEHOLDERS, **values, "port": str(port)}
+        return Case(_fill(self.path, filled), _fill(self.options, filled))
+
     def needs(self) -> set[str]:
-        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
+        options = parse_options(self.at(1).options, DEFAULT_OPTIONS)
+        return options.non_default() - UNIVERSAL_OPTIONS
+
+
+def _fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for name, text in values.items():
+            value = value.replace("{" + name + "}", text)
+        return value
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    return value
 
 
 # Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
@@ -50,6 +86,11 @@ OPTION_CASES: dict[str, Case] = {
     "delay": Case("/delayed-color.html", {"delay": 1500}),
     "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
     "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
+    # network: a made-up name given the page server's address
+    "resolve": Case(
+        f"http://{PINNED_HOST}:{{port}}/echo?resolve",
+        {"resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
+    ),
     "timeout": Case("/hang", {"timeout": 2}),
     # what to capture
     "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
@@ -129,12 +170,30 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "timezone": ("timezone",),
     "user_agent": ("user_agent",),
     "headers": ("headers",),
+    "resolve": ("resolve",),
+    "proxy": ("proxy_http", "proxy_socks5"),
     "format": ("jpeg", "webp", "pdf"),
     "quality": ("jpeg",),
     "omit_background": ("omit_background",),
     "pdf_paper": ("pdf_paper",),
     "landscape": ("pdf_paper",),
     "print_background": ("pdf_paper",),
+}
+
+#: Jobs through the suite's own proxies on 127.0.0.1 (``distshot.testing.proxies``), which
+#: want user:password (``PROXY_USER``, ``PROXY_PASSWORD``): ``{http_proxy}`` and
+#: ``{socks_proxy}`` come with them, ``{bad_password_proxy}`` with a wrong password,
+#: ``{refusing_proxy}`` refuses every tunnel.
+PROXY_USER, PROXY_PASSWORD, WRONG_PASSWORD = "shooter", "pr0xy-s3cret", "not-the-s3cret"
+PROXY_CASES: dict[str, Case] = {
+    # a made-up name, pinned: the proxy is asked for the pinned address
+    "proxy_http": Case(
+        f"http://{PINNED_HOST}:{{port}}/echo?via=http",
+        {"proxy": "{http_proxy}", "resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
+    ),
+    "proxy_socks5": Case("/echo?via=socks5", {"proxy": "{socks_proxy}"}),
+    "proxy_bad_password": Case("/solid.html?via=bad", {"proxy": "{bad_password_proxy}"}),
+    "proxy_refusing": Case("/solid.html?via=refusing", {"proxy": "{refusing_proxy}"}),
 }
 
 HOSTILE_CASES: dict[str, Case] = {
