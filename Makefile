@@ -62,11 +62,16 @@ services: $(STAMPS)/system
 	  done; \
 	fi
 
+# Test files run TEST_WORKERS at a time (pytest-xdist), each file whole in one process so
+# that its module-wide fixtures (a browser, a broker node) are made once. TEST_WORKERS=0
+# runs everything in this one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMPS)/system $(STAMPS)/venv services
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMPS)/system $(STAMPS)/venv services
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # Containers (README "Containers (Podman or Docker)"): `make image` builds the distshot image
 # and the stack's stand-in RabbitMQ and S3 images with Podman; `make test-deploy` builds them

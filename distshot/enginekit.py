@@ -24,10 +24,13 @@ The pieces:
 - **Launching Chromium**: ``launch_args`` (quiet, offline-safe flags, and the browser-wide
   safety-net egress guard as its proxy), ``translate_error`` (Chromium's net:: errors to
   ours), ``kill_process_tree`` and ``process_tree_rss``.
-- **The egress guard**: ``job_egress(request)`` starts the guard for a job's address policy
+- **The egress guard**: ``job_egress(request, config.proxy)`` starts the guard for a job's
+  address policy, pinned addresses and upstream proxy (the request's, else the worker's)
   and gives the proxy its browser context must use; ``context_proxy(proxy)`` turns that into
   ``Target.createBrowserContext`` parameters. A context made without them still goes through
-  the strict safety net, so forgetting fails closed.
+  the strict safety net, so forgetting fails closed. An engine whose contexts all use it
+  honours ``EGRESS_OPTIONS`` (``resolve``: the guard connects to the pinned address;
+  ``proxy``: it connects through that proxy).
 - **The capture steps** (``cdp_capture``): every capture control written once as CDP calls.
   ``emulate_device`` (viewport, scale, mobile, touch) and ``emulate_media`` before
   navigation, ``prepare_page`` after it, ``capture`` for the image or PDF; run them with
@@ -55,6 +58,7 @@ from .core.errors import (
     InvalidOption,
     NavigationTimeout,
     NetworkError,
+    ProxyError,
     RedirectLoop,
     ScriptError,
 )
@@ -81,6 +85,7 @@ from .engines.cdp_capture import (
 )
 from .engines.chromium import (
     DIRECT,
+    EGRESS_OPTIONS,
     context_proxy,
     job_egress,
     kill_process_tree,
@@ -94,6 +99,7 @@ from .plugins.hookspecs import hookimpl
 
 __all__ = [
     "DIRECT",
+    "EGRESS_OPTIONS",
     "FRESH",
     "NO_VIEWPORT",
     "OPTION_NAMES",
@@ -121,6 +127,7 @@ __all__ = [
     "InvalidOption",
     "NavigationTimeout",
     "NetworkError",
+    "ProxyError",
     "RecyclingBrowser",
     "RedirectLoop",
     "ScriptError",

@@ -29,6 +29,12 @@ __all__ = [
 
 DISTSHOT = [sys.executable, "-m", "distshot.cli"]
 
+# Workers the tests start serve no metrics unless a test asks: with the default on, workers of
+# tests running at the same time (pytest-xdist) would compete for the machine's one default
+# port, 127.0.0.1:9191. tests/test_worker_metrics.py tests the default itself, with the
+# variable removed (``Fleet.env``'s ``DEFAULT``).
+os.environ.setdefault("DISTSHOT_METRICS", "off")
+
 
 @pytest.fixture
 def http_server() -> Iterator[PageServer]:

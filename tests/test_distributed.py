@@ -35,6 +35,9 @@ from rabbit import (
 
 from distshot.engines.chromium import process_tree
 
+#: A ``Fleet.env`` value that removes the variable.
+DEFAULT = "\0default"
+
 
 class Fleet:
     """Workers and dispatchers of one test, isolated by queue prefix."""
@@ -50,7 +53,9 @@ class Fleet:
         self.tags: list[str] = []
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {
+        """The environment of this test's processes; a variable given as ``DEFAULT`` is
+        removed, so that the setting's own default applies."""
+        env = {
             **os.environ,
             "DISTSHOT_QUEUE_PREFIX": self.prefix,
             "DISTSHOT_BROKER_URL": self.url,
@@ -59,6 +64,7 @@ class Fleet:
             "DISTSHOT_CPU_LOCK_DIR": str(self.tmp / "cpu-claims"),
             **extra,
         }
+        return {name: value for name, value in env.items() if value != DEFAULT}
 
     def worker(
         self, engine: str = "null", threads: int = 2, processes: int = 1, **env: str

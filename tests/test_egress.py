@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import ssl
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
+import pytest
 from conftest import PageServer
+from tlskit import self_signed
 
 from distshot.core.egress import EgressGuard
+from distshot.core.errors import ProxyError
 from distshot.core.policy import UrlPolicy
+from distshot.core.proxy import Proxy
+from distshot.testing.proxies import TestProxy, start_proxy, stop_proxy
 
 LOOPBACK_ALLOWED = UrlPolicy.build(False, ["127.0.0.0/8"])
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -27,6 +35,19 @@ async def _socks_connect(
     assert await reader.readexactly(2) == b"\x05\x00"
     address = bytes(int(part) for part in host.split("."))
     writer.write(b"\x05\x01\x00\x01" + address + struct.pack("!H", port))
+    reply = await reader.readexactly(10)
+    return reply[1], reader, writer
+
+
+async def _socks_connect_name(
+    proxy: str, host: str, port: int
+) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """CONNECT by host name, as Chromium asks a SOCKS5 proxy; returns the reply code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(proxy.rsplit(":", 1)[1]))
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
     reply = await reader.readexactly(10)
     return reply[1], reader, writer
 
@@ -108,6 +129,47 @@ def test_a_refused_address_gets_not_allowed_and_no_connection() -> None:
         assert connections == 0
 
     asyncio.run(_with_server(server, UrlPolicy.build(False), body))
+
+
+def test_a_pinned_name_connects_to_its_address_and_the_policy_judges_that_address() -> None:
+    # Given a guard that admits 127.0.0.1 only, with shop.example and ads.example pinned
+    # (the names are never looked up: a lookup would fail, these are made-up names)
+    connections = 0
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"pinned\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        srv = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        pins = (("ads.example", port, "127.0.0.2"), ("shop.example", port, "127.0.0.1"))
+        guard = EgressGuard(UrlPolicy.build(False, ["127.0.0.1/32"]), pins)
+        proxy = await guard.start()
+        try:
+            # When the browser asks for the names
+            code, reader, writer = await _socks_connect_name(proxy, "Shop.Example", port)
+            assert code == 0
+            assert await reader.readline() == b"pinned\r\n"
+            writer.close()
+            code, _, writer = await _socks_connect_name(proxy, "ads.example", port)
+            writer.close()
+            # Then the first reached the server at its pinned address, and the second,
+            # pinned to an address the policy refuses, was refused and connected nowhere
+            assert code == 2
+            assert guard.refusals == [
+                "ads.example resolves to 127.0.0.2, a loopback address; "
+                "pass --allow-private to capture it"
+            ]
+            assert connections == 1
+        finally:
+            await guard.close()
+            srv.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
 def test_closing_the_guard_cuts_open_relays() -> None:
@@ -202,3 +264,190 @@ def test_a_context_without_a_proxy_of_its_own_goes_through_the_safety_net(
     assert "ERR_" in refused, refused
     assert "forgot" not in str(http_server.seen.requests)
     assert status == 200
+
+
+# -- through an upstream proxy -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, TestProxy]]:
+    """An HTTP CONNECT and a SOCKS5 proxy that want user:s3cret, and one of each that
+    refuses every tunnel."""
+    proxies = {
+        "http": start_proxy("http", ("user", "s3cret")),
+        "socks5": start_proxy("socks5", ("user", "s3cret")),
+        "http-refusing": start_proxy("http", refuse=True),
+        "socks5-refusing": start_proxy("socks5", refuse=True),
+    }
+    yield proxies
+    for proxy in proxies.values():
+        stop_proxy(proxy)
+
+
+async def _get_through(guard: EgressGuard, host: str, port: int) -> tuple[int, bytes]:
+    """An HTTP GET of / on ``host:port`` through the guard: the SOCKS reply code and the
+    answer (empty when the guard refused)."""
+    proxy = await guard.start()
+    try:
+        if host[0].isdigit():
+            code, reader, writer = await _socks_connect(proxy, host, port)
+        else:
+            code, reader, writer = await _socks_connect_name(proxy, host, port)
+        if code != 0:
+            writer.close()
+            return code, b""
+        writer.write(
+            f"GET /solid.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = await reader.read()
+        writer.close()
+        return code, answer
+    finally:
+        await guard.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+def test_the_guard_reaches_the_page_through_an_upstream_proxy_with_credentials(
+    kind: str, upstreams: dict[str, TestProxy], pages: PageServer
+) -> None:
+    proxy, port = upstreams[kind], pages.server_address[1]
+    before = len(proxy.tunnels.opened)
+    # Given a guard whose upstream is the proxy, with the right user and password
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(proxy.url("user", "s3cret")))
+    # When a page is fetched through the guard
+    code, answer = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", port), 30))
+    # Then it came, through a tunnel the proxy opened to the page server
+    assert code == 0 and answer.split(b" ", 2)[1] == b"200", answer[:200]
+    assert proxy.tunnels.opened[before:] == [f"127.0.0.1:{port}"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "password", "mentions"),
+    [
+        ("http", "wrong-pw", "rejected the credentials"),
+        ("socks5", "wrong-pw", "rejected the credentials"),
+        ("http", None, "requires credentials"),
+        ("http-refusing", None, "refused to connect to 127.0.0.1"),
+        ("socks5-refusing", None, "refused to connect to 127.0.0.1"),
+    ],
+)
+def test_a_proxy_that_refuses_or_rejects_the_credentials_is_a_proxy_error(
+    kind: str, password: str | None, mentions: str, upstreams: dict[str, TestProxy]
+) -> None:
+    proxy = upstreams[kind]
+    url = proxy.url("user", password) if password else proxy.url()
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(url))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 9), 30))
+    assert code == 1  # general failure: the browser's navigation fails
+    error = guard.refusal_error()
+    assert isinstance(error, ProxyError) and error.transient
+    assert mentions in error.message
+    assert f"127.0.0.1:{proxy.port}" in error.message  # it names the proxy
+    assert "wrong-pw" not in error.message  # but never its password
+
+
+def test_an_unreachable_proxy_is_a_proxy_error() -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    guard = EgressGuard(LOOPBACK_ALLOWED, (), Proxy.parse(f"http://u:pw@127.0.0.1:{port}"))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 9), 30))
+    error = guard.refusal_error()
+    assert code == 1 and isinstance(error, ProxyError)
+    assert error.message.startswith(f"proxy http://u@127.0.0.1:{port} is unreachable")
+
+
+def test_the_policy_judges_a_requests_proxy_and_the_target_behind_any_proxy(
+    upstreams: dict[str, TestProxy],
+) -> None:
+    proxy = upstreams["socks5"]
+    admits_127_0_0_1 = UrlPolicy.build(False, ["127.0.0.1/32"])
+    before = len(proxy.tunnels.opened)
+    # A target the policy refuses is refused, and the proxy is never asked for it
+    guard = EgressGuard(admits_127_0_0_1, (), Proxy.parse(proxy.url("user", "s3cret")))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.2", 80), 30))
+    assert code == 2 and guard.refusals == [
+        "127.0.0.2, a loopback address; pass --allow-private to capture it"
+    ]
+    assert len(proxy.tunnels.opened) == before
+    # A request's proxy is a destination too: one the policy refuses is never contacted
+    guard = EgressGuard(UrlPolicy.build(False), (), Proxy.parse(proxy.url("user", "s3cret")))
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 80), 30))
+    assert code == 2 and guard.refusals[0].startswith(f"proxy socks5://user@127.0.0.1:{proxy.port}")
+    # while the worker's own proxy (trusted) is not judged; the target still is
+    guard = EgressGuard(
+        admits_127_0_0_1,
+        (),
+        Proxy.parse(upstreams["socks5-refusing"].url()),
+        upstream_trusted=True,
+    )
+    code, _ = asyncio.run(asyncio.wait_for(_get_through(guard, "127.0.0.1", 80), 30))
+    assert code == 1 and "refused to connect" in str(guard.refusal_error())
+
+
+def test_the_proxy_gets_the_checked_address_or_the_name_when_nothing_is_judged(
+    upstreams: dict[str, TestProxy],
+) -> None:
+    proxy = upstreams["socks5-refusing"]  # its refusal names what it was asked for
+    url = Proxy.parse(proxy.url())
+    # pinned: the proxy is asked for the pinned address (even with allow_private)
+    pinned = EgressGuard(UrlPolicy.build(True), (("shop.example", 80, "127.0.0.1"),), url)
+    asyncio.run(asyncio.wait_for(_get_through(pinned, "shop.example", 80), 30))
+    assert "refused to connect to 127.0.0.1:80" in str(pinned.refusal_error())
+    # allow_private and no pin: the proxy gets the name, and the guard asks no DNS
+    # (shop.example is made up: this guard never looks it up)
+    named = EgressGuard(UrlPolicy.build(True), (), url)
+    asyncio.run(asyncio.wait_for(_get_through(named, "shop.example", 80), 30))
+    assert "refused to connect to shop.example:80" in str(named.refusal_error())
+
+
+def test_an_https_proxy_is_spoken_to_over_tls_and_its_certificate_checked(
+    tmp_path: Path, pages: PageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an https:// proxy on 127.0.0.1 whose certificate (for that address) the
+    # machine trusts (SSL_CERT_FILE, as an operator would add a private CA)
+    cert_file, key_file = self_signed(tmp_path, ip="127.0.0.1")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    proxy = start_proxy("https", ("user", "s3cret"), tls=server_tls)
+    try:
+        url = Proxy.parse(proxy.url("user", "s3cret"))
+        port = pages.server_address[1]
+        # When the machine does not trust its certificate, then the guard will not use it
+        untrusted = EgressGuard(LOOPBACK_ALLOWED, (), url)
+        code, _ = asyncio.run(asyncio.wait_for(_get_through(untrusted, "127.0.0.1", port), 30))
+        assert code == 1 and "TLS failed" in str(untrusted.refusal_error())
+        assert proxy.tunnels.opened == []
+        # and when it does, the page comes through the proxy
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        trusted = EgressGuard(LOOPBACK_ALLOWED, (), url)
+        code, answer = asyncio.run(asyncio.wait_for(_get_through(trusted, "127.0.0.1", port), 30))
+        assert code == 0 and answer.split(b" ", 2)[1] == b"200", trusted.refusal_error()
+        assert proxy.tunnels.opened == [f"127.0.0.1:{port}"]
+    finally:
+        stop_proxy(proxy)
+
+
+def test_a_job_that_pins_or_proxies_gets_a_guard_even_when_every_address_is_admitted() -> None:
+    from distshot.core.models import ShotRequest
+    from distshot.core.options import DEFAULT_OPTIONS, parse_options
+    from distshot.engines.chromium import job_guard
+
+    def guard(default_proxy: str | None = None, **options: object) -> EgressGuard | None:
+        opts = parse_options(options, DEFAULT_OPTIONS)
+        request = ShotRequest("g:1", 1, "http://shop.example/", opts, allow_private=True)
+        return job_guard(request, default_proxy)
+
+    # Nothing to judge, pin or relay: the context may go direct
+    assert guard() is None
+    # a pin: without a guard Chromium would ask DNS for the name itself
+    pinned = guard(resolve=["shop.example:80:127.0.0.1"])
+    assert pinned is not None and pinned.pins == (("shop.example", 80, "127.0.0.1"),)
+    # a request's proxy (judged), or the worker's (trusted); the request's wins
+    worker = "socks5://fleet:pw@10.0.0.5:1080"
+    own = guard(worker, proxy="http://me:pw@127.0.0.1:3128")
+    assert own is not None and own.upstream is not None and not own.upstream_trusted
+    assert own.upstream.shown == "http://me@127.0.0.1:3128"
+    default = guard(worker)
+    assert default is not None and default.upstream_trusted
+    assert default.upstream is not None and default.upstream.url == worker

@@ -58,6 +58,8 @@ SAMPLES: dict[str, Any] = {
     "timezone": "America/New_York",
     "user_agent": "distshot-test/1.0",
     "headers": {"X-One": "1"},
+    "resolve": ["shop.example:443:203.0.113.7", "cdn.example:80:[2001:db8::1]"],
+    "proxy": "socks5://user:pa%40ss@proxy.example:1080",
     "format": "webp",
     "quality": 70,
     "omit_background": True,
@@ -147,6 +149,17 @@ def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> N
         ({"format": "pdf", "selector": "#a"}, "selector does not apply"),
         ({"quality": 50}, "quality applies to jpeg and webp only, not png"),
         ({"colour_scheme": "dark"}, "unknown option 'colour_scheme'"),
+        ({"resolve": "shop.example:443"}, "resolve must be host:port:address"),
+        ({"proxy": "ftp://user:pw@proxy.example"}, "ftp://user:***@proxy.example"),
+        ({"proxy": "http://user:p@ss/word@proxy.example:99999"}, "http://user:***@proxy"),
+        ({"proxy": "proxy.example:3128"}, "a proxy must be http://, https:// or socks5://"),
+        ({"resolve": "shop.example:http:203.0.113.7"}, "resolve must be host:port:address"),
+        ({"resolve": "shop.example:443:shop.test"}, "resolve must be host:port:address"),
+        ({"resolve": "shop.example:0:203.0.113.7"}, "resolve must be host:port:address"),
+        (
+            {"resolve": ["a.example:80:203.0.113.7", "A.example:80:203.0.113.8"]},
+            "resolve gives a.example:80 two addresses",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_field_and_what_it_accepts(
@@ -181,6 +194,23 @@ def test_image_changing_options_change_the_name_and_the_timeout_does_not() -> No
     assert len({name(), name(color_scheme="dark"), name(color_scheme="light")}) == 3
     assert name(hide=["#a"]) != name(remove=["#a"])
     assert name(format="pdf").endswith(".pdf")
+
+
+def test_a_proxy_password_is_in_the_request_but_never_in_the_key_or_a_message() -> None:
+    def options(proxy: str) -> CaptureOptions:
+        return parse_options({"proxy": proxy}, DEFAULT_OPTIONS)
+
+    given = options("HTTP://shooter:s3cret@Proxy.Example:3128")
+    # the worker needs it: it travels in the request
+    assert given.proxy == "http://shooter:s3cret@proxy.example:3128"
+    assert CaptureOptions.from_wire(given.to_wire()) == given
+    # the password cannot change the image: the key leaves it out (no digest of a secret)
+    assert given.digest == options("http://shooter:other@proxy.example:3128").digest
+    assert given.digest != options("http://shooter:s3cret@proxy.example:8080").digest
+    assert given.digest != DEFAULT_OPTIONS.digest
+    with pytest.raises(InvalidOption) as info:
+        options("http://shooter:s3cret@proxy.example:3128/path")
+    assert "s3cret" not in info.value.message and "shooter:***@" in info.value.message
 
 
 def test_the_readme_table_is_generated_from_the_declarations() -> None:

@@ -62,19 +62,24 @@ class _Browser:
         self.checked_memory_at = time.monotonic() - checked_ago
 
 
+#: Stands for this process's pid in the table (a literal pid would name the tests differently
+#: in every process, and pytest-xdist's workers must collect the same tests).
+SELF = -1
+
+
 @pytest.mark.parametrize(
     ("crashed", "jobs", "pid", "memory_mb", "checked_ago", "reason"),
     [
         (False, 0, None, 0, 5.0, None),
         (True, 0, None, 0, 0.0, "crash"),
-        (True, 99, os.getpid(), 1, 5.0, "crash"),  # a crash is said first
+        (True, 99, SELF, 1, 5.0, "crash"),  # a crash is said first
         (False, 3, None, 0, 0.0, "jobs"),  # recycle_after=3
-        (False, 3, os.getpid(), 1, 5.0, "jobs"),
-        (False, 0, os.getpid(), 1, 5.0, "memory"),  # this process is bigger than 1 MB
-        (False, 0, os.getpid(), 1, 0.2, None),  # memory read at most once a second
-        (False, 0, os.getpid(), 100_000, 5.0, None),
+        (False, 3, SELF, 1, 5.0, "jobs"),
+        (False, 0, SELF, 1, 5.0, "memory"),  # this process is bigger than 1 MB
+        (False, 0, SELF, 1, 0.2, None),  # memory read at most once a second
+        (False, 0, SELF, 100_000, 5.0, None),
         (False, 0, None, 1, 5.0, None),  # no pid, no memory to read
-        (False, 0, os.getpid(), 0, 5.0, None),  # no memory limit
+        (False, 0, SELF, 0, 5.0, None),  # no memory limit
     ],
 )
 def test_the_recycling_policy_names_why_a_browser_goes_and_tells_the_metrics(
@@ -86,7 +91,7 @@ def test_the_recycling_policy_names_why_a_browser_goes_and_tells_the_metrics(
         events.append((event, fields))
 
     recycler = Recycler(EngineConfig(recycle_after=3, recycle_memory_mb=memory_mb))
-    browser = _Browser(jobs, pid, checked_ago)
+    browser = _Browser(jobs, os.getpid() if pid == SELF else pid, checked_ago)
     telemetry.subscribe(listen)
     try:
         recycler.launched()

@@ -13,7 +13,7 @@ import pytest
 from conftest import PageServer, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from rabbit import free_port
-from test_distributed import Fleet, wait_for, write_urls
+from test_distributed import DEFAULT, Fleet, wait_for, write_urls
 
 from distshot.core.config import parse_listen
 from distshot.core.errors import ConfigError
@@ -142,13 +142,13 @@ def test_metrics_listen_on_loopback_by_default_and_a_taken_default_is_a_warning(
         except OSError:
             pytest.fail("port 9191 is taken on this machine: this test needs it free")
     # When a worker starts without --metrics
-    first, _ = fleet.worker("null")
+    first, _ = fleet.worker("null", DISTSHOT_METRICS=DEFAULT)
     wait_for(lambda: _answers(9191), 30, "the default metrics endpoint")
     # Then its tree listens on 127.0.0.1:9191 only: not on every interface
     assert (("127.0.0.1", 9191)) in listening(first.pid)
     assert not any(port == 9191 and ip != "127.0.0.1" for ip, port in listening(first.pid))
     # And a second worker on the same machine runs without metrics, saying so in one line
-    second, _ = fleet.worker("null")
+    second, _ = fleet.worker("null", DISTSHOT_METRICS=DEFAULT)
     log = (fleet.tmp / "worker-1.log").read_text()
     assert "warning: metrics port 127.0.0.1:9191 is taken" in log
     assert second.poll() is None

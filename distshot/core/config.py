@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .contracts import EngineConfig
 from .errors import ConfigError, DistshotError
 from .options import DEFAULT_OPTIONS, CaptureOptions, parse_options
+from .proxy import Proxy
 
 #: The values of the pin_cpu setting (see distshot.actors.affinity).
 PIN_CHOICES = ("auto", "on", "off")
@@ -83,6 +84,10 @@ class Settings:
     link_ttl: float | None = None
     #: Links are this base URL plus the object's key instead; folded into the storage URL.
     public_base_url: str | None = None
+    #: The worker's upstream proxy for jobs whose request names none (``proxy`` option):
+    #: trusted configuration, so the address policy does not judge the proxy itself (only
+    #: the pages behind it). Its password is never shown.
+    proxy: str | None = field(default=None, repr=False)
     #: A folder of secrets (cookie jars, storage states, user:password files) that requests
     #: name as ``@secrets/NAME``: read on the worker, so they never pass through the broker.
     secrets_dir: str | None = None
@@ -101,6 +106,7 @@ class Settings:
             reuse_contexts=self.reuse_contexts,
             concurrency=self.concurrency,
             settings=dict(self.engines.get(self.engine, {})),
+            proxy=self.proxy,
             secrets_dir=self.secrets_dir,
         )
 
@@ -168,6 +174,11 @@ def _coerce(name: str, value: Any) -> Any:
         return _base_url(value)
     if name == "pin_cpu":
         return _pin_choice(value)
+    if name == "proxy":
+        try:
+            return Proxy.parse(str(value)).url
+        except ValueError as exc:
+            raise ConfigError(f"proxy setting: {exc}") from None
     if name == "metrics":
         text = str(value).strip()
         parse_listen(text, name)

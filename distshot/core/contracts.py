@@ -72,6 +72,9 @@ class EngineConfig:
     reuse_contexts: bool = True
     #: The engine's own settings: the ``[engines.NAME]`` table of distshot.toml, as parsed.
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: The worker's upstream proxy URL (``proxy`` setting) for jobs that name none: hand it
+    #: to ``job_egress``. It may hold a password: never shown (``repr=False``).
+    proxy: str | None = field(default=None, repr=False)
     #: Where this worker keeps the secrets requests name as ``@secrets/NAME`` (None: none).
     #: Carried here because every runtime (worker, embedded, service) already receives it;
     #: the capture service reads it, no engine does.

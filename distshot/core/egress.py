@@ -3,8 +3,9 @@
 Checking the URL before navigation is not enough: redirects, sub-resources, iframes and a DNS
 answer that changes between check and use (rebinding) all reach other hosts. Playwright's
 request routing does not even see redirects. So each job's browser context talks through this
-proxy: it resolves every host itself, refuses addresses the policy forbids, and connects to the
-very address it checked. Engines read ``refusals`` to explain a failed navigation.
+proxy: it resolves every host itself (or takes the address the job pins with ``resolve``),
+refuses addresses the policy forbids, and connects to the very address it checked. Engines
+read ``refusals`` to explain a failed navigation.
 
 Behind the per-job guards sits a safety net: ``browser_guard_url`` is one more guard, for the
 whole process, with the strictest policy (no private address at all), and every browser is
@@ -24,24 +25,48 @@ import socket
 import struct
 import threading
 
-from .errors import BlockedAddress, DistshotError
+from .errors import BlockedAddress, DistshotError, ProxyError
+from .optionkinds import Pin, pinned_address
 from .policy import IPAddress, UrlPolicy
+from .proxy import Proxy, open_tunnel
 
 _SOCKS_VERSION = 5
 _REPLY_OK, _REPLY_FAILURE, _REPLY_NOT_ALLOWED = 0, 1, 2
 _REPLY_UNREACHABLE, _REPLY_REFUSED, _REPLY_BAD_COMMAND, _REPLY_BAD_ADDRESS = 4, 5, 7, 8
 _CONNECT_TIMEOUT = 10.0
 _CHUNK = 256 * 1024
+_Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class EgressGuard:
-    """SOCKS5 proxy on 127.0.0.1 for one job (or one reused browser context)."""
+    """SOCKS5 proxy on 127.0.0.1 for one job (or one reused browser context).
 
-    def __init__(self, policy: UrlPolicy) -> None:
+    ``pins`` (the ``resolve`` option) give the address to connect to for a ``host:port``:
+    the guard connects there without asking DNS, and the policy still judges the address.
+
+    ``upstream`` is a proxy every connection goes through (the ``proxy`` option, or the
+    worker's ``proxy`` setting when ``upstream_trusted``). A request's proxy is itself a
+    destination: the policy judges its address like any other. The worker's is configuration
+    its operator chose (often on a private network), so it is not judged."""
+
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        pins: tuple[Pin, ...] = (),
+        upstream: Proxy | None = None,
+        *,
+        upstream_trusted: bool = False,
+    ) -> None:
         self.policy = policy
+        self.pins = pins
+        self.upstream = upstream
+        self.upstream_trusted = upstream_trusted
         self.refusals: list[str] = []
+        #: Why the upstream proxy could not carry a connection (ProxyError messages).
+        self.proxy_failures: list[str] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._upstream_via: list[str] | None = None
 
     async def start(self) -> str:
         """Listen on a free loopback port; returns the proxy URL for the browser."""
@@ -58,9 +83,17 @@ class EgressGuard:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def refusal_error(self) -> BlockedAddress | None:
-        """The first refusal as an error, for a navigation that failed because of it."""
-        return BlockedAddress(self.refusals[0]) if self.refusals else None
+    def refusal_error(self) -> BlockedAddress | ProxyError | None:
+        """The first refusal as an error, else the upstream proxy's first failure: for a
+        navigation that failed because of it."""
+        if self.refusals:
+            return BlockedAddress(self.refusals[0])
+        return ProxyError(self.proxy_failures[0]) if self.proxy_failures else None
+
+    def forget(self) -> None:
+        """Forget earlier jobs' refusals and failures (a guard reused by the next job)."""
+        self.refusals.clear()
+        self.proxy_failures.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -95,20 +128,15 @@ class EgressGuard:
         (port,) = struct.unpack("!H", await reader.readexactly(2))
 
         try:
-            addresses = await self._resolve_and_check(host, port)
+            upstream = await self._connect(host, port)
         except BlockedAddress as exc:
             self.refusals.append(exc.message)
             return await _reply(writer, _REPLY_NOT_ALLOWED)
+        except ProxyError as exc:
+            self.proxy_failures.append(exc.message)
+            return await _reply(writer, _REPLY_FAILURE)
         except DistshotError:
             return await _reply(writer, _REPLY_UNREACHABLE)
-
-        upstream = None
-        for address in addresses:
-            with contextlib.suppress(OSError, TimeoutError):
-                upstream = await asyncio.wait_for(
-                    asyncio.open_connection(str(address), port), _CONNECT_TIMEOUT
-                )
-                break
         if upstream is None:
             return await _reply(writer, _REPLY_REFUSED)
         up_reader, up_writer = upstream
@@ -118,10 +146,64 @@ class EgressGuard:
         finally:
             up_writer.close()
 
+    async def _connect(self, host: str, port: int) -> _Stream | None:
+        """A connection to ``host:port``, directly or through the upstream proxy; None when
+        no address answered. Raises BlockedAddress, ProxyError or DistshotError."""
+        if self.upstream is None:
+            for address in await self._resolve_and_check(host, port):
+                with contextlib.suppress(OSError, TimeoutError):
+                    return await asyncio.wait_for(
+                        asyncio.open_connection(str(address), port), _CONNECT_TIMEOUT
+                    )
+            return None
+        via = await self._upstream_addresses()
+        # What the proxy is asked for: the address the policy checked, not the name. The
+        # policy can only vouch for an address it judged; given the name, the proxy would
+        # resolve it itself, maybe to an address inside its own network (and a worker's
+        # proxy often sits inside ours), which is the very reach the policy exists to
+        # refuse; and a pinned address must be used as pinned. Only when nothing is to be
+        # judged (a policy that admits every address, no pin for the host) does the proxy
+        # get the name: then it resolves it, from where it stands, and the worker needs no
+        # DNS of its own.
+        if self.policy.enforcing or pinned_address(self.pins, host, port) is not None:
+            targets = [str(a) for a in await self._resolve_and_check(host, port)]
+        else:
+            targets = [host]
+        failure: ProxyError | None = None
+        for target in targets:
+            for proxy_at in via:
+                try:
+                    return await open_tunnel(
+                        self.upstream, proxy_at, target, port, _CONNECT_TIMEOUT
+                    )
+                except ProxyError as exc:
+                    failure = failure or exc
+        assert failure is not None
+        raise failure
+
+    async def _upstream_addresses(self) -> list[str]:
+        """Where to reach the upstream proxy: for a request's proxy, its addresses once
+        the policy has judged them (asked once per guard); for the worker's, its name."""
+        assert self.upstream is not None
+        if self.upstream_trusted:
+            return [self.upstream.host]
+        if self._upstream_via is None:
+            try:
+                checked = await self._resolve_and_check(self.upstream.host, self.upstream.port)
+            except BlockedAddress as exc:
+                raise BlockedAddress(f"proxy {self.upstream}: {exc.message}") from None
+            except DistshotError as exc:
+                raise ProxyError(f"proxy {self.upstream} is unreachable: {exc.message}") from None
+            self._upstream_via = [str(a) for a in checked]
+        return self._upstream_via
+
     async def _resolve_and_check(self, host: str, port: int) -> list[IPAddress]:
         literal = _ip_or_none(host)
-        if literal is not None:
-            addresses: list[IPAddress] = [literal]
+        pinned = pinned_address(self.pins, host, port) if literal is None else None
+        if pinned is not None:
+            addresses: list[IPAddress] = [ipaddress.ip_address(pinned)]
+        elif literal is not None:
+            addresses = [literal]
         else:
             loop = asyncio.get_running_loop()
             try:

@@ -19,6 +19,8 @@
         ├── NavigationTimeout       the page did not reach its wait condition in time
         ├── NetworkError            DNS failure, connection refused or reset
         ├── BrowserCrashed          the browser or its page process died
+        ├── ProxyError              the upstream proxy refused, was unreachable or rejected the
+        │                           credentials (names the proxy, never its password)
         ├── StorageError            the image could not be stored (names the bucket/folder);
         │                           a refusal (no such bucket, access denied) is not retried
         └── ReplyTimeout            no worker answered within the dispatcher's wait timeout
@@ -125,6 +127,11 @@ class NetworkError(TransientError):
 
 class BrowserCrashed(TransientError):
     pass
+
+
+class ProxyError(TransientError):
+    """The upstream proxy (``proxy``) could not carry a connection: unreachable, refused it,
+    or rejected the credentials. The message names the proxy without its password."""
 
 
 class StorageError(TransientError):

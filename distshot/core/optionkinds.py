@@ -4,6 +4,7 @@ value (a number in a range, a choice, a list of selectors, headers, a rectangle,
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -12,6 +13,8 @@ from typing import Any, TypeVar
 
 from .devices import find_device
 from .errors import InvalidOption
+from .proxy import SYNTAX as PROXY_SYNTAX
+from .proxy import Proxy
 
 MAX_PIXELS = 16384  # Chromium's largest texture side; larger viewports fail inside the GPU path.
 MAX_SCRIPT = 100_000  # characters of a javascript or css option
@@ -38,6 +41,10 @@ class Kind:
     def to_json(self, value: Any) -> Any:
         """The value, JSON-ready (``parse`` reads it back to the same value)."""
         return value
+
+    def key_json(self, value: Any) -> Any:
+        """The value as the cache key sees it: ``to_json``, less any secret."""
+        return self.to_json(value)
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema of the values an API client sends (the service's OpenAPI schema).
@@ -190,6 +197,20 @@ class Code(Kind):
         return {"type": "string", "minLength": 1, "maxLength": MAX_SCRIPT, "pattern": r"\S"}
 
 
+def _list_items(name: str, value: Any, what: str, limit: int) -> list[Any]:
+    """The items of a list option's value: a JSON list, or ``;``-separated text (a CSV
+    cell), at most ``limit`` of them."""
+    if isinstance(value, str):
+        items: list[Any] = [part for part in value.split(";") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise InvalidOption(f"{name} must be a list of {what}, not {value!r}")
+    if len(items) > limit:
+        raise InvalidOption(f"{name} takes at most {limit} {what}")
+    return items
+
+
 @dataclass(frozen=True)
 class Selectors(Kind):
     """A list of CSS selectors: a JSON list, or ``;``-separated text (a CSV cell)."""
@@ -198,14 +219,7 @@ class Selectors(Kind):
     multiple = True
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            items: list[Any] = [part for part in value.split(";") if part.strip()]
-        elif isinstance(value, list | tuple):
-            items = list(value)
-        else:
-            raise InvalidOption(f"{name} must be a list of CSS selectors, not {value!r}")
-        if len(items) > MAX_SELECTORS:
-            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} selectors")
+        items = _list_items(name, value, "CSS selectors", MAX_SELECTORS)
         return tuple(_one_line(name, item, 1024) for item in items)
 
     def to_json(self, value: Any) -> Any:
@@ -346,3 +360,99 @@ class TimeZone(Kind):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "examples": ["Europe/Paris"]}
+
+
+MAX_RESOLVES = 50
+#: One pinned address: (host, port, address), the host lower-case and in ASCII (IDNA).
+Pin = tuple[str, int, str]
+
+
+def pin_host(host: str) -> str:
+    """A host name as pins are keyed: lower-case ASCII (IDNA), no trailing dot; what a
+    URL's host and the browser's SOCKS request both become. Raises UnicodeError."""
+    return host.strip().rstrip(".").lower().encode("idna").decode("ascii")
+
+
+def pinned_address(pins: tuple[Pin, ...], host: str, port: int) -> str | None:
+    """The address ``pins`` give ``host:port``, or None."""
+    if not pins:
+        return None
+    try:
+        key = pin_host(host)
+    except UnicodeError:
+        return None
+    return next((address for h, p, address in pins if (h, p) == (key, port)), None)
+
+
+def parse_pin(name: str, text: str) -> Pin:
+    """``host:port:address`` (curl's ``--resolve``) -> (host, port, address). The address
+    may be IPv6, bracketed or not (``host:443:[::1]``, ``host:443:::1``)."""
+
+    message = f"{name} must be host:port:address (shop.example:443:203.0.113.7), not {text!r}"
+    host, _, rest = text.strip().partition(":")
+    port_text, _, address_text = rest.partition(":")
+    try:
+        host = pin_host(host)
+        port = int(port_text)
+        address = ipaddress.ip_address(address_text.strip().strip("[]"))
+    except (UnicodeError, ValueError):
+        raise InvalidOption(message) from None
+    if not host or not 0 < port < 65536 or any(ch in host for ch in "/[]@ "):
+        raise InvalidOption(message)
+    return host, port, str(address)
+
+
+@dataclass(frozen=True)
+class Resolves(Kind):
+    """Addresses pinned for ``host:port`` (curl's ``--resolve``): a JSON list of
+    ``host:port:address`` strings, or ``;``-separated text (a CSV cell)."""
+
+    accepts = "host:port:address (repeatable; ';'-separated in CSV)"
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[Pin, ...]:
+        items = _list_items(name, value, "host:port:address", MAX_RESOLVES)
+        pins: dict[tuple[str, int], Pin] = {}
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidOption(f"{name} entries must be host:port:address, not {item!r}")
+            pin = parse_pin(name, item)
+            if pins.get(pin[:2], pin) != pin:
+                raise InvalidOption(f"{name} gives {pin[0]}:{pin[1]} two addresses")
+            pins[pin[:2]] = pin
+        return tuple(sorted(pins.values()))
+
+    def to_json(self, value: Any) -> Any:
+        return [f"{host}:{port}:{address}" for host, port, address in value]
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "pattern": r"^[^:\s]+:[0-9]{1,5}:\S+$"}
+        return {"type": "array", "items": item, "maxItems": MAX_RESOLVES}
+
+
+@dataclass(frozen=True)
+class ProxyUrl(Kind):
+    """An upstream proxy URL (``core.proxy``). Its password is a secret: no message shows
+    it, and the cache key (``key_json``) leaves it out."""
+
+    accepts = "http://, https:// or socks5:// URL, with user:password@ if it needs them"
+
+    def parse(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidOption(f"{name} must be a proxy URL: {PROXY_SYNTAX}")
+        if len(value) > 2048 or any(ch.isspace() or ord(ch) < 32 for ch in value.strip()):
+            raise InvalidOption(f"{name} must be one URL of at most 2048 characters, no spaces")
+        try:
+            return Proxy.parse(value).url
+        except ValueError as exc:
+            raise InvalidOption(f"{name}: {exc}") from None
+
+    def key_json(self, value: Any) -> Any:
+        # The password cannot change the image (a wrong one fails the job), so the key
+        # leaves it out rather than hashing it: no guessable digest of a secret anywhere.
+        return Proxy.parse(value).shown
+
+    def json_schema(self) -> dict[str, Any]:
+        # (the parser takes any case; the schema shows the one spelling, in a pattern every
+        # JSON Schema dialect reads)
+        return {"type": "string", "pattern": r"^(https?|socks5h?)://\S+$", "maxLength": 2048}

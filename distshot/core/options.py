@@ -42,6 +42,8 @@ from .optionkinds import (
     Int,
     Kind,
     Number,
+    ProxyUrl,
+    Resolves,
     Selectors,
     Text,
     TimeZone,
@@ -75,6 +77,7 @@ GROUPS = (
     "Changing the page",
     "Emulation",
     "Identity",
+    "Network",
     "Output",
 )
 
@@ -322,6 +325,21 @@ class CaptureOptions:
         "Run the page's scripts; false shows what a browser without JavaScript sees.",
         group="Identity",
     )
+    # Network
+    resolve: tuple[tuple[str, int, str], ...] = option(
+        (),
+        Resolves(),
+        "Connect to this address for host:port instead of asking DNS (curl's --resolve); "
+        "the address still passes the address policy.",
+        group="Network",
+    )
+    proxy: str | None = option(
+        None,
+        ProxyUrl(),
+        "Upstream proxy for every connection of the page (behind the egress guard; the "
+        "address policy judges it and the target); its password is never shown.",
+        group="Network",
+    )
     # Output
     format: str = option(
         "png",
@@ -415,8 +433,12 @@ class CaptureOptions:
         for name in sorted(self.non_default()):
             spec = SPECS[name]
             if spec.image:
-                value = spec.to_json(getattr(self, name))
-                data[name] = keyed_hash(json.dumps(value, sort_keys=True)) if spec.secret else value
+                value = getattr(self, name)
+                data[name] = (
+                    keyed_hash(json.dumps(spec.to_json(value), sort_keys=True))
+                    if spec.secret
+                    else spec.kind.key_json(value)
+                )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def shown(self) -> dict[str, Any]:

@@ -16,11 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .contracts import Engine, Storage
-from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedOption
+from .errors import (
+    BlockedAddress,
+    DistshotError,
+    NavigationTimeout,
+    NetworkError,
+    ProxyError,
+    StorageError,
+    UnsupportedOption,
+)
 from .imageinfo import CONTENT_TYPES, image_size
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, ShotResult, StoredObject
 from .perceptual import phash_hex
-from .policy import Resolver, system_resolver
+from .policy import Resolver, pinned_resolver, system_resolver
+from .proxy import Proxy
 
 logger = logging.getLogger("distshot.service")
 
@@ -28,6 +37,23 @@ logger = logging.getLogger("distshot.service")
 _CLEANUP_GRACE = 5.0
 #: Images up to this many pixels are hashed on the event loop (well under a millisecond).
 _INLINE_HASH_PIXELS = 256 * 256
+
+
+def check_destinations(request: ShotRequest, resolver: Resolver) -> None:
+    """The address policy's check before any browser work: the URL's host and the
+    request's own upstream proxy, itself a destination (the worker's proxy is trusted
+    configuration and not judged)."""
+    policy = request.policy()
+    policy.check_url(request.url, resolver)
+    if request.options.proxy is None:
+        return
+    proxy = Proxy.parse(request.options.proxy)
+    try:
+        policy.check_host(proxy.host, proxy.port, resolver)
+    except BlockedAddress as exc:
+        raise BlockedAddress(f"proxy {proxy}: {exc.message}") from None
+    except NetworkError as exc:
+        raise ProxyError(f"proxy {proxy} is unreachable: {exc.message}") from None
 
 
 def check_supported(request: ShotRequest, engine: Engine) -> None:
@@ -86,10 +112,12 @@ async def capture_request(
             request = dataclasses.replace(request, options=options)
             result.image_key = request.image_key()
         policy = request.policy()
+        # A host the request pins (``resolve``) is judged by its pinned address, never DNS.
+        resolver = pinned_resolver(request.options.resolve, resolver)
         if policy.allow_private:
-            policy.check_url(request.url, resolver)  # syntax only: no DNS, no thread hop
+            check_destinations(request, resolver)  # syntax only: no DNS, no thread hop
         else:
-            await asyncio.to_thread(policy.check_url, request.url, resolver)
+            await asyncio.to_thread(check_destinations, request, resolver)
         check_supported(request, engine)
     except DistshotError as exc:
         return _fail(result, "failed" if exc.transient else "rejected", exc, started)

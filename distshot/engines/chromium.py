@@ -19,6 +19,7 @@ from ..core.errors import (
     RedirectLoop,
 )
 from ..core.models import ShotRequest
+from ..core.proxy import Proxy
 
 # Features off in every engine's Chromium. Chromium reads only the LAST --disable-features
 # on its command line (checked: a later one re-enables what an earlier one turned off), and
@@ -217,19 +218,51 @@ def kill_process_tree(root: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+#: The options the egress guard implements (``job_egress``): an engine whose contexts use
+#: the job's guard as their proxy honours them without any code of its own.
+EGRESS_OPTIONS = frozenset({"resolve", "proxy"})
+
 #: Chromium's proxy setting for a direct connection: only for a job whose address policy
-#: admits every address (``allow_private``), where a guard would have nothing to refuse.
+#: admits every address (``allow_private``), that pins no address and has no upstream
+#: proxy, where a guard would have nothing to do.
 DIRECT = "direct://"
 
 
-async def job_egress(request: ShotRequest) -> tuple[EgressGuard | None, str]:
-    """The egress guard for a job's (or a lane's) address policy, started, and the proxy its
-    browser context must use: the guard's URL, or ``DIRECT`` when the policy admits every
-    address (no guard then). The caller closes the guard."""
+def egress_key(request: ShotRequest) -> tuple[object, ...]:
+    """What a job's egress guard depends on: jobs with equal keys may share a guard (and a
+    browser context behind it); jobs with different ones never do. (The worker's default
+    proxy is the same for every job of an engine.)"""
+    opts = request.options
+    return (request.allow_private, request.allow_networks, opts.resolve, opts.proxy)
+
+
+def job_guard(request: ShotRequest, default_proxy: str | None = None) -> EgressGuard | None:
+    """A new (not started) egress guard for the job, or None when the job may go DIRECT.
+    A job that pins addresses or goes through a proxy (its own, or the worker's
+    ``default_proxy``) always gets one, even when its policy admits every address: without
+    it Chromium would ask DNS for names itself, or bypass the proxy."""
     policy = request.policy()
-    if not policy.enforcing:
+    opts = request.options
+    upstream, trusted = None, False
+    if opts.proxy is not None:
+        upstream = Proxy.parse(opts.proxy)
+    elif default_proxy is not None:
+        upstream, trusted = Proxy.parse(default_proxy), True
+    if not policy.enforcing and not opts.resolve and upstream is None:
+        return None
+    return EgressGuard(policy, opts.resolve, upstream, upstream_trusted=trusted)
+
+
+async def job_egress(
+    request: ShotRequest, default_proxy: str | None = None
+) -> tuple[EgressGuard | None, str]:
+    """The egress guard for a job's (or a lane's) address policy, pins and proxy, started,
+    and the proxy its browser context must use: the guard's URL, or ``DIRECT`` (no guard
+    then, see ``job_guard``). ``default_proxy``: the worker's ``proxy`` setting
+    (``EngineConfig.proxy``), for jobs that name none. The caller closes the guard."""
+    guard = job_guard(request, default_proxy)
+    if guard is None:
         return None, DIRECT
-    guard = EgressGuard(policy)
     return guard, await guard.start()
 
 

@@ -26,10 +26,12 @@ jobs                ``LANE_JOBS`` jobs served: bounds what piles up that nothing
 permissions         a permission decision (even a dismissed prompt) that no CDP call resets
 ==================  ==========================================================================
 
-Lanes never mix address policies or user agents (``lane_key``): a connection the egress guard
-admitted under one policy must never be pooled into a job with another. Nor locales, positions
-or JavaScript on and off: the emulation overrides that set them stay on a page, and no reset
-undoes them.
+Lanes never mix user agents or what their egress guard depends on (``lane_key``): address
+policies, pinned addresses (``resolve``), upstream proxies (``proxy``): a connection the egress
+guard admitted under one policy, opened to one pinned address or through one proxy must never
+be pooled into a job with another.
+Nor locales, positions or JavaScript on and off: the emulation overrides that set them stay
+on a page, and no reset undoes them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from urllib.parse import urlsplit
 
 from ..core.models import ShotRequest
 from ..core.options import CaptureOptions
+from .chromium import egress_key
 
 REUSE_OFF = "reuse-off"
 FAILED = "failed"
@@ -91,14 +94,14 @@ PERMISSIONS_UNTOUCHED = """async () => {
 
 
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
-    """What a lane fixes for its lifetime: the user agent and the address policy, plus what
-    the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
-    same key."""
+    """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
+    policy, pins, proxy), the locale, position and JavaScript (emulation overrides no reset
+    undoes), plus what the engine cannot change on a live context (``fixed``). A lane serves
+    only jobs with the same key."""
     opts = request.options
     return (
         opts.user_agent,
-        request.allow_private,
-        request.allow_networks,
+        *egress_key(request),
         opts.locale,
         opts.geolocation,
         opts.javascript_enabled,

@@ -271,7 +271,7 @@ class PlaywrightEngine(Engine):
             lane.jobs += 1
             lane.traces = lanes.JobTraces.start(request.url, request.options)
             if lane.guard is not None:
-                lane.guard.refusals.clear()
+                lane.guard.forget()
             return await race_with_crash(self._capture_in(lane, request), slot, request.url)
         except BaseException:
             if lane is not None:
@@ -297,7 +297,7 @@ class PlaywrightEngine(Engine):
         return None
 
     async def _open_lane(self, slot: BrowserSlot[Browser], request: ShotRequest) -> _Lane:
-        guard, proxy = await job_egress(request)
+        guard, proxy = await job_egress(request, self.config.proxy)
         try:
             context = await slot.browser.new_context(**_context_options(request, proxy))
             page = await context.new_page()
@@ -421,9 +421,7 @@ class PlaywrightEngine(Engine):
     ) -> DistshotError:
         message = str(exc)
         opts = request.options
-        if guard is not None and guard.refusals:
-            refusal = guard.refusal_error()
-            assert refusal is not None
+        if guard is not None and (refusal := guard.refusal_error()) is not None:
             return refusal
         if "Timeout" in message and "exceeded" in message:
             return NavigationTimeout.for_url(request.url, opts.timeout)

@@ -182,7 +182,7 @@ class PyppeteerEngine(Engine):
         guard: EgressGuard | None = None
         context: BrowserContext | None = None
         try:
-            guard, proxy = await job_egress(request)
+            guard, proxy = await job_egress(request, self.config.proxy)
             try:
                 context = await race_with_crash(
                     _new_context(slot.browser, proxy), slot, request.url

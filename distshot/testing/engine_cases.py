@@ -3,12 +3,11 @@ options it is sent with, and which case shows which capture option."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.contracts import UNIVERSAL_OPTIONS
-from ..core.options import DEFAULT_OPTIONS, CaptureOptions, parse_options
+from ..core.options import DEFAULT_OPTIONS, parse_options
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 #: Time an engine may take beyond a job's timeout (the service's clean-up grace).
@@ -20,21 +19,51 @@ HOSTILE_TIMEOUT = 6.0
 WEDGE_TIMEOUT = 8.0
 
 
+#: A made-up host name that cases give the page server's address with ``resolve``: the
+#: name is never looked up (no test may send a DNS query off the machine).
+PINNED_HOST = "shop.example"
+
+
+#: What a case's ``{name}`` placeholders stand for when no batch fills them in: values
+#: of the right shape, for reading which options a case sets.
+PLACEHOLDERS = {
+    "port": "1",
+    "http_proxy": "http://127.0.0.1:1",
+    "socks_proxy": "socks5://127.0.0.1:1",
+    "bad_password_proxy": "http://u:p@127.0.0.1:1",
+    "refusing_proxy": "socks5://127.0.0.1:1",
+}
+
+
 @dataclass(frozen=True)
 class Case:
-    """One job of a batch: a path on the page server and the options it is sent with."""
+    """One job of a batch: a path on the page server (or a whole URL) and the options it is
+    sent with. ``{port}`` in either stands for the page server's port, ``{http_proxy}`` and
+    the like for the suite's proxies (``at``)."""
 
     path: str
     options: dict[str, Any]
 
-    def needs(self) -> set[str]:
-        return self.parsed().non_default() - UNIVERSAL_OPTIONS
+    def at(self, port: int, **values: str) -> Case:
+        """The case for a page server on ``port`` (and these placeholder values)."""
+        filled = {**PLACEHOLDERS, **values, "port": str(port)}
+        return Case(_fill(self.path, filled), _fill(self.options, filled))
 
-    def parsed(self, base: str = "http://127.0.0.1:9") -> CaptureOptions:
-        """The options, with ``{base}`` (the page server's origin, for an option that names
-        it: a storage state's origins) filled in."""
-        text = json.dumps(self.options).replace("{base}", base)
-        return parse_options(json.loads(text), DEFAULT_OPTIONS)
+    def needs(self) -> set[str]:
+        options = parse_options(self.at(1).options, DEFAULT_OPTIONS)
+        return options.non_default() - UNIVERSAL_OPTIONS
+
+
+def _fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for name, text in values.items():
+            value = value.replace("{" + name + "}", text)
+        return value
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    return value
 
 
 #: The cookie the page server's ``/account`` takes for a logged-in session.
@@ -60,6 +89,11 @@ OPTION_CASES: dict[str, Case] = {
     "delay": Case("/delayed-color.html", {"delay": 1500}),
     "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
     "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
+    # network: a made-up name given the page server's address
+    "resolve": Case(
+        f"http://{PINNED_HOST}:{{port}}/echo?resolve",
+        {"resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
+    ),
     "timeout": Case("/hang", {"timeout": 2}),
     # what to capture
     "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
@@ -105,7 +139,10 @@ OPTION_CASES: dict[str, Case] = {
             "storage_state": {
                 "cookies": [SESSION_COOKIE],
                 "origins": [
-                    {"origin": "{base}", "localStorage": [{"name": "theme", "value": "dark"}]}
+                    {
+                        "origin": "http://127.0.0.1:{port}",
+                        "localStorage": [{"name": "theme", "value": "dark"}],
+                    }
                 ],
             }
         },
@@ -160,6 +197,8 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "timezone": ("timezone",),
     "user_agent": ("user_agent",),
     "headers": ("headers",),
+    "resolve": ("resolve",),
+    "proxy": ("proxy_http", "proxy_socks5"),
     "format": ("jpeg", "webp", "pdf"),
     "quality": ("jpeg",),
     "omit_background": ("omit_background",),
@@ -172,6 +211,22 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "locale": ("locale",),
     "geolocation": ("geolocation",),
     "javascript_enabled": ("javascript_disabled",),
+}
+
+#: Jobs through the suite's own proxies on 127.0.0.1 (``distshot.testing.proxies``), which
+#: want user:password (``PROXY_USER``, ``PROXY_PASSWORD``): ``{http_proxy}`` and
+#: ``{socks_proxy}`` come with them, ``{bad_password_proxy}`` with a wrong password,
+#: ``{refusing_proxy}`` refuses every tunnel.
+PROXY_USER, PROXY_PASSWORD, WRONG_PASSWORD = "shooter", "pr0xy-s3cret", "not-the-s3cret"
+PROXY_CASES: dict[str, Case] = {
+    # a made-up name, pinned: the proxy is asked for the pinned address
+    "proxy_http": Case(
+        f"http://{PINNED_HOST}:{{port}}/echo?via=http",
+        {"proxy": "{http_proxy}", "resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
+    ),
+    "proxy_socks5": Case("/echo?via=socks5", {"proxy": "{socks_proxy}"}),
+    "proxy_bad_password": Case("/solid.html?via=bad", {"proxy": "{bad_password_proxy}"}),
+    "proxy_refusing": Case("/solid.html?via=refusing", {"proxy": "{refusing_proxy}"}),
 }
 
 HOSTILE_CASES: dict[str, Case] = {

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core.contracts import Engine
 from ..core.models import ShotRequest, ShotResult
+from ..core.options import DEFAULT_OPTIONS, parse_options
 from ..core.service import capture_request
 from ..storage.local import LocalStorage
 from .engine_cases import Case
@@ -25,12 +26,20 @@ from .processes import browser_processes
 from .server import PageServer
 
 
-def request_for(server: PageServer, number: int, case: Case, **extra: Any) -> ShotRequest:
+def request_for(
+    server: PageServer,
+    number: int,
+    case: Case,
+    values: dict[str, str] | None = None,
+    **extra: Any,
+) -> ShotRequest:
+    """The request for ``case`` on ``server``; ``values`` fill its placeholders."""
+    case = case.at(server.server_address[1], **(values or {}))
     return ShotRequest(
         id=f"conformance:{number}",
         line=number,
-        url=server.base + case.path,
-        options=case.parsed(server.base),
+        url=case.path if "://" in case.path else server.base + case.path,
+        options=parse_options(case.options, DEFAULT_OPTIONS),
         allow_private=True,  # the pages are on loopback
         **extra,
     )
@@ -42,12 +51,14 @@ async def run_batch(
     cases: dict[str, Case],
     storage: LocalStorage,
     concurrency: int,
+    values: dict[str, str] | None = None,
 ) -> dict[str, ShotResult]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(number: int, case: Case) -> ShotResult:
         async with gate:
-            return await capture_request(request_for(server, number, case), engine, storage)
+            request = request_for(server, number, case, values)
+            return await capture_request(request, engine, storage)
 
     results = await asyncio.gather(*(one(n, c) for n, c in enumerate(cases.values(), 1)))
     return dict(zip(cases, results, strict=True))

@@ -45,9 +45,14 @@ from .engine_cases import (
     HOSTILE_TIMEOUT,
     OPTION_CASES,
     OPTION_COVERAGE,
+    PINNED_HOST,
+    PROXY_CASES,
+    PROXY_PASSWORD,
+    PROXY_USER,
     RED,
     WEDGE_TIMEOUT,
     WHITE,
+    WRONG_PASSWORD,
     Case,
 )
 from .engine_checks import (
@@ -66,6 +71,7 @@ from .engine_checks import (
     run_batch,
 )
 from .processes import browser_processes
+from .proxies import TestProxy, start_proxy, stop_proxy
 from .server import PageServer, start_server, stop_server
 
 __all__ = ["EngineConformance"]
@@ -102,7 +108,7 @@ class EngineConformance:
     @classmethod
     def supports(cls, case: Case) -> bool:
         caps = get_registry().engine_entry(cls.engine).capabilities
-        options = case.parsed()
+        options = parse_options(case.at(1).options, DEFAULT_OPTIONS)
         return (
             case.needs() <= caps.options
             and options.format in caps.formats
@@ -117,6 +123,7 @@ class EngineConformance:
         cases: dict[str, Case],
         label: str,
         concurrency: int | None = None,
+        values: dict[str, str] | None = None,
     ) -> dict[str, ShotResult]:
         storage = LocalStorage(str(workdir / label))
         storage.check()
@@ -126,7 +133,7 @@ class EngineConformance:
             await engine.open()
             try:
                 return await run_batch(
-                    engine, server, cases, storage, concurrency or cls.concurrency
+                    engine, server, cases, storage, concurrency or cls.concurrency, values
                 )
             finally:
                 await engine.close()
@@ -146,9 +153,37 @@ class EngineConformance:
         cases = {**HOSTILE_CASES, "after": Case("/solid.html", {})}
         return cls._batch(page_server, workdir, cases, "hostile", concurrency=2)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def proxies(cls) -> Iterator[dict[str, TestProxy]]:
+        """The suite's upstream proxies on 127.0.0.1: an HTTP CONNECT and a SOCKS5 one
+        wanting a user and password, and one that refuses every tunnel."""
+        credentials = (PROXY_USER, PROXY_PASSWORD)
+        running = {
+            "http": start_proxy("http", credentials),
+            "socks5": start_proxy("socks5", credentials),
+            "refusing": start_proxy("socks5", refuse=True),
+        }
+        yield running
+        for proxy in running.values():
+            stop_proxy(proxy)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def proxy_run(
+        cls, page_server: PageServer, workdir: Path, proxies: dict[str, TestProxy]
+    ) -> dict[str, ShotResult]:
+        values = {
+            "http_proxy": proxies["http"].url(PROXY_USER, PROXY_PASSWORD),
+            "socks_proxy": proxies["socks5"].url(PROXY_USER, PROXY_PASSWORD),
+            "bad_password_proxy": proxies["http"].url(PROXY_USER, WRONG_PASSWORD),
+            "refusing_proxy": proxies["refusing"].url(),
+        }
+        return cls._batch(page_server, workdir, PROXY_CASES, "proxies", values=values)
+
     def option_result(self, run: dict[str, ShotResult], name: str) -> ShotResult | None:
         """The case's result if the engine supports it; else assert it was rejected."""
-        result, case = run[name], OPTION_CASES[name]
+        result, case = run[name], {**OPTION_CASES, **PROXY_CASES}[name]
         if self.supports(case):
             return result
         assert result.status == "rejected", f"{name}: unsupported option was not rejected"
@@ -241,13 +276,63 @@ class EngineConformance:
         assert result.transient
         assert (result.timings["total_ms"] or 0) < (2 + GRACE_S) * 1000
 
+    def test_resolve_connects_a_made_up_name_to_its_pinned_address(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        # shop.example is never looked up: only the pinned address can have reached the server
+        if result := self.option_result(options_run, "resolve"):
+            assert ok(result).title == "echo"
+            hosts = [
+                {k.lower(): v for k, v in r["headers"].items()}.get("host")
+                for r in page_server.seen.requests
+                if r["path"] == "/echo" and "resolve" in r["query"]
+            ]
+            assert hosts == [f"{PINNED_HOST}:{page_server.server_address[1]}"]
+            assert result.final_url is not None and PINNED_HOST in result.final_url
+
+    def test_proxy_carries_the_pages_connections_with_its_credentials(
+        self, proxy_run: Any, page_server: PageServer, proxies: dict[str, TestProxy]
+    ) -> None:
+        port = page_server.server_address[1]
+        for kind in ("http", "socks5"):
+            if result := self.option_result(proxy_run, f"proxy_{kind}"):
+                assert ok(result).title == "echo"
+                # the page server saw the request, and the proxy opened the tunnel for it
+                assert any(
+                    r["path"] == "/echo" and r["query"].get("via") == kind
+                    for r in page_server.seen.requests
+                )
+                assert f"127.0.0.1:{port}" in proxies[kind].tunnels.opened, kind
+
+    def test_a_proxy_that_refuses_or_rejects_the_credentials_is_a_proxy_error(
+        self, proxy_run: Any, page_server: PageServer, proxies: dict[str, TestProxy]
+    ) -> None:
+        for name, mentions in (
+            ("proxy_bad_password", "rejected the credentials"),
+            ("proxy_refusing", "refused to connect"),
+        ):
+            if result := self.option_result(proxy_run, name):
+                assert result.status == "failed", (name, result)
+                assert result.error is not None and result.error["type"] == "ProxyError", name
+                assert result.transient
+                assert mentions in result.error["message"], result.error
+                assert (
+                    f"127.0.0.1:{proxies['http' if 'bad' in name else 'refusing'].port}"
+                    in (result.error["message"])
+                )
+                assert WRONG_PASSWORD not in json.dumps(result.to_record()), name
+        assert not any(
+            r["query"].get("via") in ("bad", "refusing") for r in page_server.seen.requests
+        )
+
     # -- what to capture ------------------------------------------------------------------
 
     def test_every_declared_option_has_a_case(self) -> None:
         assert set(OPTION_COVERAGE) == set(OPTION_NAMES), "options without a conformance case"
+        every_case = {**OPTION_CASES, **PROXY_CASES}
         for name, cases in OPTION_COVERAGE.items():
             for case in cases:
-                options = OPTION_CASES[case].parsed()
+                options = parse_options(every_case[case].at(1).options, DEFAULT_OPTIONS)
                 assert name in options.non_default(), f"case {case!r} does not set {name}"
 
     def test_selector_is_the_elements_box_plus_padding(self, options_run: Any) -> None:

@@ -131,7 +131,7 @@ class CdpEngine(kit.Engine):
     async def capture(self, request: kit.ShotRequest) -> kit.Capture:
         # The guard for the job's address policy, and the proxy its context must use (the
         # guard's address, or DIRECT when the policy admits every address: no guard then).
-        guard, proxy = await kit.job_egress(request)
+        guard, proxy = await kit.job_egress(request, self.config.proxy)
         try:
             slot = await self.browsers.acquire()
             job = _Job(slot.browser, request, proxy)
