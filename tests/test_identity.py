@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import PageServer, read_manifest, run_cli
 
+from distshot.actors import redaction
 from distshot.core import secretvalues
 from distshot.core.contracts import EngineConfig
 from distshot.core.errors import InvalidOption
@@ -110,7 +112,7 @@ def test_no_error_message_quotes_a_secret() -> None:
         assert SESSION not in str(caught.value), caught.value
 
 
-def test_a_secret_is_hidden_from_repr_and_shown_values() -> None:
+def test_a_secret_is_hidden_from_repr_and_shown_values(caplog: pytest.LogCaptureFixture) -> None:
     opts = _parse(
         {
             "cookies": _cookies_txt(SESSION),
@@ -118,6 +120,7 @@ def test_a_secret_is_hidden_from_repr_and_shown_values() -> None:
             "storage_state": {"origins": [{"origin": "https://a.test",
                                            "localStorage": [{"name": "t", "value": SESSION}]}]},
             "locale": "fr-FR",
+            "proxy": f"http://me:{PASSWORD}@proxy.test:3128",
         }
     )  # fmt: skip
     request = ShotRequest(id="b:1", line=1, url="https://a.test/", options=opts)
@@ -128,7 +131,15 @@ def test_a_secret_is_hidden_from_repr_and_shown_values() -> None:
         "http_credentials": "<secret>",
         "storage_state": "<secret>",
         "locale": "fr-FR",
+        "proxy": "http://me@proxy.test:3128",  # the proxy is named, its password is not
     }
+    # And a log line given the request's payload (Dramatiq logs an actor's arguments) shows
+    # neither the secrets nor the proxy's password
+    redaction.install()
+    with caplog.at_level(logging.INFO, logger="distshot.test"):
+        logging.getLogger("distshot.test").info("args %r", (request.to_wire(),))
+    assert "<secret>" in caplog.text and "proxy.test" in caplog.text
+    assert SESSION not in caplog.text and PASSWORD not in caplog.text
     # The wire carries them (documented: use @secrets to keep them off the broker).
     assert SESSION in json.dumps(request.to_wire())
 

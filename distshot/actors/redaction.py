@@ -2,13 +2,15 @@
 values, passwords: the README's "Secrets in a fleet"), and Dramatiq logs whole messages and
 an actor's arguments (at DEBUG when one arrives, as a warning when one is skipped). Every log
 record whose arguments hold a message shows its actor and id instead, and a request payload
-shows its secret options as ``<secret>``, in every process that imports the worker side
-(``distshot shoot``, ``distshot worker``'s Dramatiq processes, the service), whatever
-handlers the process configured: a record factory, not a handler's filter.
+shows its secret options as ``<secret>`` (a proxy without its password), in every process
+that imports the worker side (``distshot shoot``, ``distshot worker``'s Dramatiq processes,
+the service), whatever handlers the process configured: a record factory, not a handler's
+filter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import dramatiq
 from dramatiq.broker import MessageProxy
 
+from ..core.errors import InvalidOption
 from ..core.options import SPECS
 from ..core.secretvalues import REDACTED, is_secret_ref
 
@@ -53,18 +56,28 @@ def install() -> None:
         logging.setLogRecordFactory(factory)
 
 
+def _hidden(name: str, value: Any) -> Any:
+    """An option's wire value as a log may show it: a secret hidden, a secret part (a proxy's
+    password) left out."""
+    spec = SPECS.get(name)
+    if spec is None or is_secret_ref(value):
+        return value
+    if spec.secret:
+        return REDACTED
+    if spec.kind.has_secret_part and isinstance(value, str):
+        with contextlib.suppress(InvalidOption):
+            return spec.kind.key_json(spec.kind.parse(name, value))
+        return REDACTED
+    return value
+
+
 def _redact(arg: Any, depth: int) -> Any:
     """``arg`` as a log line may show it: a message by its id, a request payload (or a tuple
     of them: an actor's arguments) without its secrets. Anything else is left alone."""
     if isinstance(arg, dramatiq.Message | MessageProxy):
         return _Redacted(arg)
     if isinstance(arg, dict) and isinstance(arg.get("options"), dict):
-        options = {
-            name: REDACTED
-            if name in SPECS and SPECS[name].secret and not is_secret_ref(value)
-            else value
-            for name, value in arg["options"].items()
-        }
+        options = {name: _hidden(name, value) for name, value in arg["options"].items()}
         return {**arg, "options": options}
     if depth > 0 and isinstance(arg, tuple | list):
         return type(arg)(_redact(item, depth - 1) for item in arg)

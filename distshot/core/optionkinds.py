@@ -34,6 +34,9 @@ class Kind:
     from_file = False
     #: The CLI flag takes a FILE and sends its contents (``@secrets/NAME`` stays a name).
     reads_file = False
+    #: Part of a value is a secret (a proxy URL's password): ``key_json`` leaves it out, and
+    #: that is how logs and answers show the value too.
+    has_secret_part = False
 
     def parse(self, name: str, value: Any) -> Any:
         raise NotImplementedError
@@ -436,6 +439,7 @@ class ProxyUrl(Kind):
     it, and the cache key (``key_json``) leaves it out."""
 
     accepts = "http://, https:// or socks5:// URL, with user:password@ if it needs them"
+    has_secret_part = True
 
     def parse(self, name: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():

@@ -115,6 +115,8 @@ class OptionSpec:
         """The value as it may be shown anywhere (a secret's is hidden, its name is not)."""
         if self.secret and not isinstance(value, SecretRef):
             return REDACTED
+        if self.kind.has_secret_part and not isinstance(value, SecretRef):
+            return self.kind.key_json(value)
         return self.to_json(value)
 
     @property
@@ -155,7 +157,8 @@ def option(
         "flag": flag,
         "secret": secret,
     }
-    result: T = field(default=default, metadata={"option": spec})
+    # (a value with a secret part, a proxy URL, is left out of the options' repr)
+    result: T = field(default=default, metadata={"option": spec}, repr=not kind.has_secret_part)
     return result
 
 
