@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -344,3 +345,81 @@ class TimeZone(Kind):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "examples": ["Europe/Paris"]}
+
+
+@dataclass(frozen=True)
+class Choices(Kind):
+    """Several of ``choices``: a JSON list, or ``,``-separated text (a CSV cell, a flag)."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:  # type: ignore[override]
+        return ", ".join(self.choices) + " (a list; ','-separated)"
+
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            items: list[Any] = value.split(",")
+        elif isinstance(value, list | tuple):
+            # A repeated flag may itself be a comma list (--block-resources image,font).
+            items = [p for v in value for p in (v.split(",") if isinstance(v, str) else [v])]
+        else:
+            raise InvalidOption(f"{name} must be a list of {', '.join(self.choices)}")
+        chosen = []
+        for item in items:
+            text = item.strip().lower() if isinstance(item, str) else item
+            if text == "":
+                continue
+            if text not in self.choices:
+                raise InvalidOption(f"{name} takes {', '.join(self.choices)}, not {item!r}")
+            chosen.append(text)
+        # One order whatever the input's: the cache key sees the same value for the same set.
+        return tuple(c for c in self.choices if c in chosen)
+
+    def to_json(self, value: Any) -> Any:
+        return list(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": {"type": "string", "enum": list(self.choices)},
+            "uniqueItems": True,
+        }
+
+
+@dataclass(frozen=True)
+class UrlPatterns(Kind):
+    """URL patterns: a glob over the whole URL (``*`` matches any text, ``/`` included), or
+    ``re:`` and a regular expression searched in it. A JSON list, or ``;``-separated text."""
+
+    accepts = "globs or 're:' regexes (a list; ';'-separated in CSV)"
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            items: list[Any] = [part for part in value.split(";") if part.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise InvalidOption(f"{name} must be a list of URL patterns, not {value!r}")
+        if len(items) > MAX_SELECTORS:
+            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} patterns")
+        patterns = tuple(_one_line(name, item, 1024) for item in items)
+        for pattern in patterns:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise InvalidOption(
+                        f"{name}: {pattern!r} is not a valid regex: {exc}"
+                    ) from None
+        return patterns
+
+    def to_json(self, value: Any) -> Any:
+        return list(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"\S"}
+        return {"type": "array", "items": item, "maxItems": MAX_SELECTORS}

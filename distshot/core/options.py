@@ -23,6 +23,7 @@ from .errors import InvalidOption
 from .optionkinds import (
     MAX_PIXELS,
     Choice,
+    Choices,
     Clip,
     Code,
     DeviceName,
@@ -34,6 +35,7 @@ from .optionkinds import (
     Selectors,
     Text,
     TimeZone,
+    UrlPatterns,
 )
 
 __all__ = [
@@ -55,6 +57,10 @@ __all__ = [
 #: far beyond this; the cap exists for the pages that would crash the browser.
 DEFAULT_MAX_HEIGHT = 300_000
 
+#: What ``block_resources`` accepts: Chromium's resource types, by the names users know
+#: (the engines map them to CDP's; ``other`` is every type not named here).
+RESOURCE_TYPES = ("image", "media", "font", "stylesheet", "script", "xhr", "websocket", "other")
+
 #: Groups, in the order ``distshot options`` and the README show them.
 GROUPS = (
     "Viewport and device",
@@ -62,6 +68,7 @@ GROUPS = (
     "Waiting",
     "Changing the page",
     "Emulation",
+    "Blocking",
     "Output",
 )
 
@@ -243,6 +250,35 @@ class CaptureOptions:
     headers: tuple[tuple[str, str], ...] = option(
         (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
     )
+    # Blocking: requests refused inside the browser (they never leave it), and consent popups
+    block_resources: tuple[str, ...] = option(
+        (),
+        Choices(RESOURCE_TYPES),
+        "Resource types not loaded (xhr includes fetch).",
+        group="Blocking",
+    )
+    block_urls: tuple[str, ...] = option(
+        (),
+        UrlPatterns(),
+        "URLs not loaded: a glob on the whole URL, or 're:' and a regex.",
+        group="Blocking",
+        flag="block-url",
+    )
+    block_ads: bool = option(
+        False,
+        Flag(),
+        "Requests EasyList matches are not loaded; ad slots hidden.",
+        group="Blocking",
+    )
+    block_trackers: bool = option(
+        False, Flag(), "Requests EasyPrivacy matches are not loaded.", group="Blocking"
+    )
+    block_cookie_banners: bool = option(
+        False,
+        Flag(),
+        "Consent popups refused (opt-out) or hidden, by DuckDuckGo's autoconsent rules.",
+        group="Blocking",
+    )
     # Output
     format: str = option(
         "png",
@@ -292,6 +328,25 @@ class CaptureOptions:
     def scrolls(self) -> bool:
         """Whether to scroll through the page first: ``scroll_page``, else ``full_page``."""
         return self.full_page if self.scroll_page is None else self.scroll_page
+
+    @property
+    def blocks_requests(self) -> bool:
+        """Whether some requests are refused (the engine intercepts every request)."""
+        return bool(
+            self.block_resources or self.block_urls or self.block_ads or self.block_trackers
+        )
+
+    @property
+    def blocking(self) -> tuple[object, ...]:
+        """The blocking options together: a reused page (a lane) serves only jobs that block
+        the same way, since what one loaded may come from its memory cache for the next."""
+        return (
+            self.block_resources,
+            self.block_urls,
+            self.block_ads,
+            self.block_trackers,
+            self.block_cookie_banners,
+        )
 
     @property
     def changes_page(self) -> bool:

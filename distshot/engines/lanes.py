@@ -88,8 +88,10 @@ PERMISSIONS_UNTOUCHED = """async () => {
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
     """What a lane fixes for its lifetime: the user agent and the address policy, plus what
     the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
-    same key."""
-    return (request.options.user_agent, request.allow_private, request.allow_networks, *fixed)
+    same key. The blocking options too: a page that loaded an ad may hand it to the next job
+    from its memory cache, past the interception of a job that blocks it."""
+    opts = request.options
+    return (opts.user_agent, request.allow_private, request.allow_networks, opts.blocking, *fixed)
 
 
 @dataclass

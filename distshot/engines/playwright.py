@@ -29,6 +29,7 @@ from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
 from . import lanes
+from .blocking import BLOCKING_OPTIONS, Blocker, after_load
 from .cdp_capture import (
     FRESH,
     PAGE_ENGINE_OPTIONS,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     )
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS,
+    options=PAGE_ENGINE_OPTIONS | BLOCKING_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Playwright (async)",
 )
@@ -128,6 +129,20 @@ class _Lane:
         self.viewport: tuple[int, int] | None = None  # what the page was last given
         self.headers: tuple[tuple[str, str], ...] = ()
         self.emulated = FRESH
+        #: The current job's blocker: answers the page's paused requests (None: lets them go).
+        self.blocker: Blocker | None = None
+
+    async def paused(self, params: dict[str, Any]) -> None:
+        """A request the Fetch domain paused (``Blocker.start``): refused or let go. A page
+        that went away meanwhile makes the answer fail; nothing waits for it then."""
+        blocker = self.blocker
+        if blocker is not None:
+            call = blocker.answer(params)
+            method, args = call.method, call.params
+        else:
+            method, args = "Fetch.continueRequest", {"requestId": params["requestId"]}
+        with contextlib.suppress(Exception):
+            await self.cdp.send(method, args)
 
     def saw_request(self, request: Request) -> None:
         document = request.resource_type == "document"
@@ -313,6 +328,7 @@ class PlaywrightEngine(Engine):
         # (lanes.py: a 401/407 challenge means the lane is not reused).
         page.on("request", lane.saw_request)
         page.on("response", lane.saw_response)
+        cdp.on("Fetch.requestPaused", lane.paused)
         return lane
 
     async def _finish_lane(self, lane: _Lane) -> None:
@@ -366,8 +382,14 @@ class PlaywrightEngine(Engine):
             return max(1.0, (deadline - time.monotonic()) * 1000)
 
         started = time.monotonic()
+        config = self.config
+        lane.blocker = blocker = Blocker.for_job(
+            opts, request.url, config.ad_filters, config.tracker_filters
+        )
         try:
             await lane.fit(opts)
+            if blocker is not None:
+                await run_steps(blocker.start(), lane.send)
             response = await page.goto(
                 request.url,
                 wait_until=opts.wait_until,  # type: ignore[arg-type]
@@ -377,6 +399,9 @@ class PlaywrightEngine(Engine):
                 await page.wait_for_selector(opts.wait_for, state="visible", timeout=remaining_ms())
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(after_load(opts, blocker, deadline), lane.send), remaining_ms() / 1000
+            )
             await asyncio.wait_for(
                 run_steps(prepare_page(opts, deadline), lane.send), remaining_ms() / 1000
             )
@@ -399,6 +424,7 @@ class PlaywrightEngine(Engine):
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
             truncated=shot.truncated,
+            blocked=blocker.blocked if blocker is not None else None,
         )
 
     def _explain(

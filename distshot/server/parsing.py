@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from ..core.errors import DistshotError
-from ..core.optionkinds import Headers, Selectors
 from ..core.options import DEFAULT_OPTIONS, SPECS, CaptureOptions, parse_options
 from ..core.policy import parse_url
 from .errors import ApiError
@@ -120,7 +119,7 @@ def query_options(params: list[tuple[str, str]], base: CaptureOptions) -> Captur
     raw: dict[str, Any] = {}
     for key, values in grouped.items():
         spec = SPECS.get(key.strip().lower().replace("-", "_"))
-        if spec is not None and isinstance(spec.kind, Selectors | Headers):
+        if spec is not None and spec.kind.multiple:
             raw[key] = values
         elif len(values) > 1:
             raise invalid(key, f"{key} is given {len(values)} times")

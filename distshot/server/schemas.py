@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.models import RECORD_FIELDS, TIMING_FIELDS
-from ..core.optionkinds import Clip, Flag, Headers, Selectors
+from ..core.optionkinds import Clip, Flag
 from ..core.options import SPECS, options_json_schema
 from .errors import ERROR_SCHEMA
 
@@ -32,6 +32,7 @@ _NULLABLE = {
     "device": "string",
     "phash": "string",
     "image_key": "string",
+    "blocked": "integer",
 }
 
 RECORD_SCHEMA: dict[str, Any] = {
@@ -118,7 +119,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _query_schema(kind: Any) -> dict[str, Any]:
-    if isinstance(kind, Selectors | Headers):
+    if kind.multiple:  # list options repeat in a query string
         return {"type": "array", "items": {"type": "string"}}
     if isinstance(kind, Clip):
         return {"type": "string", "pattern": r"^[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$"}
@@ -139,7 +140,7 @@ def option_parameters() -> list[dict[str, Any]]:
             "description": spec.help,
             "schema": _query_schema(spec.kind),
         }
-        if isinstance(spec.kind, Selectors | Headers):
+        if spec.kind.multiple:
             param["style"], param["explode"] = "form", True
         params.append(param)
     return params

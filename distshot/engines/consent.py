@@ -1,0 +1,98 @@
+"""``block_cookie_banners``: consent popups refused, or hidden where they cannot be.
+
+DuckDuckGo's autoconsent (MPL-2.0; its JavaScript bundle and its ~1,000 declarative CMP rules
+come from the ``duckduckgo-autoconsent-py`` wheel, which carries the npm package's build
+unchanged) detects the consent-management platform on the page and runs its opt-out steps:
+the "reject all" click a reader would make. It normally talks to a browser extension's
+background script; here that side is a small relay in the page itself, so it needs nothing
+from the engine but one evaluation, and every CDP engine runs it the same way.
+
+What the page is left with: the popup gone, the page scrolling again. When the opt-out fails
+or does not finish in time, the popup the rules found is hidden instead (its rule's own
+"prehide" selectors) and the page's scrolling restored.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+from .cdp_capture import Steps, evaluate
+
+#: At most this long for the popup to be found and refused (ms); a page without one costs
+#: the detection's retries (``_DETECT_RETRIES`` half-seconds) or less.
+CONSENT_BUDGET_MS = 6000
+_DETECT_RETRIES = 3
+
+_RELAY = """(rules, budget, retries) => new Promise((finish) => {
+  // The extension side of autoconsent: answers its messages from inside the page.
+  const reply = (message) => setTimeout(() => window.autoconsentReceiveMessage(message));
+  const found = [];
+  const end = (outcome) => finish({outcome, found});
+  window.autoconsentSendMessage = (message) => {
+    if (message.type === "init") {
+      reply({type: "initResp", rules: {autoconsent: rules}, config: {
+        enabled: true, autoAction: "optOut", enablePrehide: true, enableCosmeticRules: true,
+        detectRetries: retries, isMainWorld: true, logs: {errors: false}}});
+    } else if (message.type === "eval") {
+      let result = false;
+      try { result = !!Function(message.code).call(window); } catch (e) {}
+      reply({type: "evalResp", id: message.id, result});
+    } else if (message.type === "popupFound") {
+      found.push(message.cmp);
+    } else if (message.type === "autoconsentDone") {
+      end("done");
+    } else if (message.type === "report") {
+      const state = message.state.lifecycle;
+      if (state === "nothingDetected" || state === "optOutFailed") end(state);
+      if (state === "optOutSucceeded") setTimeout(() => end("done"), 300);
+    }
+  };
+  setTimeout(() => end("timeout"), budget);
+  BUNDLE
+})"""
+
+# After an opt-out that failed or ran out of time: the popups found are hidden by their
+# rules' selectors, and the scroll lock such popups put on the page is lifted.
+_HIDE = """(selectors) => {
+  const style = document.createElement("style");
+  style.textContent = selectors.map((s) => s + " { display: none !important; }").join("\\n") +
+    "\\nhtml, body { overflow: auto !important; }";
+  (document.head || document.documentElement).appendChild(style);
+}"""
+
+
+@functools.cache
+def _rules() -> list[dict[str, object]]:
+    from duckduckgo_autoconsent import rules_json
+
+    rules: list[dict[str, object]] = json.loads(rules_json())
+    return rules
+
+
+@functools.cache
+def _relay() -> str:
+    """The relay with the bundle inside, and the rules as its argument (built once)."""
+    from duckduckgo_autoconsent import bundle
+
+    return _RELAY.replace("BUNDLE", bundle())
+
+
+def refuse_consent(deadline: float) -> Steps[str]:
+    """Refuse (or hide) the page's consent popup; returns what happened: "done",
+    "nothingDetected", "optOutFailed" or "timeout"."""
+    budget = max(500, min(CONSENT_BUDGET_MS, int((deadline - time.monotonic()) * 1000) // 3))
+    rules = json.dumps(_rules())
+    answer = yield from evaluate(f"({_relay()})({rules}, {budget}, {_DETECT_RETRIES})")
+    outcome = str(answer.get("outcome", "timeout"))
+    found = set(answer.get("found", []))
+    if outcome != "done" and found:
+        selectors = [
+            str(selector)
+            for rule in _rules()
+            if rule.get("name") in found
+            for selector in rule.get("prehideSelectors", []) or []  # type: ignore[attr-defined]
+        ]
+        yield from evaluate(f"({_HIDE})({json.dumps(selectors)})")
+    return outcome
