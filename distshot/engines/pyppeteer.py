@@ -37,6 +37,7 @@ from ..core.errors import (
 )
 from ..core.models import Capture, ShotRequest
 from ..plugins.hookspecs import hookimpl
+from .blocking import BLOCKING_OPTIONS, Blocker, after_load
 from .cdp_capture import (
     PAGE_ENGINE_OPTIONS,
     STEP_FORMATS,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS,
+    options=PAGE_ENGINE_OPTIONS | BLOCKING_OPTIONS,
     formats=STEP_FORMATS,
     description=(
         "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "
@@ -237,6 +238,11 @@ class PyppeteerEngine(Engine):
             await page.setUserAgent(opts.user_agent)
         if opts.headers:
             await page.setExtraHTTPHeaders(dict(opts.headers))
+        config = self.config
+        blocker = Blocker.for_job(opts, request.url, config.ad_filters, config.tracker_filters)
+        if blocker is not None:
+            self._intercept(page, blocker)
+            await run_steps(blocker.start(), page._client.send)
 
         started = time.monotonic()
         try:
@@ -256,6 +262,10 @@ class PyppeteerEngine(Engine):
                 )
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(after_load(opts, blocker, deadline), page._client.send),
+                remaining_ms() / 1000,
+            )
             await asyncio.wait_for(
                 run_steps(prepare_page(opts, deadline), page._client.send), remaining_ms() / 1000
             )
@@ -281,7 +291,17 @@ class PyppeteerEngine(Engine):
             title=title,
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
+            blocked=blocker.blocked if blocker is not None else None,
         )
+
+    def _intercept(self, page: Page, blocker: Blocker) -> None:
+        """Answer the page's paused requests (``Blocker.start`` pauses them)."""
+
+        def on_paused(params: dict[str, Any]) -> None:
+            call = blocker.answer(params)
+            self._spawn(page._client.send(call.method, call.params))
+
+        page._client.on("Fetch.requestPaused", on_paused)
 
     def _spawn(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)

@@ -165,9 +165,7 @@ class Handler(BaseHTTPRequestHandler):
                     "png": "image/png",
                     "css": "text/css",
                     "js": "text/javascript",
-                }.get(
-                    file.suffix.lstrip("."), "application/octet-stream"
-                )
+                }.get(file.suffix.lstrip("."), "application/octet-stream")
                 self.send(file.read_bytes(), ctype=ctype)
             else:
                 self.send("<title>Not Found</title>not found", status=404)

@@ -17,9 +17,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lanes import JobTraces
+
+if TYPE_CHECKING:
+    from ..blocking import Blocker
 
 logger = logging.getLogger("distshot.engines.selenium")
 
@@ -62,8 +65,10 @@ class _Pending:
 class PageWatch:
     """What one job's page did, from DevTools events (written by the reader thread)."""
 
-    def __init__(self, target_id: str, traces: JobTraces) -> None:
+    def __init__(self, target_id: str, traces: JobTraces, blocker: Blocker | None = None) -> None:
         self.target_id = target_id
+        #: Answers the page's paused requests (the reader thread asks it; None: let go).
+        self.blocker = blocker
         self.session_id: str | None = None
         self.cond = threading.Condition()
         self.lifecycle: dict[str, set[str]] = {}  # loader id -> lifecycle events seen
@@ -299,6 +304,15 @@ class Cdp:
                 watch = self._sessions.get(params.get("sessionId", ""))
             else:
                 watch = None
+        if method == "Fetch.requestPaused" and session is not None:
+            # Answered from this thread at once: the page waits for every paused request.
+            blocker = watch.blocker if watch is not None else None
+            if blocker is not None:
+                call = blocker.answer(params)
+                self.post(call.method, call.params, session)
+            else:
+                self.post("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
+            return
         if watch is not None:
             watch.on_event(method, params)
 

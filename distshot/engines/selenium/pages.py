@@ -178,10 +178,12 @@ class Pages:
         """The job's own settings on the page, and a fresh record of what it does."""
         assert self.slot.cdp is not None
         opts = job.request.options
-        watch = PageWatch(page.target_id, job.traces)
+        watch = PageWatch(page.target_id, job.traces, job.blocker)
         self.slot.cdp.watch(watch, page.session_id)
         page.jobs += 1
         send = sender(self.slot, job, page.session_id)
+        if job.blocker is not None:
+            run_steps_blocking(job.blocker.start(), send)
         page.viewport = run_steps_blocking(emulate_device(opts, page.viewport), send)
         page.emulated = run_steps_blocking(emulate_media(opts, page.emulated), send)
         if opts.headers != page.headers:
