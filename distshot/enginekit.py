@@ -27,7 +27,8 @@ The pieces:
 - **The egress guard**: ``job_egress(request)`` starts the guard for a job's address policy
   and gives the proxy its browser context must use; ``context_proxy(proxy)`` turns that into
   ``Target.createBrowserContext`` parameters. A context made without them still goes through
-  the strict safety net, so forgetting fails closed.
+  the strict safety net, so forgetting fails closed. An engine whose contexts all use it
+  honours ``EGRESS_OPTIONS`` (``resolve``: the guard connects to the pinned address).
 - **The capture steps** (``cdp_capture``): every capture control written once as CDP calls.
   ``emulate_device`` (viewport, scale, mobile, touch) and ``emulate_media`` before
   navigation, ``prepare_page`` after it, ``capture`` for the image or PDF; run them with
@@ -81,6 +82,7 @@ from .engines.cdp_capture import (
 )
 from .engines.chromium import (
     DIRECT,
+    EGRESS_OPTIONS,
     context_proxy,
     job_egress,
     kill_process_tree,
@@ -94,6 +96,7 @@ from .plugins.hookspecs import hookimpl
 
 __all__ = [
     "DIRECT",
+    "EGRESS_OPTIONS",
     "FRESH",
     "NO_VIEWPORT",
     "OPTION_NAMES",

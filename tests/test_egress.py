@@ -31,6 +31,19 @@ async def _socks_connect(
     return reply[1], reader, writer
 
 
+async def _socks_connect_name(
+    proxy: str, host: str, port: int
+) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """CONNECT by host name, as Chromium asks a SOCKS5 proxy; returns the reply code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(proxy.rsplit(":", 1)[1]))
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
+    reply = await reader.readexactly(10)
+    return reply[1], reader, writer
+
+
 async def _with_server(
     handler: Handler, policy: UrlPolicy, body: Callable[..., Awaitable[None]]
 ) -> None:
@@ -108,6 +121,47 @@ def test_a_refused_address_gets_not_allowed_and_no_connection() -> None:
         assert connections == 0
 
     asyncio.run(_with_server(server, UrlPolicy.build(False), body))
+
+
+def test_a_pinned_name_connects_to_its_address_and_the_policy_judges_that_address() -> None:
+    # Given a guard that admits 127.0.0.1 only, with shop.example and ads.example pinned
+    # (the names are never looked up: a lookup would fail, these are made-up names)
+    connections = 0
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"pinned\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        srv = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        pins = (("ads.example", port, "127.0.0.2"), ("shop.example", port, "127.0.0.1"))
+        guard = EgressGuard(UrlPolicy.build(False, ["127.0.0.1/32"]), pins)
+        proxy = await guard.start()
+        try:
+            # When the browser asks for the names
+            code, reader, writer = await _socks_connect_name(proxy, "Shop.Example", port)
+            assert code == 0
+            assert await reader.readline() == b"pinned\r\n"
+            writer.close()
+            code, _, writer = await _socks_connect_name(proxy, "ads.example", port)
+            writer.close()
+            # Then the first reached the server at its pinned address, and the second,
+            # pinned to an address the policy refuses, was refused and connected nowhere
+            assert code == 2
+            assert guard.refusals == [
+                "ads.example resolves to 127.0.0.2, a loopback address; "
+                "pass --allow-private to capture it"
+            ]
+            assert connections == 1
+        finally:
+            await guard.close()
+            srv.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
 def test_closing_the_guard_cuts_open_relays() -> None:

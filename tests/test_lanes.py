@@ -205,10 +205,9 @@ def test_the_rules_are_asked_in_order_and_permissions_last() -> None:
 
 def test_lanes_never_mix_address_policies_or_user_agents() -> None:
     def key(**fields: Any) -> tuple[object, ...]:
-        options = parse_options(
-            {k: v for k, v in fields.items() if k == "user_agent"}, DEFAULT_OPTIONS
-        )
-        rest = {k: v for k, v in fields.items() if k != "user_agent"}
+        given = {k: v for k, v in fields.items() if k in ("user_agent", "resolve")}
+        options = parse_options(given, DEFAULT_OPTIONS)
+        rest = {k: v for k, v in fields.items() if k not in given}
         return lanes.lane_key(ShotRequest("k:1", 1, f"{HERE}/", options, **rest))
 
     base = key()
@@ -216,6 +215,11 @@ def test_lanes_never_mix_address_policies_or_user_agents() -> None:
     assert key(user_agent="other/1") != base
     assert key(allow_private=True) != base
     assert key(allow_networks=("127.0.0.1/32",)) != base
+    # a lane whose guard connects shop.example to one address never serves a job that pins
+    # it to another (or not at all)
+    pinned = key(resolve=["shop.example:80:127.0.0.1"])
+    assert pinned not in (base, key(resolve=["shop.example:80:127.0.0.2"]))
+    assert pinned == key(resolve=["SHOP.example:80:127.0.0.1"])
 
 
 # -- the same table, on both engines that reuse lanes ------------------------------------

@@ -58,6 +58,7 @@ SAMPLES: dict[str, Any] = {
     "timezone": "America/New_York",
     "user_agent": "distshot-test/1.0",
     "headers": {"X-One": "1"},
+    "resolve": ["shop.example:443:203.0.113.7", "cdn.example:80:[2001:db8::1]"],
     "format": "webp",
     "quality": 70,
     "omit_background": True,
@@ -135,6 +136,14 @@ def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> N
         ({"format": "pdf", "selector": "#a"}, "selector does not apply"),
         ({"quality": 50}, "quality applies to jpeg and webp only, not png"),
         ({"colour_scheme": "dark"}, "unknown option 'colour_scheme'"),
+        ({"resolve": "shop.example:443"}, "resolve must be host:port:address"),
+        ({"resolve": "shop.example:http:203.0.113.7"}, "resolve must be host:port:address"),
+        ({"resolve": "shop.example:443:shop.test"}, "resolve must be host:port:address"),
+        ({"resolve": "shop.example:0:203.0.113.7"}, "resolve must be host:port:address"),
+        (
+            {"resolve": ["a.example:80:203.0.113.7", "A.example:80:203.0.113.8"]},
+            "resolve gives a.example:80 two addresses",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_field_and_what_it_accepts(

@@ -3,8 +3,9 @@
 Checking the URL before navigation is not enough: redirects, sub-resources, iframes and a DNS
 answer that changes between check and use (rebinding) all reach other hosts. Playwright's
 request routing does not even see redirects. So each job's browser context talks through this
-proxy: it resolves every host itself, refuses addresses the policy forbids, and connects to the
-very address it checked. Engines read ``refusals`` to explain a failed navigation.
+proxy: it resolves every host itself (or takes the address the job pins with ``resolve``),
+refuses addresses the policy forbids, and connects to the very address it checked. Engines
+read ``refusals`` to explain a failed navigation.
 
 Behind the per-job guards sits a safety net: ``browser_guard_url`` is one more guard, for the
 whole process, with the strictest policy (no private address at all), and every browser is
@@ -25,6 +26,7 @@ import struct
 import threading
 
 from .errors import BlockedAddress, DistshotError
+from .optionkinds import Pin, pinned_address
 from .policy import IPAddress, UrlPolicy
 
 _SOCKS_VERSION = 5
@@ -35,10 +37,14 @@ _CHUNK = 256 * 1024
 
 
 class EgressGuard:
-    """SOCKS5 proxy on 127.0.0.1 for one job (or one reused browser context)."""
+    """SOCKS5 proxy on 127.0.0.1 for one job (or one reused browser context).
 
-    def __init__(self, policy: UrlPolicy) -> None:
+    ``pins`` (the ``resolve`` option) give the address to connect to for a ``host:port``:
+    the guard connects there without asking DNS, and the policy still judges the address."""
+
+    def __init__(self, policy: UrlPolicy, pins: tuple[Pin, ...] = ()) -> None:
         self.policy = policy
+        self.pins = pins
         self.refusals: list[str] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,8 +126,11 @@ class EgressGuard:
 
     async def _resolve_and_check(self, host: str, port: int) -> list[IPAddress]:
         literal = _ip_or_none(host)
-        if literal is not None:
-            addresses: list[IPAddress] = [literal]
+        pinned = pinned_address(self.pins, host, port) if literal is None else None
+        if pinned is not None:
+            addresses: list[IPAddress] = [ipaddress.ip_address(pinned)]
+        elif literal is not None:
+            addresses = [literal]
         else:
             loop = asyncio.get_running_loop()
             try:

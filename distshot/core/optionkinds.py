@@ -4,6 +4,7 @@ value (a number in a range, a choice, a list of selectors, headers, a rectangle,
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -345,6 +346,81 @@ class TimeZone(Kind):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "examples": ["Europe/Paris"]}
+
+
+MAX_RESOLVES = 50
+#: One pinned address: (host, port, address), the host lower-case and in ASCII (IDNA).
+Pin = tuple[str, int, str]
+
+
+def pin_host(host: str) -> str:
+    """A host name as pins are keyed: lower-case ASCII (IDNA), no trailing dot; what a
+    URL's host and the browser's SOCKS request both become. Raises UnicodeError."""
+    return host.strip().rstrip(".").lower().encode("idna").decode("ascii")
+
+
+def pinned_address(pins: tuple[Pin, ...], host: str, port: int) -> str | None:
+    """The address ``pins`` give ``host:port``, or None."""
+    if not pins:
+        return None
+    try:
+        key = pin_host(host)
+    except UnicodeError:
+        return None
+    return next((address for h, p, address in pins if (h, p) == (key, port)), None)
+
+
+def parse_pin(name: str, text: str) -> Pin:
+    """``host:port:address`` (curl's ``--resolve``) -> (host, port, address). The address
+    may be IPv6, bracketed or not (``host:443:[::1]``, ``host:443:::1``)."""
+
+    message = f"{name} must be host:port:address (shop.example:443:203.0.113.7), not {text!r}"
+    host, _, rest = text.strip().partition(":")
+    port_text, _, address_text = rest.partition(":")
+    try:
+        host = pin_host(host)
+        port = int(port_text)
+        address = ipaddress.ip_address(address_text.strip().strip("[]"))
+    except (UnicodeError, ValueError):
+        raise InvalidOption(message) from None
+    if not host or not 0 < port < 65536 or any(ch in host for ch in "/[]@ "):
+        raise InvalidOption(message)
+    return host, port, str(address)
+
+
+@dataclass(frozen=True)
+class Resolves(Kind):
+    """Addresses pinned for ``host:port`` (curl's ``--resolve``): a JSON list of
+    ``host:port:address`` strings, or ``;``-separated text (a CSV cell)."""
+
+    accepts = "host:port:address (repeatable; ';'-separated in CSV)"
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[Pin, ...]:
+        if isinstance(value, str):
+            items: list[Any] = [part for part in value.split(";") if part.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise InvalidOption(f"{name} must be a list of host:port:address, not {value!r}")
+        if len(items) > MAX_RESOLVES:
+            raise InvalidOption(f"{name} takes at most {MAX_RESOLVES} entries")
+        pins: dict[tuple[str, int], Pin] = {}
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidOption(f"{name} entries must be host:port:address, not {item!r}")
+            pin = parse_pin(name, item)
+            if pins.get(pin[:2], pin) != pin:
+                raise InvalidOption(f"{name} gives {pin[0]}:{pin[1]} two addresses")
+            pins[pin[:2]] = pin
+        return tuple(sorted(pins.values()))
+
+    def to_json(self, value: Any) -> Any:
+        return [f"{host}:{port}:{address}" for host, port, address in value]
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "pattern": r"^[^:\s]+:[0-9]{1,5}:\S+$"}
+        return {"type": "array", "items": item, "maxItems": MAX_RESOLVES}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .optionkinds import (
     Int,
     Kind,
     Number,
+    Resolves,
     Selectors,
     Text,
     TimeZone,
@@ -68,6 +69,7 @@ GROUPS = (
     "Waiting",
     "Changing the page",
     "Emulation",
+    "Network",
     "Blocking",
     "Output",
 )
@@ -250,20 +252,28 @@ class CaptureOptions:
     headers: tuple[tuple[str, str], ...] = option(
         (), Headers(), "Extra request header 'Name: value'.", group="Emulation", flag="header"
     )
-    # Blocking: requests refused inside the browser (they never leave it), and consent popups
+    # Network
+    resolve: tuple[tuple[str, int, str], ...] = option(
+        (),
+        Resolves(),
+        "Connect to this address for host:port instead of asking DNS (curl's --resolve); "
+        "the address still passes the address policy.",
+        group="Network",
+    )
     block_resources: tuple[str, ...] = option(
         (),
         Choices(RESOURCE_TYPES),
-        "Resource types not loaded (xhr includes fetch).",
-        group="Blocking",
+        "Resource types not loaded (xhr includes fetch); refused inside the browser.",
+        group="Network",
     )
     block_urls: tuple[str, ...] = option(
         (),
         UrlPatterns(),
         "URLs not loaded: a glob on the whole URL, or 're:' and a regex.",
-        group="Blocking",
+        group="Network",
         flag="block-url",
     )
+    # Blocking: filter lists and consent popups
     block_ads: bool = option(
         False,
         Flag(),

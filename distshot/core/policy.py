@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import BlockedAddress, InvalidUrl, NetworkError
+from .optionkinds import Pin, pinned_address
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -91,6 +92,19 @@ def system_resolver(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise NetworkError(f"cannot resolve host {host!r}: {exc.strerror}") from None
     return [str(info[4][0]) for info in infos]
+
+
+def pinned_resolver(pins: tuple[Pin, ...], fallback: Resolver) -> Resolver:
+    """``fallback``, except for the ``host:port`` pairs ``pins`` give an address (the
+    ``resolve`` option): those are answered without asking DNS."""
+    if not pins:
+        return fallback
+
+    def resolve(host: str, port: int) -> list[str]:
+        address = pinned_address(pins, host, port)
+        return [address] if address is not None else fallback(host, port)
+
+    return resolve
 
 
 #: A bare host name, as recon and domain lists give them: ``example.com``,

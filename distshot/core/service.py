@@ -18,7 +18,7 @@ from .errors import DistshotError, NavigationTimeout, StorageError, UnsupportedO
 from .imageinfo import CONTENT_TYPES, image_size
 from .models import CacheEntry, CacheHit, Capture, ShotRequest, ShotResult, StoredObject
 from .perceptual import phash_hex
-from .policy import Resolver, system_resolver
+from .policy import Resolver, pinned_resolver, system_resolver
 
 logger = logging.getLogger("distshot.service")
 
@@ -77,6 +77,8 @@ async def capture_request(
     # here is not a refusal but a failed (and retryable) attempt.
     try:
         policy = request.policy()
+        # A host the request pins (``resolve``) is judged by its pinned address, never DNS.
+        resolver = pinned_resolver(request.options.resolve, resolver)
         if policy.allow_private:
             policy.check_url(request.url, resolver)  # syntax only: no DNS, no thread hop
         else:

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from ..core.errors import ElementNotFound, InvalidOption, ScriptError
 from ..core.options import CaptureOptions
+from .chromium import EGRESS_OPTIONS
 
 T = TypeVar("T")
 
@@ -59,19 +60,24 @@ STEP_OPTIONS = frozenset(
 )
 #: What an engine that drives a Chromium page honours: the steps' options, plus those each
 #: engine does its own way (the viewport and device emulation, the wait, the user agent and
-#: extra headers). The built-in browser engines all honour exactly these.
-PAGE_ENGINE_OPTIONS = STEP_OPTIONS | frozenset(
-    {
-        "width",
-        "height",
-        "scale",
-        "device",
-        "wait_until",
-        "wait_for",
-        "delay",
-        "user_agent",
-        "headers",
-    }
+#: extra headers), and the egress guard's (their contexts all use ``job_egress``). The
+#: built-in browser engines all honour exactly these.
+PAGE_ENGINE_OPTIONS = (
+    STEP_OPTIONS
+    | EGRESS_OPTIONS
+    | frozenset(
+        {
+            "width",
+            "height",
+            "scale",
+            "device",
+            "wait_until",
+            "wait_for",
+            "delay",
+            "user_agent",
+            "headers",
+        }
+    )
 )
 #: The largest image ``capture`` asks Chromium for (pixels); below its limit of 2^29.
 MAX_IMAGE_PIXELS = 480_000_000

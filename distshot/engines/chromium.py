@@ -217,19 +217,39 @@ def kill_process_tree(root: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+#: The options the egress guard implements (``job_egress``): an engine whose contexts use
+#: the job's guard as their proxy honours them without any code of its own.
+EGRESS_OPTIONS = frozenset({"resolve"})
+
 #: Chromium's proxy setting for a direct connection: only for a job whose address policy
-#: admits every address (``allow_private``), where a guard would have nothing to refuse.
+#: admits every address (``allow_private``) and that pins no address, where a guard would
+#: have nothing to do.
 DIRECT = "direct://"
 
 
-async def job_egress(request: ShotRequest) -> tuple[EgressGuard | None, str]:
-    """The egress guard for a job's (or a lane's) address policy, started, and the proxy its
-    browser context must use: the guard's URL, or ``DIRECT`` when the policy admits every
-    address (no guard then). The caller closes the guard."""
+def egress_key(request: ShotRequest) -> tuple[object, ...]:
+    """What a job's egress guard depends on: jobs with equal keys may share a guard (and a
+    browser context behind it); jobs with different ones never do."""
+    return (request.allow_private, request.allow_networks, request.options.resolve)
+
+
+def job_guard(request: ShotRequest) -> EgressGuard | None:
+    """A new (not started) egress guard for the job, or None when the job may go DIRECT.
+    A job that pins addresses always gets one, even when its policy admits every address:
+    without it Chromium would ask DNS for the name itself."""
     policy = request.policy()
-    if not policy.enforcing:
+    if not policy.enforcing and not request.options.resolve:
+        return None
+    return EgressGuard(policy, request.options.resolve)
+
+
+async def job_egress(request: ShotRequest) -> tuple[EgressGuard | None, str]:
+    """The egress guard for a job's (or a lane's) address policy and pins, started, and the
+    proxy its browser context must use: the guard's URL, or ``DIRECT`` (no guard then, see
+    ``job_guard``). The caller closes the guard."""
+    guard = job_guard(request)
+    if guard is None:
         return None, DIRECT
-    guard = EgressGuard(policy)
     return guard, await guard.start()
 
 

@@ -24,8 +24,9 @@ jobs                ``LANE_JOBS`` jobs served: bounds what piles up that nothing
 permissions         a permission decision (even a dismissed prompt) that no CDP call resets
 ==================  ==========================================================================
 
-Lanes never mix address policies or user agents (``lane_key``): a connection the egress guard
-admitted under one policy must never be pooled into a job with another.
+Lanes never mix user agents or what their egress guard depends on (``lane_key``): address
+policies, pinned addresses (``resolve``): a connection the egress guard admitted under one policy
+or opened to one pinned address must never be pooled into a job with another.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core.models import ShotRequest
+from .chromium import egress_key
 
 REUSE_OFF = "reuse-off"
 FAILED = "failed"
@@ -86,12 +88,12 @@ PERMISSIONS_UNTOUCHED = """async () => {
 
 
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
-    """What a lane fixes for its lifetime: the user agent and the address policy, plus what
-    the engine cannot change on a live context (``fixed``). A lane serves only jobs with the
-    same key. The blocking options too: a page that loaded an ad may hand it to the next job
-    from its memory cache, past the interception of a job that blocks it."""
+    """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
+    policy, pins), plus what the engine cannot change on a live context (``fixed``). A lane
+    serves only jobs with the same key. The blocking options too: a page that loaded an ad
+    may hand it to the next job from its memory cache, past a blocking job's interception."""
     opts = request.options
-    return (opts.user_agent, request.allow_private, request.allow_networks, opts.blocking, *fixed)
+    return (opts.user_agent, *egress_key(request), opts.blocking, *fixed)
 
 
 @dataclass

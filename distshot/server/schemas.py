@@ -119,7 +119,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _query_schema(kind: Any) -> dict[str, Any]:
-    if kind.multiple:  # list options repeat in a query string
+    if kind.multiple:  # a list option: the parameter repeats
         return {"type": "array", "items": {"type": "string"}}
     if isinstance(kind, Clip):
         return {"type": "string", "pattern": r"^[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$"}

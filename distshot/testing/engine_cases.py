@@ -19,15 +19,36 @@ HOSTILE_TIMEOUT = 6.0
 WEDGE_TIMEOUT = 8.0
 
 
+#: A made-up host name that cases give the page server's address with ``resolve``: the
+#: name is never looked up (no test may send a DNS query off the machine).
+PINNED_HOST = "shop.example"
+
+
 @dataclass(frozen=True)
 class Case:
-    """One job of a batch: a path on the page server and the options it is sent with."""
+    """One job of a batch: a path on the page server (or a whole URL) and the options it is
+    sent with. ``{port}`` in either stands for the page server's port (``at``)."""
 
     path: str
     options: dict[str, Any]
 
+    def at(self, port: int) -> Case:
+        """The case for a page server on ``port``."""
+        return Case(_with_port(self.path, port), _with_port(self.options, port))
+
     def needs(self) -> set[str]:
-        return parse_options(self.options, DEFAULT_OPTIONS).non_default() - UNIVERSAL_OPTIONS
+        options = parse_options(self.at(1).options, DEFAULT_OPTIONS)
+        return options.non_default() - UNIVERSAL_OPTIONS
+
+
+def _with_port(value: Any, port: int) -> Any:
+    if isinstance(value, str):
+        return value.replace("{port}", str(port))
+    if isinstance(value, dict):
+        return {key: _with_port(item, port) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_port(item, port) for item in value]
+    return value
 
 
 # Controls (no waiting) change colour only after 5 s, so a busy machine cannot blur them.
@@ -50,6 +71,11 @@ OPTION_CASES: dict[str, Case] = {
     "delay": Case("/delayed-color.html", {"delay": 1500}),
     "user_agent": Case("/echo?ua", {"user_agent": "distshot-conformance/1.0"}),
     "headers": Case("/echo?hdr", {"headers": {"X-Distshot-Conformance": "yes"}}),
+    # network: a made-up name given the page server's address
+    "resolve": Case(
+        f"http://{PINNED_HOST}:{{port}}/echo?resolve",
+        {"resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
+    ),
     "timeout": Case("/hang", {"timeout": 2}),
     # what to capture
     "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
@@ -129,6 +155,7 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "timezone": ("timezone",),
     "user_agent": ("user_agent",),
     "headers": ("headers",),
+    "resolve": ("resolve",),
     "format": ("jpeg", "webp", "pdf"),
     "quality": ("jpeg",),
     "omit_background": ("omit_background",),

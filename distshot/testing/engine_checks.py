@@ -27,10 +27,11 @@ from .server import PageServer
 
 
 def request_for(server: PageServer, number: int, case: Case, **extra: Any) -> ShotRequest:
+    case = case.at(server.server_address[1])
     return ShotRequest(
         id=f"conformance:{number}",
         line=number,
-        url=server.base + case.path,
+        url=case.path if "://" in case.path else server.base + case.path,
         options=parse_options(case.options, DEFAULT_OPTIONS),
         allow_private=True,  # the pages are on loopback
         **extra,

@@ -45,6 +45,7 @@ from .engine_cases import (
     HOSTILE_TIMEOUT,
     OPTION_CASES,
     OPTION_COVERAGE,
+    PINNED_HOST,
     RED,
     WEDGE_TIMEOUT,
     WHITE,
@@ -102,7 +103,7 @@ class EngineConformance:
     @classmethod
     def supports(cls, case: Case) -> bool:
         caps = get_registry().engine_entry(cls.engine).capabilities
-        options = parse_options(case.options, DEFAULT_OPTIONS)
+        options = parse_options(case.at(1).options, DEFAULT_OPTIONS)
         return (
             case.needs() <= caps.options
             and options.format in caps.formats
@@ -241,13 +242,27 @@ class EngineConformance:
         assert result.transient
         assert (result.timings["total_ms"] or 0) < (2 + GRACE_S) * 1000
 
+    def test_resolve_connects_a_made_up_name_to_its_pinned_address(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        # shop.example is never looked up: only the pinned address can have reached the server
+        if result := self.option_result(options_run, "resolve"):
+            assert ok(result).title == "echo"
+            hosts = [
+                {k.lower(): v for k, v in r["headers"].items()}.get("host")
+                for r in page_server.seen.requests
+                if r["path"] == "/echo" and "resolve" in r["query"]
+            ]
+            assert hosts == [f"{PINNED_HOST}:{page_server.server_address[1]}"]
+            assert result.final_url is not None and PINNED_HOST in result.final_url
+
     # -- what to capture ------------------------------------------------------------------
 
     def test_every_declared_option_has_a_case(self) -> None:
         assert set(OPTION_COVERAGE) == set(OPTION_NAMES), "options without a conformance case"
         for name, cases in OPTION_COVERAGE.items():
             for case in cases:
-                options = parse_options(OPTION_CASES[case].options, DEFAULT_OPTIONS)
+                options = parse_options(OPTION_CASES[case].at(1).options, DEFAULT_OPTIONS)
                 assert name in options.non_default(), f"case {case!r} does not set {name}"
 
     def test_selector_is_the_elements_box_plus_padding(self, options_run: Any) -> None:

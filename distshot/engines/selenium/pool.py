@@ -27,7 +27,7 @@ from ...core.models import Capture, ShotRequest
 from .. import lanes
 from ..blocking import BLOCKING_OPTIONS, Blocker
 from ..cdp_capture import PAGE_ENGINE_OPTIONS, STEP_FORMATS
-from ..chromium import DIRECT
+from ..chromium import DIRECT, egress_key, job_guard
 from ..reaper import Reaper
 from ..recycling import Recycler
 from .driver import QUIT_TIMEOUT, Driver
@@ -54,8 +54,8 @@ class _Slot(Driver):
     def __init__(self, number: int, reaper: Reaper) -> None:
         super().__init__(number, reaper)
         self.pages = Pages(self)
-        #: Egress guards, one per address policy, each the proxy of the contexts made for
-        #: that policy (a kept page serves only jobs with the same policy).
+        #: Egress guards, one per ``egress_key`` (address policy and pins), each the proxy
+        #: of the contexts made for it (a kept page serves only jobs with the same key).
         self.guards: dict[tuple[object, ...], tuple[EgressGuard, str]] = {}
         self.jobs = 0
         self.busy = False
@@ -237,15 +237,14 @@ class SeleniumEngine(Engine):
                 self._give_back(slot)
 
     async def _guard(self, slot: _Slot, request: ShotRequest) -> tuple[EgressGuard | None, str]:
-        """The slot's egress guard for the request's address policy (None and a direct
-        connection: not enforcing), started on first use, with the refusals of earlier jobs
-        forgotten."""
-        policy = request.policy()
-        if not policy.enforcing:
-            return None, DIRECT
-        key = (request.allow_private, request.allow_networks)
+        """The slot's egress guard for the request's address policy and pins (None and a
+        direct connection when it needs none: ``job_guard``), started on first use, with
+        the refusals of earlier jobs forgotten."""
+        key = egress_key(request)
         if key not in slot.guards:
-            guard = EgressGuard(policy)
+            guard = job_guard(request)
+            if guard is None:
+                return None, DIRECT
             slot.guards[key] = (guard, await guard.start())
         guard, proxy = slot.guards[key]
         guard.refusals.clear()

@@ -25,8 +25,10 @@ CAPABILITIES = kit.Capabilities(
     # Every option is listed explicitly (there is no "all"): an option distshot adds later
     # is rejected for this engine until the engine says it honours it. The capture steps'
     # options (emulate_media, prepare_page, capture) plus what the engine does itself:
-    # viewport and device emulation, the wait, the user agent and extra headers.
+    # viewport and device emulation, the wait, the user agent and extra headers; and the
+    # egress guard's, since every job's context uses ``kit.job_egress``.
     options=kit.STEP_OPTIONS
+    | kit.EGRESS_OPTIONS
     | {"width", "height", "scale", "device", "wait_until", "wait_for", "delay"}
     | {"user_agent", "headers"},
     # Page.captureScreenshot encodes WebP as well, and Page.printToPDF prints PDF.
