@@ -944,8 +944,8 @@ def options(markdown: bool) -> None:
         click.echo(f"{group}:")
         for spec in specs:
             default = f" [{spec.default_text}]" if spec.default_text else ""
-            click.echo(f"  {spec.name:<17}{spec.cli_flag:<20}{spec.kind.accepts}{default}")
-            click.echo(f"  {'':<37}{spec.help}")
+            click.echo(f"  {spec.name:<21}{spec.cli_flag:<24}{spec.kind.accepts}{default}")
+            click.echo(f"  {'':<45}{spec.help}")
         click.echo()
 
 

@@ -425,22 +425,23 @@ class Resolves(Kind):
 
 @dataclass(frozen=True)
 class Choices(Kind):
-    """Several of ``choices``: a JSON list, or ``,``-separated text (a CSV cell, a flag)."""
+    """Several of ``choices``: a JSON list, or text separated by ``,`` (a flag) or ``;`` (a
+    CSV cell, as every list option's)."""
 
     choices: tuple[str, ...]
 
     @property
     def accepts(self) -> str:  # type: ignore[override]
-        return ", ".join(self.choices) + " (a list; ','-separated)"
+        return ", ".join(self.choices) + " (a list; ',' or ';'-separated)"
 
     multiple = True
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
-            items: list[Any] = value.split(",")
+            items: list[Any] = re.split("[,;]", value)
         elif isinstance(value, list | tuple):
             # A repeated flag may itself be a comma list (--block-resources image,font).
-            items = [p for v in value for p in (v.split(",") if isinstance(v, str) else [v])]
+            items = [p for v in value for p in (re.split("[,;]", v) if isinstance(v, str) else [v])]
         else:
             raise InvalidOption(f"{name} must be a list of {', '.join(self.choices)}")
         chosen = []
