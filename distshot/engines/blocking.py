@@ -154,8 +154,9 @@ class Blocker:
             types.update(OTHER_TYPES)
         return frozenset(types)
 
-    def start(self) -> Steps[None]:
-        """Turn interception on for the job's page, and learn its main frame."""
+    def start(self, first_on_page: bool = True) -> Steps[None]:
+        """Turn interception on for the job's page, and learn its main frame.
+        ``first_on_page``: the page has not served a job with these options before."""
         tree = yield Call("Page.getFrameTree", {})
         self.main_frame = tree["frameTree"]["frame"]["id"]
         types = self._types - {"WebSocket"}
@@ -168,8 +169,14 @@ class Blocker:
             ]
         if patterns:
             yield Call("Fetch.enable", {"patterns": patterns})
-        if "WebSocket" in self._types:
-            yield Call("Network.setBlockedURLs", {"urls": ["ws://*", "wss://*"]})
+        if "WebSocket" in self._types and first_on_page:
+            # Neither the Fetch domain nor Network.setBlockedURLs stops a WebSocket (tried on
+            # this Chromium: the handshake reached the server either way), so the page gets a
+            # WebSocket that fails at once, as a blocked one does, before its scripts run.
+            # Once per page: a kept page (a lane) serves only jobs that block alike.
+            # (a script added on a session without the Page domain on never runs)
+            yield Call("Page.enable", {})
+            yield Call("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_SOCKETS})
 
     def refuses(self, url: str, resource_type: str, frame_id: str | None) -> bool:
         """Whether the request for ``url`` is refused."""
@@ -196,6 +203,12 @@ class Blocker:
             )
         return Call("Fetch.continueRequest", {"requestId": params["requestId"]})
 
+    def count_sockets(self) -> Steps[None]:
+        """Add the WebSockets the page's stub refused to ``blocked``."""
+        if "WebSocket" in self._types:
+            sockets = yield from evaluate("window.__distshotBlockedSockets || 0")
+            self.blocked += int(sockets or 0)
+
     def cosmetic(self) -> Steps[None]:
         """Hide what the ad list's cosmetic rules name on this page (the empty slots): the
         page's own selectors, and the generic ones that match its classes and ids."""
@@ -216,6 +229,33 @@ class Blocker:
         css = "\n".join(f"{s} {{ display: none !important; }}" for s in sorted(selectors))
         yield from evaluate(f"({_ADD_STYLE})({json.dumps(css)})")
 
+
+# A WebSocket as a blocked one behaves: closed, an error then a close event, nothing sent.
+_NO_SOCKETS = """(() => {
+  const Native = window.WebSocket;
+  if (!Native) return;
+  class WebSocket extends EventTarget {
+    constructor(url) {
+      super();
+      window.__distshotBlockedSockets = (window.__distshotBlockedSockets || 0) + 1;
+      Object.assign(this, {url: String(url), readyState: 3, protocol: "", extensions: "",
+                           bufferedAmount: 0, binaryType: "blob", onopen: null,
+                           onmessage: null, onerror: null, onclose: null});
+      setTimeout(() => {
+        const error = new Event("error");
+        if (this.onerror) this.onerror(error);
+        this.dispatchEvent(error);
+        const close = new CloseEvent("close", {code: 1006, wasClean: false});
+        if (this.onclose) this.onclose(close);
+        this.dispatchEvent(close);
+      });
+    }
+    send() {}
+    close() {}
+  }
+  for (const state of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) WebSocket[state] = Native[state];
+  window.WebSocket = WebSocket;
+})()"""
 
 _CLASSES_AND_IDS = """(() => {
   const classes = new Set(), ids = new Set();
@@ -241,6 +281,7 @@ def after_load(opts: CaptureOptions, blocker: Blocker | None, deadline: float) -
 
         yield from refuse_consent(deadline)
     if blocker is not None:
+        yield from blocker.count_sockets()
         yield from blocker.cosmetic()
 
 

@@ -389,7 +389,7 @@ class PlaywrightEngine(Engine):
         try:
             await lane.fit(opts)
             if blocker is not None:
-                await run_steps(blocker.start(), lane.send)
+                await run_steps(blocker.start(first_on_page=lane.jobs == 1), lane.send)
             response = await page.goto(
                 request.url,
                 wait_until=opts.wait_until,  # type: ignore[arg-type]

@@ -89,10 +89,13 @@ OPTION_CASES: dict[str, Case] = {
     "timeout": Case("/hang", {"timeout": 2}),
     # network and blocking: blocking.html's quarters are red by an image, a stylesheet, a
     # script and a fetch; ads.html's halves by an ad iframe and an ad script
-    "blocking_control": Case("/blocking.html", {"wait_for": "#done"}),
+    "blocking_control": Case("/blocking.html?open", {"wait_for": "#done"}),
     "block_resources": Case(
-        "/blocking.html",
-        {"wait_for": "#done", "block_resources": ["image", "stylesheet", "script", "xhr"]},
+        "/blocking.html?blocked",
+        {
+            "wait_for": "#done",
+            "block_resources": ["image", "stylesheet", "script", "xhr", "websocket"],
+        },
     ),
     "block_urls": Case(
         "/blocking.html", {"wait_for": "#done", "block_urls": ["*/blocking.css", "re:slow-im"]}

@@ -183,7 +183,7 @@ class Pages:
         page.jobs += 1
         send = sender(self.slot, job, page.session_id)
         if job.blocker is not None:
-            run_steps_blocking(job.blocker.start(), send)
+            run_steps_blocking(job.blocker.start(first_on_page=page.jobs == 1), send)
         page.viewport = run_steps_blocking(emulate_device(opts, page.viewport), send)
         page.emulated = run_steps_blocking(emulate_media(opts, page.emulated), send)
         if opts.headers != page.headers:
