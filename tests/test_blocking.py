@@ -62,10 +62,16 @@ def test_shoot_blocks_ads_trackers_and_banners_and_the_manifest_counts_them(
             },
             {"url": f"{pages.base}/consent.html", "block_cookie_banners": True},
             {"url": f"{pages.base}/solid.html"},
+            # a popup with no way to refuse: hidden, never accepted, the page unlocked
+            {
+                "url": f"{pages.base}/consent.html?accept-only",
+                "block_cookie_banners": True,
+                "javascript": "document.title += ' ' + getComputedStyle(document.body).overflowY",
+            },
         ],
         *pins,
     )
-    ads, consent, plain = records[1], records[2], records[3]
+    ads, consent, plain, accept_only = records[1], records[2], records[3], records[4]
     # the ad iframe, the ad script and the tracker pixel: refused, counted, never requested
     assert ads["status"] == "ok", ads["error"]
     assert ads["blocked"] == 3
@@ -76,6 +82,9 @@ def test_shoot_blocks_ads_trackers_and_banners_and_the_manifest_counts_them(
     assert consent["title"] == "consent rejected"
     assert all(close(p, GREEN) for p in _pixels(consent, [(100, 700), (640, 400)]))
     assert consent["blocked"] is None and plain["blocked"] is None
+    assert accept_only["status"] == "ok", accept_only["error"]
+    assert accept_only["title"] == "consent auto"  # not "consent accepted"; scrolls again
+    assert all(close(p, GREEN) for p in _pixels(accept_only, [(100, 700), (640, 400)]))
 
 
 def test_a_filter_list_of_the_users_replaces_easylist_and_websockets_are_blocked(

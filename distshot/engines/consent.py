@@ -7,9 +7,9 @@ the "reject all" click a reader would make. It normally talks to a browser exten
 background script; here that side is a small relay in the page itself, so it needs nothing
 from the engine but one evaluation, and every CDP engine runs it the same way.
 
-What the page is left with: the popup gone, the page scrolling again. When the opt-out fails
-or does not finish in time, the popup the rules found is hidden instead (its rule's own
-"prehide" selectors) and the page's scrolling restored.
+What the page is left with: the popup gone, the page scrolling again. When the opt-out fails,
+does not finish in time or finds nothing to refuse with, the popup the rules found is hidden
+instead (its rule's own "prehide" selectors) and the page's scrolling restored.
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ import time
 
 from .cdp_capture import Steps, evaluate
 
-#: At most this long for the popup to be found and refused (ms); a page without one costs
-#: the detection's retries (``_DETECT_RETRIES`` half-seconds) or less.
+#: At most this long for the popup to be found and refused (ms).
 CONSENT_BUDGET_MS = 6000
-_DETECT_RETRIES = 3
+#: A page where no consent platform shows up within this long (ms) has none: what a page
+#: without a popup pays. (autoconsent itself would wait on: after its first try it waits for
+#: the DOM to change before looking again, and a finished page never changes.)
+DETECT_MS = 1500
+_DETECT_RETRIES = 20
 
-_RELAY = """(rules, budget, retries) => new Promise((finish) => {
+_RELAY = """(rules, budget, retries, detectMs) => new Promise((finish) => {
   // The extension side of autoconsent: answers its messages from inside the page.
   const reply = (message) => setTimeout(() => window.autoconsentReceiveMessage(message));
   const found = [];
+  let detected = false;
   const end = (outcome) => finish({outcome, found});
   window.autoconsentSendMessage = (message) => {
     if (message.type === "init") {
@@ -39,6 +43,8 @@ _RELAY = """(rules, budget, retries) => new Promise((finish) => {
       let result = false;
       try { result = !!Function(message.code).call(window); } catch (e) {}
       reply({type: "evalResp", id: message.id, result});
+    } else if (message.type === "cmpDetected") {
+      detected = true;
     } else if (message.type === "popupFound") {
       found.push(message.cmp);
     } else if (message.type === "autoconsentDone") {
@@ -50,16 +56,21 @@ _RELAY = """(rules, budget, retries) => new Promise((finish) => {
     }
   };
   setTimeout(() => end("timeout"), budget);
+  setTimeout(() => { if (!detected) end("nothingDetected"); }, Math.min(detectMs, budget));
   BUNDLE
 })"""
 
-# After an opt-out that failed or ran out of time: the popups found are hidden by their
-# rules' selectors, and the scroll lock such popups put on the page is lifted.
+# After the opt-out, whatever its outcome: a popup still in the page (the opt-out failed, ran
+# out of time, or had nothing to click) is hidden by its rule's selectors, and the scroll lock
+# such popups put on the page is lifted. A popup the page removed itself leaves it alone.
 _HIDE = """(selectors) => {
+  if (!selectors.some((s) => { try { return document.querySelector(s); } catch (e) { return false; } }))
+    return false;
   const style = document.createElement("style");
   style.textContent = selectors.map((s) => s + " { display: none !important; }").join("\\n") +
     "\\nhtml, body { overflow: auto !important; }";
   (document.head || document.documentElement).appendChild(style);
+  return true;
 }"""
 
 
@@ -84,10 +95,11 @@ def refuse_consent(deadline: float) -> Steps[str]:
     "nothingDetected", "optOutFailed" or "timeout"."""
     budget = max(500, min(CONSENT_BUDGET_MS, int((deadline - time.monotonic()) * 1000) // 3))
     rules = json.dumps(_rules())
-    answer = yield from evaluate(f"({_relay()})({rules}, {budget}, {_DETECT_RETRIES})")
+    args = f"{rules}, {budget}, {_DETECT_RETRIES}, {DETECT_MS}"
+    answer = yield from evaluate(f"({_relay()})({args})")
     outcome = str(answer.get("outcome", "timeout"))
     found = set(answer.get("found", []))
-    if outcome != "done" and found:
+    if found:
         selectors = [
             str(selector)
             for rule in _rules()
