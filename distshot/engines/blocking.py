@@ -30,7 +30,6 @@ import functools
 import json
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,13 +106,6 @@ def list_path(kind: str, configured: str | None) -> str:
     return configured or str(DEFAULT_FILTER_DIR / DEFAULT_LISTS[kind])
 
 
-def load_seconds(path: str) -> float:
-    """Seconds to compile the list at ``path`` afresh (the benchmark's figure)."""
-    started = time.perf_counter()
-    filter_engine.__wrapped__(path)
-    return time.perf_counter() - started
-
-
 @dataclass
 class Blocker:
     """One job's blocking: which requests to refuse, and how many were refused."""
@@ -146,7 +138,7 @@ class Blocker:
         regexes = tuple(re.compile(p[3:]) for p in opts.block_urls if p[:3] == "re:")
         return cls(opts, tuple(lists), page_url=url, _globs=globs, _regexes=regexes)
 
-    @property
+    @functools.cached_property  # asked for every paused request
     def _types(self) -> frozenset[str]:
         names = self.opts.block_resources
         types = {t for name in names for t in CDP_TYPES.get(name, ())}
