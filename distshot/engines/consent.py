@@ -64,8 +64,10 @@ _RELAY = """(rules, budget, retries, detectMs) => new Promise((finish) => {
 # out of time, or had nothing to click) is hidden by its rule's selectors, and the scroll lock
 # such popups put on the page is lifted. A popup the page removed itself leaves it alone.
 _HIDE = """(selectors) => {
-  if (!selectors.some((s) => { try { return document.querySelector(s); } catch (e) { return false; } }))
-    return false;
+  const present = (s) => {
+    try { return document.querySelector(s) !== null; } catch (e) { return false; }
+  };
+  if (!selectors.some(present)) return false;
   const style = document.createElement("style");
   style.textContent = selectors.map((s) => s + " { display: none !important; }").join("\\n") +
     "\\nhtml, body { overflow: auto !important; }";
