@@ -133,6 +133,8 @@ def test_every_option_given_as_csv_text_parses_to_the_same_value(name: str) -> N
         ({"width": True}, "width must be a whole number"),
         ({"scale": "big"}, "scale must be a number"),
         ({"hide": 5}, "hide must be a list of CSS selectors"),
+        ({"block_urls": ["re:(ads"]}, "block_urls: 're:(ads' is not a valid regex"),
+        ({"block_resources": "images"}, "block_resources takes image, media, font"),
         ({"click": ["#a", "two\nlines"]}, "click must be one line"),
         ({"padding": 5}, "padding applies to a selector's element"),
         ({"selector": "#a", "clip": "0,0,5,5"}, "give one of them"),

@@ -196,6 +196,8 @@ class Selectors(Kind):
 
     accepts = "CSS selectors (a list; ';'-separated in CSV)"
     multiple = True
+    #: What the items are, for messages.
+    items = "CSS selectors"
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -203,9 +205,9 @@ class Selectors(Kind):
         elif isinstance(value, list | tuple):
             items = list(value)
         else:
-            raise InvalidOption(f"{name} must be a list of CSS selectors, not {value!r}")
+            raise InvalidOption(f"{name} must be a list of {self.items}, not {value!r}")
         if len(items) > MAX_SELECTORS:
-            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} selectors")
+            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} {self.items}")
         return tuple(_one_line(name, item, 1024) for item in items)
 
     def to_json(self, value: Any) -> Any:
@@ -467,36 +469,20 @@ class Choices(Kind):
 
 
 @dataclass(frozen=True)
-class UrlPatterns(Kind):
+class UrlPatterns(Selectors):
     """URL patterns: a glob over the whole URL (``*`` matches any text, ``/`` included), or
     ``re:`` and a regular expression searched in it. A JSON list, or ``;``-separated text."""
 
     accepts = "globs or 're:' regexes (a list; ';'-separated in CSV)"
-    multiple = True
+    items = "URL patterns"
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            items: list[Any] = [part for part in value.split(";") if part.strip()]
-        elif isinstance(value, list | tuple):
-            items = list(value)
-        else:
-            raise InvalidOption(f"{name} must be a list of URL patterns, not {value!r}")
-        if len(items) > MAX_SELECTORS:
-            raise InvalidOption(f"{name} takes at most {MAX_SELECTORS} patterns")
-        patterns = tuple(_one_line(name, item, 1024) for item in items)
+        patterns = super().parse(name, value)
         for pattern in patterns:
             if pattern.startswith("re:"):
                 try:
                     re.compile(pattern[3:])
                 except re.error as exc:
-                    raise InvalidOption(
-                        f"{name}: {pattern!r} is not a valid regex: {exc}"
-                    ) from None
+                    message = f"{name}: {pattern!r} is not a valid regex: {exc}"
+                    raise InvalidOption(message) from None
         return patterns
-
-    def to_json(self, value: Any) -> Any:
-        return list(value)
-
-    def json_schema(self) -> dict[str, Any]:
-        item = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"\S"}
-        return {"type": "array", "items": item, "maxItems": MAX_SELECTORS}
