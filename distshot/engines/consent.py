@@ -85,20 +85,19 @@ def _rules() -> list[dict[str, object]]:
 
 
 @functools.cache
-def _relay() -> str:
-    """The relay with the bundle inside, and the rules as its argument (built once)."""
-    from duckduckgo_autoconsent import bundle
+def _call_prefix() -> str:
+    """The relay with the bundle inside, called with the rules (the package's JSON text as
+    it is): about a megabyte of expression, built once per process."""
+    from duckduckgo_autoconsent import bundle, rules_json
 
-    return _RELAY.replace("BUNDLE", bundle())
+    return f"({_RELAY.replace('BUNDLE', bundle())})({rules_json()}, "
 
 
 def refuse_consent(deadline: float) -> Steps[str]:
     """Refuse (or hide) the page's consent popup; returns what happened: "done",
     "nothingDetected", "optOutFailed" or "timeout"."""
     budget = max(500, min(CONSENT_BUDGET_MS, int((deadline - time.monotonic()) * 1000) // 3))
-    rules = json.dumps(_rules())
-    args = f"{rules}, {budget}, {_DETECT_RETRIES}, {DETECT_MS}"
-    answer = yield from evaluate(f"({_relay()})({args})")
+    answer = yield from evaluate(f"{_call_prefix()}{budget}, {_DETECT_RETRIES}, {DETECT_MS})")
     outcome = str(answer.get("outcome", "timeout"))
     found = set(answer.get("found", []))
     if found:
