@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import itertools
 import json
 import re
 import sys
@@ -118,6 +119,8 @@ class Blocker:
     #: The job's main frame (its document is the page: never refused).
     main_frame: str | None = None
     blocked: int = 0
+    #: What ``start`` asked the Fetch domain to pause (cross-site frames get the same).
+    patterns: list[dict[str, str]] = field(default_factory=list)
     #: ``block_urls``: globs, matched against the whole URL, and regexes, searched in it.
     _globs: tuple[re.Pattern[str], ...] = field(default=(), repr=False)
     _regexes: tuple[re.Pattern[str], ...] = field(default=(), repr=False)
@@ -146,9 +149,12 @@ class Blocker:
             types.update(OTHER_TYPES)
         return frozenset(types)
 
-    def start(self, first_on_page: bool = True) -> Steps[None]:
+    def start(self, first_on_page: bool = True, attach_frames: bool = True) -> Steps[None]:
         """Turn interception on for the job's page, and learn its main frame.
-        ``first_on_page``: the page has not served a job with these options before."""
+        ``first_on_page``: the page has not served a job with these options before.
+        ``attach_frames``: intercept in cross-site frames too, through the page's session
+        (the engine then hands ``on_event`` the Target events); an engine that attaches to
+        them itself passes False and runs ``child_calls`` on each new frame's session."""
         tree = yield Call("Page.getFrameTree", {})
         self.main_frame = tree["frameTree"]["frame"]["id"]
         types = self._types - {"WebSocket"}
@@ -161,6 +167,16 @@ class Blocker:
             ]
         if patterns:
             yield Call("Fetch.enable", {"patterns": patterns})
+            self.patterns = patterns
+            if attach_frames:
+                # Cross-site frames (and workers) run in targets of their own, whose requests
+                # this session's Fetch domain never sees: attach to each as it starts, held
+                # until its own interception is on (``on_event``). Not flattened, so that the
+                # page's one session carries them (Target.sendMessageToTarget) in any engine.
+                yield Call(
+                    "Target.setAutoAttach",
+                    {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": False},
+                )
         if "WebSocket" in self._types and first_on_page:
             # Neither the Fetch domain nor Network.setBlockedURLs stops a WebSocket (tried on
             # this Chromium: the handshake reached the server either way), so the page gets a
@@ -195,6 +211,27 @@ class Blocker:
             )
         return Call("Fetch.continueRequest", {"requestId": params["requestId"]})
 
+    def child_calls(self) -> list[Call]:
+        """For a new cross-site frame's own session, held at its start: its interception on,
+        then let it run."""
+        calls = [Call("Fetch.enable", {"patterns": self.patterns})] if self.patterns else []
+        return [*calls, Call("Runtime.runIfWaitingForDebugger", {})]
+
+    def on_event(self, method: str, params: dict[str, Any]) -> list[Call]:
+        """The calls, for the page's session, that answer one of its events: a paused request
+        (``Fetch.requestPaused``), a cross-site frame attached to it (held until its own
+        interception is on), or a message from such a frame (its paused requests)."""
+        if method == "Fetch.requestPaused":
+            return [self.answer(params)]
+        if method == "Target.attachedToTarget":
+            child = params["sessionId"]
+            return [_to_child(child, call) for call in self.child_calls()]
+        if method == "Target.receivedMessageFromTarget":
+            message = json.loads(params.get("message", "{}"))
+            if message.get("method") == "Fetch.requestPaused":
+                return [_to_child(params["sessionId"], self.answer(message["params"]))]
+        return []
+
     def count_sockets(self) -> Steps[None]:
         """Add the WebSockets the page's stub refused to ``blocked``."""
         if "WebSocket" in self._types:
@@ -220,6 +257,24 @@ class Blocker:
         # One rule per selector: a list with one selector Chromium cannot parse drops whole.
         css = "\n".join(f"{s} {{ display: none !important; }}" for s in sorted(selectors))
         yield from evaluate(f"({_ADD_STYLE})({json.dumps(css)})")
+
+
+#: The Target events an engine hands ``Blocker.on_event`` besides Fetch.requestPaused.
+FRAME_EVENTS = ("Target.attachedToTarget", "Target.receivedMessageFromTarget")
+_child_ids = itertools.count(1)
+
+
+def _to_child(session: str, call: Call) -> Call:
+    """``call`` for an attached frame's session, sent through the page's own."""
+    message = {"id": next(_child_ids), "method": call.method, "params": call.params}
+    return Call(
+        "Target.sendMessageToTarget", {"sessionId": session, "message": json.dumps(message)}
+    )
+
+
+def release_frame(params: dict[str, Any]) -> Call:
+    """For an engine with no blocker at hand: let an attached frame run all the same."""
+    return _to_child(params["sessionId"], Call("Runtime.runIfWaitingForDebugger", {}))
 
 
 # A WebSocket as a blocked one behaves: closed, an error then a close event, nothing sent.

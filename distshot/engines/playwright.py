@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
@@ -29,11 +29,12 @@ from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
 from . import lanes
-from .blocking import BLOCKING_OPTIONS, Blocker, after_load
+from .blocking import BLOCKING_OPTIONS, FRAME_EVENTS, Blocker, after_load, release_frame
 from .cdp_capture import (
     FRESH,
     PAGE_ENGINE_OPTIONS,
     STEP_FORMATS,
+    Call,
     Shot,
     capture,
     emulate_media,
@@ -132,17 +133,24 @@ class _Lane:
         #: The current job's blocker: answers the page's paused requests (None: lets them go).
         self.blocker: Blocker | None = None
 
-    async def paused(self, params: dict[str, Any]) -> None:
-        """A request the Fetch domain paused (``Blocker.start``): refused or let go. A page
-        that went away meanwhile makes the answer fail; nothing waits for it then."""
-        blocker = self.blocker
-        if blocker is not None:
-            call = blocker.answer(params)
-            method, args = call.method, call.params
-        else:
-            method, args = "Fetch.continueRequest", {"requestId": params["requestId"]}
-        with contextlib.suppress(Exception):
-            await self.cdp.send(method, args)
+    def blocking_event(self, method: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """The handler of one of the events ``Blocker.start`` asks for: a paused request
+        (refused or let go), a cross-site frame attached or a message from one."""
+
+        async def handle(params: dict[str, Any]) -> None:
+            blocker = self.blocker
+            if blocker is not None:
+                calls = blocker.on_event(method, params)
+            elif method == "Fetch.requestPaused":
+                calls = [Call("Fetch.continueRequest", {"requestId": params["requestId"]})]
+            else:
+                calls = [release_frame(params)] if method == "Target.attachedToTarget" else []
+            # A page that went away meanwhile makes these fail; nothing waits for them then.
+            for call in calls:
+                with contextlib.suppress(Exception):
+                    await self.cdp.send(call.method, call.params)
+
+        return handle
 
     def saw_request(self, request: Request) -> None:
         document = request.resource_type == "document"
@@ -328,7 +336,8 @@ class PlaywrightEngine(Engine):
         # (lanes.py: a 401/407 challenge means the lane is not reused).
         page.on("request", lane.saw_request)
         page.on("response", lane.saw_response)
-        cdp.on("Fetch.requestPaused", lane.paused)
+        for event in ("Fetch.requestPaused", *FRAME_EVENTS):
+            cdp.on(event, lane.blocking_event(event))
         return lane
 
     async def _finish_lane(self, lane: _Lane) -> None:

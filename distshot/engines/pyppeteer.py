@@ -242,7 +242,10 @@ class PyppeteerEngine(Engine):
         blocker = Blocker.for_job(opts, request.url, config.ad_filters, config.tracker_filters)
         if blocker is not None:
             self._intercept(page, blocker)
-            await run_steps(blocker.start(), page._client.send)
+            # Not its cross-site frames: pyppeteer's page session is itself a nested one, and
+            # a frame attached below it answered "No session with given id" to every message
+            # sent to it (tried); such a frame's own requests are not intercepted here.
+            await run_steps(blocker.start(attach_frames=False), page._client.send)
 
         started = time.monotonic()
         try:
