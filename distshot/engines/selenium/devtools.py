@@ -175,6 +175,8 @@ class Cdp:
         self._replies: dict[int, _Reply | None] = {}
         self._sessions: dict[str, PageWatch] = {}
         self._targets: dict[str, PageWatch] = {}
+        #: Sessions of blocking pages' cross-site frames -> their page's watch (its blocker).
+        self._frames: dict[str, PageWatch] = {}
         #: browser context id -> its job's page (None until that page exists): any other
         #: page in the context is a pop-up and is closed.
         self._contexts: dict[str, str | None] = {}
@@ -248,6 +250,8 @@ class Cdp:
     def forget(self, target_id: str, session_id: str, context_id: str) -> None:
         with self._lock:
             self._sessions.pop(session_id, None)
+            for frame in [s for s, w in self._frames.items() if w.session_id == session_id]:
+                del self._frames[frame]
             self._targets.pop(target_id, None)
             self._contexts.pop(context_id, None)
 
@@ -304,8 +308,16 @@ class Cdp:
                 watch = self._sessions.get(params.get("sessionId", ""))
             else:
                 watch = None
+        if method == "Target.attachedToTarget" and params.get("waitingForDebugger"):
+            self._hold_frame(watch, params["sessionId"])
+        elif method == "Target.detachedFromTarget":
+            with self._lock:
+                self._frames.pop(params.get("sessionId", ""), None)
         if method == "Fetch.requestPaused" and session is not None:
             # Answered from this thread at once: the page waits for every paused request.
+            if watch is None:
+                with self._lock:
+                    watch = self._frames.get(session)  # a blocking page's cross-site frame
             blocker = watch.blocker if watch is not None else None
             if blocker is not None:
                 call = blocker.answer(params)
@@ -315,6 +327,18 @@ class Cdp:
             return
         if watch is not None:
             watch.on_event(method, params)
+
+    def _hold_frame(self, watch: PageWatch | None, child: str) -> None:
+        """A cross-site frame of a blocking page, held at its start (the page's auto-attach
+        waits for the debugger only then): its own interception on, then let it run."""
+        blocker = watch.blocker if watch is not None else None
+        if watch is None or blocker is None:
+            self.post("Runtime.runIfWaitingForDebugger", {}, child)
+            return
+        with self._lock:
+            self._frames[child] = watch
+        for call in blocker.child_calls():
+            self.post(call.method, call.params, child)
 
     def _close_popup(self, info: dict[str, Any]) -> None:
         """Close any page but the job's own in a job's context, and tell the job's page:

@@ -158,7 +158,13 @@ class Pages:
             # page that had one (its storage is partitioned elsewhere) is not reused.
             (
                 "Target.setAutoAttach",
-                {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True},
+                # A blocking page holds each new frame until its interception is on
+                # (devtools.py: _hold_frame); the key keeps a page's blocking fixed.
+                {
+                    "autoAttach": True,
+                    "waitForDebuggerOnStart": opts.blocks_requests,
+                    "flatten": True,
+                },
             ),
         ]
         if opts.user_agent:
@@ -183,7 +189,8 @@ class Pages:
         page.jobs += 1
         send = sender(self.slot, job, page.session_id)
         if job.blocker is not None:
-            run_steps_blocking(job.blocker.start(first_on_page=page.jobs == 1), send)
+            start = job.blocker.start(first_on_page=page.jobs == 1, attach_frames=False)
+            run_steps_blocking(start, send)
         page.viewport = run_steps_blocking(emulate_device(opts, page.viewport), send)
         page.emulated = run_steps_blocking(emulate_media(opts, page.emulated), send)
         if opts.headers != page.headers:
