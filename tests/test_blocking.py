@@ -87,6 +87,31 @@ def test_shoot_blocks_ads_trackers_and_banners_and_the_manifest_counts_them(
     assert all(close(p, GREEN) for p in _pixels(accept_only, [(100, 700), (640, 400)]))
 
 
+def test_requests_inside_an_allowed_cross_site_frame_are_blocked_too(
+    tmp_path: Path, pages: PageServer
+) -> None:
+    # widgets.example is in no list: its frame loads (in a process of its own, site
+    # isolation) and asks for a tracker's pixel, which block_trackers refuses all the same
+    port = pages.server_address[1]
+    pages.variants["outer"] = (
+        "<title>outer</title><script>document.write(`<iframe "
+        "src='http://widgets.example:${location.port}/v/inner'></iframe>`)</script>"
+    )
+    pages.variants["inner"] = (
+        "<title>inner</title><script>document.write(`<img "
+        "src='http://sb.scorecardresearch.com:${location.port}/p?c1=2&in-frame'>`)</script>"
+    )
+    hosts = ("news.example", "widgets.example", "sb.scorecardresearch.com")
+    pins = [arg for host in hosts for arg in ("--resolve", f"{host}:{port}:127.0.0.1")]
+    url = f"http://news.example:{port}/v/outer"
+    records = _shoot(tmp_path, [{"url": url, "block_trackers": True}], *pins)
+    assert records[1]["status"] == "ok", records[1]["error"]
+    assert records[1]["blocked"] == 1
+    paths = [r["path"] for r in pages.seen.requests]
+    assert "/v/inner" in paths  # the frame itself loaded
+    assert not [r for r in pages.seen.requests if "in-frame" in r["query"]]
+
+
 def test_a_filter_list_of_the_users_replaces_easylist_and_websockets_are_blocked(
     tmp_path: Path, pages: PageServer
 ) -> None:
