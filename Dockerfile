@@ -28,6 +28,15 @@ RUN python3 -m venv --without-pip /opt/distshot \
     && pip_wheel=$(ls /wheels/pip-*.whl) \
     && /opt/distshot/bin/python "$pip_wheel/pip" install -q --no-index --find-links /wheels \
         --no-cache-dir --disable-pip-version-check 'distshot[all]'
+# EasyList and EasyPrivacy for block_ads and block_trackers, where the engines look for them
+# (sys.prefix/share/distshot/filterlists): taken out of Debian's uBlock Origin package, not
+# installed (the Makefile's filter-lists step says why).
+RUN apt-get update -q && cd /tmp && apt-get download -q webext-ublock-origin-chromium \
+    && dpkg-deb --fsys-tarfile webext-ublock-origin-chromium_*.deb \
+        | tar -x ./usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist \
+    && install -D -m 644 -t /opt/distshot/share/distshot/filterlists \
+        usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist/easylist.txt \
+        usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist/easyprivacy.txt
 
 FROM runtime
 COPY --from=build /opt/distshot /opt/distshot

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := chromium chromium-driver fonts-liberation fonts-noto-color-emoji fonts-noto-cjk fonts-lohit-deva rabbitmq-server
 
-.PHONY: demo report-screenshot test test-fast test-deploy image check fmt bench system-deps venv services clean
+.PHONY: demo report-screenshot test test-fast test-deploy image check fmt bench system-deps venv filter-lists services clean
 
 $(STAMPS):
 	@mkdir -p $(STAMPS)
@@ -42,7 +42,30 @@ $(STAMPS)/venv: pyproject.toml $(EXAMPLE_ENGINE)/pyproject.toml $(BIN)/python | 
 	$(BIN)/python -m pip install -q -e $(EXAMPLE_ENGINE)
 	@touch $@
 
-venv: $(STAMPS)/venv
+# EasyList and EasyPrivacy for block_ads and block_trackers: the copies Debian's uBlock Origin
+# package ships (webext-ublock-origin-chromium), taken out of the package into the venv
+# (distshot/engines/blocking.py: DEFAULT_FILTER_DIR), not installed: Debian's
+# /etc/chromium.d/extensions makes /usr/bin/chromium load every extension under
+# /usr/share/chromium/extensions, so installing it would block ads in every shot of every
+# engine. Newer lists: the worker settings ad_filters and tracker_filters name them.
+FILTER_PACKAGE := webext-ublock-origin-chromium
+FILTER_DIR := $(CURDIR)/$(VENV)/share/distshot/filterlists
+FILTER_ASSETS := ./usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist
+
+$(STAMPS)/filterlists: $(STAMPS)/venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
+	if ! apt-get download -q $(FILTER_PACKAGE) >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -q >/dev/null && \
+	  apt-get download -q $(FILTER_PACKAGE) >/dev/null; \
+	fi && \
+	dpkg-deb --fsys-tarfile $(FILTER_PACKAGE)_*.deb | tar -x $(FILTER_ASSETS) && \
+	mkdir -p $(FILTER_DIR) && cp $(FILTER_ASSETS)/easylist.txt $(FILTER_ASSETS)/easyprivacy.txt $(FILTER_DIR)/ && \
+	echo "filter lists from $$(ls $(FILTER_PACKAGE)_*.deb) in $(FILTER_DIR)"
+	@touch $@
+
+filter-lists: $(STAMPS)/filterlists
+
+venv: $(STAMPS)/venv $(STAMPS)/filterlists
 
 demo: $(STAMPS)/system $(STAMPS)/venv
 	$(BIN)/python examples/run_demo.py
@@ -67,10 +90,10 @@ services: $(STAMPS)/system
 # runs everything in this one process.
 TEST_WORKERS ?= 3
 
-test: $(STAMPS)/system $(STAMPS)/venv services
+test: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/filterlists services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
-test-fast: $(STAMPS)/system $(STAMPS)/venv services
+test-fast: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/filterlists services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # Containers (README "Containers (Podman or Docker)"): `make image` builds the distshot image
@@ -102,7 +125,7 @@ fmt: $(STAMPS)/venv
 
 # Figures, not tests (docs/benchmarks.md). shot-scraper is optional: throughput.py says so
 # and skips it when its venv could not be made.
-bench: $(STAMPS)/system $(STAMPS)/venv services
+bench: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/filterlists services
 	$(BIN)/python bench/corpus.py --install
 	-$(BIN)/python bench/shot_scraper_env.py
 	$(BIN)/python bench/pipeline.py

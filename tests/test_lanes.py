@@ -278,3 +278,19 @@ def test_both_engines_keep_or_throw_away_a_lane_by_the_same_rules(
     assert after.status == "ok", after.error
     assert opened == (2 if rule.reason else 1)
     assert_no_browser_left()
+
+
+def test_lanes_never_mix_blocking_options() -> None:
+    # A page that loaded an ad may serve it from its memory cache to the next job: a job that
+    # blocks ads never shares a lane with one that does not, nor with one that blocks else.
+    def key(**options: object) -> tuple[object, ...]:
+        request = ShotRequest(
+            id="x", line=1, url="http://a.test/", options=parse_options(options, DEFAULT_OPTIONS)
+        )
+        return lanes.lane_key(request)
+
+    assert key() == key()
+    assert len({key(), key(block_ads=True), key(block_trackers=True)}) == 3
+    assert key(block_resources=["image"]) != key(block_resources=["font"])
+    assert key(block_urls=["*ads*"]) != key()
+    assert key(block_cookie_banners=True) != key()

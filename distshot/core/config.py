@@ -91,6 +91,10 @@ class Settings:
     #: A folder of secrets (cookie jars, storage states, user:password files) that requests
     #: name as ``@secrets/NAME``: read on the worker, so they never pass through the broker.
     secrets_dir: str | None = None
+    #: A filter list (Adblock Plus syntax) for block_ads / block_trackers instead of the
+    #: EasyList / EasyPrivacy ``make filter-lists`` installed: a newer copy, or your own.
+    ad_filters: str | None = None
+    tracker_filters: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     #: Each engine's own settings: the ``[engines.NAME]`` tables of distshot.toml.
     engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -105,6 +109,8 @@ class Settings:
             recycle_memory_mb=self.recycle_memory_mb,
             reuse_contexts=self.reuse_contexts,
             concurrency=self.concurrency,
+            ad_filters=self.ad_filters,
+            tracker_filters=self.tracker_filters,
             settings=dict(self.engines.get(self.engine, {})),
             proxy=self.proxy,
             secrets_dir=self.secrets_dir,
@@ -179,6 +185,8 @@ def _coerce(name: str, value: Any) -> Any:
             return Proxy.parse(str(value)).url
         except ValueError as exc:
             raise ConfigError(f"proxy setting: {exc}") from None
+    if name in ("ad_filters", "tracker_filters"):
+        return _readable_file(name, value)
     if name == "metrics":
         text = str(value).strip()
         parse_listen(text, name)
@@ -212,6 +220,15 @@ def _coerce(name: str, value: Any) -> Any:
         return text
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a {kind.__name__} above zero, not {value!r}") from None
+
+
+def _readable_file(name: str, value: Any) -> str:
+    """A path that must name a readable file now: a worker that would fail its first
+    blocking job instead says so at start."""
+    path = Path(str(value).strip()).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}: {value!r} is not a readable file")
+    return str(path.resolve())
 
 
 def _base_url(value: Any) -> str:

@@ -70,6 +70,10 @@ class EngineConfig:
     extra_args: tuple[str, ...] = ()
     #: Reuse a cleaned browser context between jobs (warm caches) instead of a fresh one.
     reuse_contexts: bool = True
+    #: Filter lists for block_ads and block_trackers that replace the installed EasyList and
+    #: EasyPrivacy (paths; None: the installed ones).
+    ad_filters: str | None = None
+    tracker_filters: str | None = None
     #: The engine's own settings: the ``[engines.NAME]`` table of distshot.toml, as parsed.
     settings: Mapping[str, Any] = field(default_factory=dict)
     #: The worker's upstream proxy URL (``proxy`` setting) for jobs that name none: hand it

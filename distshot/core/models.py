@@ -159,6 +159,8 @@ class Capture:
     capture_ms: float | None = None
     #: The page was taller than ``max_height`` and the image stops there.
     truncated: bool = False
+    #: Requests the blocking options refused (None: the job blocked nothing).
+    blocked: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class CacheEntry:
     truncated: bool = False
     #: The image's perceptual hash (None for a PDF, or an entry written before hashing).
     phash: str | None = None
+    blocked: int | None = None
 
     def to_json(self) -> builtins.bytes:
         # Every field is a scalar: a flat dict, not asdict's recursive deep copy (which
@@ -235,6 +238,7 @@ class CacheEntry:
             etag=text("etag"),
             truncated=raw.get("truncated") is True,
             phash=text("phash"),
+            blocked=number("blocked"),
         )
 
 
@@ -274,6 +278,7 @@ RECORD_FIELDS = (
     "device",
     "phash",
     "image_key",
+    "blocked",
 )
 TIMING_FIELDS = ("queue_ms", "navigate_ms", "capture_ms", "store_ms", "total_ms")
 
@@ -312,6 +317,9 @@ class ShotResult:
     #: URL and the options that change the image), the same that end the object's name. Two
     #: batches' records with equal keys asked for the same picture (``distshot diff``).
     image_key: str | None = None
+    #: How many requests the blocking options refused (block_resources, block_urls,
+    #: block_ads, block_trackers); None when none of them was set.
+    blocked: int | None = None
     #: Not part of the record: whether a failed result may succeed on another attempt.
     transient: bool = False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -220,9 +221,11 @@ class Selectors(Kind):
 
     accepts = "CSS selectors (a list; ';'-separated in CSV)"
     multiple = True
+    #: What the items are, for messages.
+    items = "CSS selectors"
 
     def parse(self, name: str, value: Any) -> tuple[str, ...]:
-        items = _list_items(name, value, "CSS selectors", MAX_SELECTORS)
+        items = _list_items(name, value, self.items, MAX_SELECTORS)
         return tuple(_one_line(name, item, 1024) for item in items)
 
     def to_json(self, value: Any) -> Any:
@@ -460,3 +463,66 @@ class ProxyUrl(Kind):
         # (the parser takes any case; the schema shows the one spelling, in a pattern every
         # JSON Schema dialect reads)
         return {"type": "string", "pattern": r"^(https?|socks5h?)://\S+$", "maxLength": 2048}
+
+
+@dataclass(frozen=True)
+class Choices(Kind):
+    """Several of ``choices``: a JSON list, or text separated by ``,`` (a flag) or ``;`` (a
+    CSV cell, as every list option's)."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:  # type: ignore[override]
+        return ", ".join(self.choices) + " (a list; ',' or ';'-separated)"
+
+    multiple = True
+
+    def parse(self, name: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            items: list[Any] = re.split("[,;]", value)
+        elif isinstance(value, list | tuple):
+            # A repeated flag may itself be a comma list (--block-resources image,font).
+            items = [p for v in value for p in (re.split("[,;]", v) if isinstance(v, str) else [v])]
+        else:
+            raise InvalidOption(f"{name} must be a list of {', '.join(self.choices)}")
+        chosen = []
+        for item in items:
+            text = item.strip().lower() if isinstance(item, str) else item
+            if text == "":
+                continue
+            if text not in self.choices:
+                raise InvalidOption(f"{name} takes {', '.join(self.choices)}, not {item!r}")
+            chosen.append(text)
+        # One order whatever the input's: the cache key sees the same value for the same set.
+        return tuple(c for c in self.choices if c in chosen)
+
+    def to_json(self, value: Any) -> Any:
+        return list(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": {"type": "string", "enum": list(self.choices)},
+            "uniqueItems": True,
+        }
+
+
+@dataclass(frozen=True)
+class UrlPatterns(Selectors):
+    """URL patterns: a glob over the whole URL (``*`` matches any text, ``/`` included), or
+    ``re:`` and a regular expression searched in it. A JSON list, or ``;``-separated text."""
+
+    accepts = "globs or 're:' regexes (a list; ';'-separated in CSV)"
+    items = "URL patterns"
+
+    def parse(self, name: str, value: Any) -> tuple[str, ...]:
+        patterns = super().parse(name, value)
+        for pattern in patterns:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    message = f"{name}: {pattern!r} is not a valid regex: {exc}"
+                    raise InvalidOption(message) from None
+        return patterns

@@ -34,6 +34,7 @@ from .identitykinds import (
 from .optionkinds import (
     MAX_PIXELS,
     Choice,
+    Choices,
     Clip,
     Code,
     DeviceName,
@@ -47,6 +48,7 @@ from .optionkinds import (
     Selectors,
     Text,
     TimeZone,
+    UrlPatterns,
 )
 from .secretvalues import REDACTED, SecretRef, is_secret_ref, keyed_hash, read_secret, scrub
 
@@ -69,6 +71,10 @@ __all__ = [
 #: far beyond this; the cap exists for the pages that would crash the browser.
 DEFAULT_MAX_HEIGHT = 300_000
 
+#: What ``block_resources`` accepts: Chromium's resource types, by the names users know
+#: (the engines map them to CDP's; ``other`` is every type not named here).
+RESOURCE_TYPES = ("image", "media", "font", "stylesheet", "script", "xhr", "websocket", "other")
+
 #: Groups, in the order ``distshot options`` and the README show them.
 GROUPS = (
     "Viewport and device",
@@ -78,6 +84,7 @@ GROUPS = (
     "Emulation",
     "Identity",
     "Network",
+    "Blocking",
     "Output",
 )
 
@@ -343,6 +350,35 @@ class CaptureOptions:
         "address policy judges it and the target); its password is never shown.",
         group="Network",
     )
+    block_resources: tuple[str, ...] = option(
+        (),
+        Choices(RESOURCE_TYPES),
+        "Resource types not loaded (xhr includes fetch); refused inside the browser.",
+        group="Network",
+    )
+    block_urls: tuple[str, ...] = option(
+        (),
+        UrlPatterns(),
+        "URLs not loaded: a glob on the whole URL, or 're:' and a regex.",
+        group="Network",
+        flag="block-url",
+    )
+    # Blocking: filter lists and consent popups
+    block_ads: bool = option(
+        False,
+        Flag(),
+        "Requests EasyList matches are not loaded; ad slots hidden.",
+        group="Blocking",
+    )
+    block_trackers: bool = option(
+        False, Flag(), "Requests EasyPrivacy matches are not loaded.", group="Blocking"
+    )
+    block_cookie_banners: bool = option(
+        False,
+        Flag(),
+        "Consent popups refused (opt-out) or hidden, by DuckDuckGo's autoconsent rules.",
+        group="Blocking",
+    )
     # Output
     format: str = option(
         "png",
@@ -392,6 +428,25 @@ class CaptureOptions:
     def scrolls(self) -> bool:
         """Whether to scroll through the page first: ``scroll_page``, else ``full_page``."""
         return self.full_page if self.scroll_page is None else self.scroll_page
+
+    @property
+    def blocks_requests(self) -> bool:
+        """Whether some requests are refused (the engine intercepts every request)."""
+        return bool(
+            self.block_resources or self.block_urls or self.block_ads or self.block_trackers
+        )
+
+    @property
+    def blocking(self) -> tuple[object, ...]:
+        """The blocking options together: a reused page (a lane) serves only jobs that block
+        the same way, since what one loaded may come from its memory cache for the next."""
+        return (
+            self.block_resources,
+            self.block_urls,
+            self.block_ads,
+            self.block_trackers,
+            self.block_cookie_banners,
+        )
 
     @property
     def changes_page(self) -> bool:

@@ -174,6 +174,7 @@ async def capture_request(
     result.bytes = len(capture.image)
     result.sha256 = sha256
     result.truncated = capture.truncated
+    result.blocked = capture.blocked
     result.phash = phash
     result.timings["navigate_ms"] = capture.navigate_ms
     result.timings["capture_ms"] = capture.capture_ms
@@ -232,6 +233,7 @@ def _store(
         etag=stored.version,
         truncated=capture.truncated,
         phash=phash,
+        blocked=capture.blocked,
     )
     try:
         storage.remember(cache_id(request, engine_name), entry)
@@ -256,6 +258,7 @@ def _answer_from_cache(
     result.bytes = entry.bytes
     result.sha256 = entry.sha256
     result.truncated = entry.truncated
+    result.blocked = entry.blocked
     result.phash = entry.phash
     result.timings["store_ms"] = _ms_since(lookup_started)
     result.timings["total_ms"] = _ms_since(started)

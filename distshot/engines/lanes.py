@@ -96,8 +96,9 @@ PERMISSIONS_UNTOUCHED = """async () => {
 def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
     """What a lane fixes for its lifetime: the user agent and its egress guard's key (address
     policy, pins, proxy), the locale, position and JavaScript (emulation overrides no reset
-    undoes), plus what the engine cannot change on a live context (``fixed``). A lane serves
-    only jobs with the same key."""
+    undoes), the blocking options (a page that loaded an ad may hand it to the next job from
+    its memory cache, past a blocking job's interception), plus what the engine cannot change
+    on a live context (``fixed``). A lane serves only jobs with the same key."""
     opts = request.options
     return (
         opts.user_agent,
@@ -105,6 +106,7 @@ def lane_key(request: ShotRequest, *fixed: object) -> tuple[object, ...]:
         opts.locale,
         opts.geolocation,
         opts.javascript_enabled,
+        opts.blocking,
         *fixed,
     )
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
@@ -29,11 +29,13 @@ from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
 from . import lanes
+from .blocking import BLOCKING_OPTIONS, FRAME_EVENTS, Blocker, after_load, release_frame
 from .cdp_capture import (
     FRESH,
     IDENTITY_OPTIONS,
     PAGE_ENGINE_OPTIONS,
     STEP_FORMATS,
+    Call,
     Shot,
     capture,
     emulate_media,
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
     )
 
 CAPABILITIES = Capabilities(
-    options=PAGE_ENGINE_OPTIONS | IDENTITY_OPTIONS | {"http_credentials"},
+    options=PAGE_ENGINE_OPTIONS | IDENTITY_OPTIONS | {"http_credentials"} | BLOCKING_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Playwright (async)",
 )
@@ -132,6 +134,27 @@ class _Lane:
         self.viewport: tuple[int, int] | None = None  # what the page was last given
         self.headers: tuple[tuple[str, str], ...] = ()
         self.emulated = FRESH
+        #: The current job's blocker: answers the page's paused requests (None: lets them go).
+        self.blocker: Blocker | None = None
+
+    def blocking_event(self, method: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """The handler of one of the events ``Blocker.start`` asks for: a paused request
+        (refused or let go), a cross-site frame attached or a message from one."""
+
+        async def handle(params: dict[str, Any]) -> None:
+            blocker = self.blocker
+            if blocker is not None:
+                calls = blocker.on_event(method, params)
+            elif method == "Fetch.requestPaused":
+                calls = [Call("Fetch.continueRequest", {"requestId": params["requestId"]})]
+            else:
+                calls = [release_frame(params)] if method == "Target.attachedToTarget" else []
+            # A page that went away meanwhile makes these fail; nothing waits for them then.
+            for call in calls:
+                with contextlib.suppress(Exception):
+                    await self.cdp.send(call.method, call.params)
+
+        return handle
 
     def saw_request(self, request: Request) -> None:
         document = request.resource_type == "document"
@@ -321,6 +344,8 @@ class PlaywrightEngine(Engine):
         # (lanes.py: a 401/407 challenge means the lane is not reused).
         page.on("request", lane.saw_request)
         page.on("response", lane.saw_response)
+        for event in ("Fetch.requestPaused", *FRAME_EVENTS):
+            cdp.on(event, lane.blocking_event(event))
         return lane
 
     async def _finish_lane(self, lane: _Lane) -> None:
@@ -374,11 +399,17 @@ class PlaywrightEngine(Engine):
             return max(1.0, (deadline - time.monotonic()) * 1000)
 
         started = time.monotonic()
+        config = self.config
+        lane.blocker = blocker = Blocker.for_job(
+            opts, request.url, config.ad_filters, config.tracker_filters
+        )
         try:
             await lane.fit(opts)
             if isinstance(opts.cookies, tuple) and opts.cookies:
                 # The lane is discarded after this job (lanes.holds_identity).
                 await lane.context.add_cookies([c.to_browser() for c in opts.cookies])  # type: ignore[misc]
+            if blocker is not None:
+                await run_steps(blocker.start(first_on_page=lane.jobs == 1), lane.send)
             response = await page.goto(
                 request.url,
                 wait_until=opts.wait_until,  # type: ignore[arg-type]
@@ -388,6 +419,9 @@ class PlaywrightEngine(Engine):
                 await page.wait_for_selector(opts.wait_for, state="visible", timeout=remaining_ms())
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(after_load(opts, blocker, deadline), lane.send), remaining_ms() / 1000
+            )
             await asyncio.wait_for(
                 run_steps(prepare_page(opts, deadline), lane.send), remaining_ms() / 1000
             )
@@ -410,6 +444,7 @@ class PlaywrightEngine(Engine):
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
             truncated=shot.truncated,
+            blocked=blocker.blocked if blocker is not None else None,
         )
 
     def _explain(

@@ -38,6 +38,7 @@ from ..core.errors import (
 from ..core.models import Capture, ShotRequest
 from ..core.options import CaptureOptions
 from ..plugins.hookspecs import hookimpl
+from .blocking import BLOCKING_OPTIONS, Blocker, after_load
 from .cdp_capture import (
     FETCH_AUTH,
     IDENTITY_PAGE_OPTIONS,
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from pyppeteer.page import Page
 
 CAPABILITIES = Capabilities(
-    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"},
+    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"} | BLOCKING_OPTIONS,
     formats=STEP_FORMATS,
     description=(
         "Chromium through pyppeteer (async, CDP); pyppeteer is UNMAINTAINED "
@@ -244,14 +245,24 @@ class PyppeteerEngine(Engine):
             await page.setExtraHTTPHeaders(dict(opts.headers))
         # The context is the job's own and closed after it: nothing here outlives the job.
         await run_steps(identity(opts), page._client.send)
-        if opts.http_credentials:
-            await self._answer_challenges(page, opts)
         permissions = granted_permissions(opts)
         if permissions:
             await slot.browser._connection.send(
                 "Browser.grantPermissions",
                 {"permissions": permissions, "browserContextId": context._id},
             )
+        config = self.config
+        blocker = Blocker.for_job(opts, request.url, config.ad_filters, config.tracker_filters)
+        if blocker is not None:
+            self._intercept(page, blocker)
+            # Not its cross-site frames: pyppeteer's page session is itself a nested one, and
+            # a frame attached below it answered "No session with given id" to every message
+            # sent to it (tried); such a frame's own requests are not intercepted here.
+            # (One Fetch.enable a session: with credentials it answers challenges too.)
+            steps = blocker.start(attach_frames=False, handle_auth=bool(opts.http_credentials))
+            await run_steps(steps, page._client.send)
+        if opts.http_credentials:
+            await self._answer_challenges(page, opts, pause=blocker is None)
 
         started = time.monotonic()
         try:
@@ -271,6 +282,10 @@ class PyppeteerEngine(Engine):
                 )
             if opts.delay:
                 await asyncio.sleep(min(opts.delay / 1000, remaining_ms() / 1000))
+            await asyncio.wait_for(
+                run_steps(after_load(opts, blocker, deadline), page._client.send),
+                remaining_ms() / 1000,
+            )
             await asyncio.wait_for(
                 run_steps(prepare_page(opts, deadline), page._client.send), remaining_ms() / 1000
             )
@@ -296,13 +311,15 @@ class PyppeteerEngine(Engine):
             title=title,
             navigate_ms=navigate_ms,
             capture_ms=capture_ms,
+            blocked=blocker.blocked if blocker is not None else None,
         )
 
-    async def _answer_challenges(self, page: Page, opts: CaptureOptions) -> None:
+    async def _answer_challenges(self, page: Page, opts: CaptureOptions, pause: bool) -> None:
         """HTTP credentials through CDP's Fetch domain (pyppeteer's own ``authenticate``
-        goes through its request interception): each paused request goes on, each challenge
-        gets the job's credentials once; a second challenge for the same request (they were
-        refused) is cancelled, which fails the job with ``AuthenticationRequired``."""
+        goes through its request interception): each challenge gets the job's credentials
+        once; a second challenge for the same request (they were refused) is cancelled,
+        which fails the job with ``AuthenticationRequired``. ``pause``: turn interception on
+        here, every paused request going on (else a blocker paused them and answers them)."""
         client = page._client
         answered: set[str] = set()
 
@@ -316,9 +333,19 @@ class PyppeteerEngine(Engine):
             answered.add(event["requestId"])
             self._spawn(client.send("Fetch.continueWithAuth", answer))
 
-        client.on("Fetch.requestPaused", on_paused)
         client.on("Fetch.authRequired", on_auth)
-        await client.send("Fetch.enable", FETCH_AUTH)
+        if pause:
+            client.on("Fetch.requestPaused", on_paused)
+            await client.send("Fetch.enable", FETCH_AUTH)
+
+    def _intercept(self, page: Page, blocker: Blocker) -> None:
+        """Answer the page's paused requests (``Blocker.start`` pauses them)."""
+
+        def on_paused(params: dict[str, Any]) -> None:
+            call = blocker.answer(params)
+            self._spawn(page._client.send(call.method, call.params))
+
+        page._client.on("Fetch.requestPaused", on_paused)
 
     def _spawn(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)

@@ -32,6 +32,7 @@ _NULLABLE = {
     "device": "string",
     "phash": "string",
     "image_key": "string",
+    "blocked": "integer",
 }
 
 RECORD_SCHEMA: dict[str, Any] = {

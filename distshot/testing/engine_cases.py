@@ -22,6 +22,16 @@ WEDGE_TIMEOUT = 8.0
 #: A made-up host name that cases give the page server's address with ``resolve``: the
 #: name is never looked up (no test may send a DNS query off the machine).
 PINNED_HOST = "shop.example"
+#: ads.html: a news page with an ad server's iframe and script (ib.adnxs.com, in EasyList) and
+#: a tracker's pixel (sb.scorecardresearch.com, in EasyPrivacy), all pinned to the page
+#: server. ``case=`` tells the pixel requests of the cases apart.
+AD_PAGE = "http://news.example:{port}/ads.html?case="
+AD_PINS = [
+    f"{host}:{{port}}:127.0.0.1"
+    for host in ("news.example", "ib.adnxs.com", "sb.scorecardresearch.com")
+]
+#: The consent case's script: the title says whether the page may scroll again.
+CONSENT_SCROLL = "document.title += ' ' + getComputedStyle(document.body).overflowY"
 
 
 #: What a case's ``{name}`` placeholders stand for when no batch fills them in: values
@@ -95,6 +105,26 @@ OPTION_CASES: dict[str, Case] = {
         {"resolve": [f"{PINNED_HOST}:{{port}}:127.0.0.1"]},
     ),
     "timeout": Case("/hang", {"timeout": 2}),
+    # network and blocking: blocking.html's quarters are red by an image, a stylesheet, a
+    # script and a fetch; ads.html's halves by an ad iframe and an ad script
+    "blocking_control": Case("/blocking.html?open", {"wait_for": "#done"}),
+    "block_resources": Case(
+        "/blocking.html?blocked",
+        {
+            "wait_for": "#done",
+            "block_resources": ["image", "stylesheet", "script", "xhr", "websocket"],
+        },
+    ),
+    "block_urls": Case(
+        "/blocking.html", {"wait_for": "#done", "block_urls": ["*/blocking.css", "re:slow-im"]}
+    ),
+    "ads_control": Case(AD_PAGE + "control", {"resolve": AD_PINS}),
+    "block_ads": Case(AD_PAGE + "ads", {"resolve": AD_PINS, "block_ads": True}),
+    "block_trackers": Case(AD_PAGE + "trackers", {"resolve": AD_PINS, "block_trackers": True}),
+    "consent_control": Case("/consent.html", {"javascript": CONSENT_SCROLL}),
+    "block_cookie_banners": Case(
+        "/consent.html", {"block_cookie_banners": True, "javascript": CONSENT_SCROLL}
+    ),
     # what to capture
     "selector": Case("/controls.html", {"selector": "#element", "padding": 10}),
     # (a missing element is looked for until a third of the job's time is left, so that the
@@ -199,6 +229,11 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "headers": ("headers",),
     "resolve": ("resolve",),
     "proxy": ("proxy_http", "proxy_socks5"),
+    "block_resources": ("block_resources",),
+    "block_urls": ("block_urls",),
+    "block_ads": ("block_ads",),
+    "block_trackers": ("block_trackers",),
+    "block_cookie_banners": ("block_cookie_banners",),
     "format": ("jpeg", "webp", "pdf"),
     "quality": ("jpeg",),
     "omit_background": ("omit_background",),

@@ -325,6 +325,72 @@ class EngineConformance:
             r["query"].get("via") in ("bad", "refusing") for r in page_server.seen.requests
         )
 
+    # -- blocking -----------------------------------------------------------------------
+
+    def _quarters(self, result: ShotResult) -> list[tuple[int, int, int]]:
+        image = image_of(ok(result)).convert("RGB")
+        return [image.getpixel((image.width * n // 8, image.height // 2)) for n in (1, 3, 5, 7)]
+
+    def _halves(self, result: ShotResult) -> list[tuple[int, int, int]]:
+        image = image_of(ok(result)).convert("RGB")
+        return [image.getpixel((image.width // 2, y)) for y in (200, 600)]
+
+    def test_block_resources_refuses_those_types(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        # image, stylesheet, script and fetch each paint a quarter red: blocked, all green;
+        # the page's WebSocket never reaches the server
+        if result := self.option_result(options_run, "block_resources"):
+            assert all(close(p, GREEN) for p in self._quarters(result))
+            assert result.blocked == 5
+            sockets = [r["query"] for r in page_server.seen.requests if r["path"] == "/ws"]
+            assert {"open": ""} in sockets and {"blocked": ""} not in sockets
+            control = options_run["blocking_control"]
+            assert all(close(p, RED) for p in self._quarters(control))
+            assert control.blocked is None
+
+    def test_block_urls_refuses_matching_urls(self, options_run: Any) -> None:
+        # a glob for the stylesheet, a regex for the image; the script and fetch still load
+        if result := self.option_result(options_run, "block_urls"):
+            image, style, script, fetch = self._quarters(result)
+            assert close(image, GREEN) and close(style, GREEN)
+            assert close(script, RED) and close(fetch, RED)
+            assert result.blocked == 2
+
+    def test_block_ads_leaves_the_ad_slots_empty(self, options_run: Any) -> None:
+        # an ad server's iframe and script (pinned with resolve): refused, the page stays green
+        if result := self.option_result(options_run, "block_ads"):
+            halves = self._halves(result)
+            assert all(close(p, GREEN) for p in halves), (halves, result.blocked)
+            assert (result.blocked or 0) >= 2
+            control = self._halves(options_run["ads_control"])
+            assert all(close(p, RED) for p in control), control
+
+    def test_block_trackers_never_requests_the_pixel(
+        self, options_run: Any, page_server: PageServer
+    ) -> None:
+        if result := self.option_result(options_run, "block_trackers"):
+            pixels = [
+                r["query"].get("case") for r in page_server.seen.requests if r["path"] == "/p"
+            ]
+            assert "trackers" not in pixels
+            assert "control" in pixels  # the same page without the option asks for it
+            assert result.blocked == 1
+            # trackers only: the ads are still there
+            assert all(close(p, RED) for p in self._halves(result))
+
+    def test_block_cookie_banners_refuses_consent_and_unlocks_the_page(
+        self, options_run: Any
+    ) -> None:
+        # a CookieYes-style banner over a red overlay that locks scrolling: autoconsent clicks
+        # "Reject All" (consent.html writes the choice in the title), the page scrolls again
+        if result := self.option_result(options_run, "block_cookie_banners"):
+            assert all(close(p, GREEN) for p in self._quarters(result))
+            assert ok(result).title == "consent rejected visible"
+            control = ok(options_run["consent_control"])
+            assert all(close(p, RED) for p in self._quarters(control))
+            assert control.title == "consent hidden"
+
     # -- what to capture ------------------------------------------------------------------
 
     def test_every_declared_option_has_a_case(self) -> None:

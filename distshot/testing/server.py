@@ -171,9 +171,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             file = (PAGES / path.lstrip("/")).resolve()
             if PAGES in file.parents and file.is_file():
-                ctype = {"html": "text/html; charset=utf-8", "png": "image/png"}.get(
-                    file.suffix.lstrip("."), "application/octet-stream"
-                )
+                ctype = {
+                    "html": "text/html; charset=utf-8",
+                    "png": "image/png",
+                    "css": "text/css",
+                    "js": "text/javascript",
+                }.get(file.suffix.lstrip("."), "application/octet-stream")
                 self.send(file.read_bytes(), ctype=ctype)
             else:
                 self.send("<title>Not Found</title>not found", status=404)

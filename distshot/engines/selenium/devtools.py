@@ -17,11 +17,14 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.options import CaptureOptions
 from ..cdp_capture import auth_answer
 from ..lanes import JobTraces
+
+if TYPE_CHECKING:
+    from ..blocking import Blocker
 
 logger = logging.getLogger("distshot.engines.selenium")
 
@@ -64,8 +67,10 @@ class _Pending:
 class PageWatch:
     """What one job's page did, from DevTools events (written by the reader thread)."""
 
-    def __init__(self, target_id: str, traces: JobTraces) -> None:
+    def __init__(self, target_id: str, traces: JobTraces, blocker: Blocker | None = None) -> None:
         self.target_id = target_id
+        #: Answers the page's paused requests (the reader thread asks it; None: let go).
+        self.blocker = blocker
         self.session_id: str | None = None
         self.cond = threading.Condition()
         self.lifecycle: dict[str, set[str]] = {}  # loader id -> lifecycle events seen
@@ -188,6 +193,8 @@ class Cdp:
         self._replies: dict[int, _Reply | None] = {}
         self._sessions: dict[str, PageWatch] = {}
         self._targets: dict[str, PageWatch] = {}
+        #: Sessions of blocking pages' cross-site frames -> their page's watch (its blocker).
+        self._frames: dict[str, PageWatch] = {}
         #: browser context id -> its job's page (None until that page exists): any other
         #: page in the context is a pop-up and is closed.
         self._contexts: dict[str, str | None] = {}
@@ -261,6 +268,8 @@ class Cdp:
     def forget(self, target_id: str, session_id: str, context_id: str) -> None:
         with self._lock:
             self._sessions.pop(session_id, None)
+            for frame in [s for s, w in self._frames.items() if w.session_id == session_id]:
+                del self._frames[frame]
             self._targets.pop(target_id, None)
             self._contexts.pop(context_id, None)
 
@@ -317,10 +326,40 @@ class Cdp:
                 watch = self._sessions.get(params.get("sessionId", ""))
             else:
                 watch = None
-        if watch is not None and session is not None and method.startswith("Fetch."):
-            self.post(*watch.fetch_reply(method, params), session)
-        elif watch is not None:
+        if method == "Target.attachedToTarget" and params.get("waitingForDebugger"):
+            self._hold_frame(watch, params["sessionId"])
+        elif method == "Target.detachedFromTarget":
+            with self._lock:
+                self._frames.pop(params.get("sessionId", ""), None)
+        if method == "Fetch.authRequired" and watch is not None and session is not None:
+            self.post(*watch.fetch_reply(method, params), session)  # a job's credentials
+            return
+        if method == "Fetch.requestPaused" and session is not None:
+            # Answered from this thread at once: the page waits for every paused request.
+            if watch is None:
+                with self._lock:
+                    watch = self._frames.get(session)  # a blocking page's cross-site frame
+            blocker = watch.blocker if watch is not None else None
+            if blocker is not None:
+                call = blocker.answer(params)
+                self.post(call.method, call.params, session)
+            else:
+                self.post("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
+            return
+        if watch is not None:
             watch.on_event(method, params)
+
+    def _hold_frame(self, watch: PageWatch | None, child: str) -> None:
+        """A cross-site frame of a blocking page, held at its start (the page's auto-attach
+        waits for the debugger only then): its own interception on, then let it run."""
+        blocker = watch.blocker if watch is not None else None
+        if watch is None or blocker is None:
+            self.post("Runtime.runIfWaitingForDebugger", {}, child)
+            return
+        with self._lock:
+            self._frames[child] = watch
+        for call in blocker.child_calls():
+            self.post(call.method, call.params, child)
 
     def _close_popup(self, info: dict[str, Any]) -> None:
         """Close any page but the job's own in a job's context, and tell the job's page:

@@ -24,6 +24,7 @@ from ...core.errors import (
 )
 from ...core.models import Capture, ShotRequest
 from .. import lanes
+from ..blocking import Blocker, after_load
 from ..cdp_capture import BlockingSend, capture, prepare_page, run_steps_blocking
 from ..chromium import ms_since, translate_error
 from .devtools import PageWatch
@@ -78,6 +79,8 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     #: The capture, as soon as it is taken (before the page is reset for the next job).
     outcome: Capture | None = None
+    #: What the blocking options refuse (None: nothing); the DevTools reader asks it.
+    blocker: Blocker | None = None
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -106,6 +109,7 @@ def shoot(slot: Driver, job: Job, watch: PageWatch) -> Capture:
             raise timed_out(job)
     assert watch.session_id is not None
     send = sender(slot, job, watch.session_id)
+    run_steps_blocking(after_load(opts, job.blocker, job.deadline), send)
     run_steps_blocking(prepare_page(opts, job.deadline), send)
     navigate_ms = ms_since(started)
     shot_started = time.monotonic()
@@ -131,6 +135,7 @@ def shoot(slot: Driver, job: Job, watch: PageWatch) -> Capture:
         title=str(title.get("result", {}).get("value", "")),
         navigate_ms=navigate_ms,
         capture_ms=capture_ms,
+        blocked=job.blocker.blocked if job.blocker is not None else None,
     )
 
 

@@ -161,7 +161,13 @@ class Pages:
             # page that had one (its storage is partitioned elsewhere) is not reused.
             (
                 "Target.setAutoAttach",
-                {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True},
+                # A blocking page holds each new frame until its interception is on
+                # (devtools.py: _hold_frame); the key keeps a page's blocking fixed.
+                {
+                    "autoAttach": True,
+                    "waitForDebuggerOnStart": opts.blocks_requests,
+                    "flatten": True,
+                },
             ),
         ]
         if opts.user_agent:
@@ -181,12 +187,20 @@ class Pages:
         """The job's own settings on the page, and a fresh record of what it does."""
         assert self.slot.cdp is not None
         opts = job.request.options
-        watch = PageWatch(page.target_id, job.traces)
+        watch = PageWatch(page.target_id, job.traces, job.blocker)
         if opts.http_credentials:
             watch.auth = opts  # before Fetch pauses a request: the reader answers it
         self.slot.cdp.watch(watch, page.session_id)
         page.jobs += 1
         send = sender(self.slot, job, page.session_id)
+        if job.blocker is not None:
+            # (one Fetch interception a session: with credentials it answers challenges too)
+            start = job.blocker.start(
+                first_on_page=page.jobs == 1,
+                attach_frames=False,
+                handle_auth=bool(opts.http_credentials),
+            )
+            run_steps_blocking(start, send)
         page.viewport = run_steps_blocking(emulate_device(opts, page.viewport), send)
         page.emulated = run_steps_blocking(emulate_media(opts, page.emulated), send)
         if opts.headers != page.headers:
@@ -195,7 +209,7 @@ class Pages:
         # The overrides stay on the page: its key holds locale, geolocation and JavaScript,
         # and a page given cookies or a storage state is not kept (lanes.holds_identity).
         run_steps_blocking(identity(opts), send)
-        if opts.http_credentials:  # the page is not kept after this job (holds_identity)
+        if opts.http_credentials and job.blocker is None:  # (not kept: holds_identity)
             send("Fetch.enable", FETCH_AUTH)
         permissions = granted_permissions(opts)
         if permissions:  # taken back by the reset (Browser.resetPermissions)

@@ -25,6 +25,7 @@ from ...core.egress import EgressGuard
 from ...core.errors import BrowserCrashed, DistshotError, InvalidOption
 from ...core.models import Capture, ShotRequest
 from .. import lanes
+from ..blocking import BLOCKING_OPTIONS, Blocker
 from ..cdp_capture import IDENTITY_PAGE_OPTIONS, STEP_FORMATS
 from ..chromium import DIRECT, egress_key, job_guard
 from ..reaper import Reaper
@@ -34,7 +35,7 @@ from .job import Job, timed_out
 from .pages import Pages
 
 CAPABILITIES = Capabilities(
-    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"},
+    options=IDENTITY_PAGE_OPTIONS | {"http_credentials"} | BLOCKING_OPTIONS,
     formats=STEP_FORMATS,
     description="Chromium through Selenium WebDriver (chromedriver) and CDP",
 )
@@ -213,6 +214,12 @@ class SeleniumEngine(Engine):
                     key=lanes.lane_key(request),
                     reuse_contexts=self.config.reuse_contexts,
                     traces=lanes.JobTraces.start(request.url, request.options),
+                    blocker=Blocker.for_job(
+                        request.options,
+                        request.url,
+                        self.config.ad_filters,
+                        self.config.tracker_filters,
+                    ),
                 )
                 try:
                     return await self._run(slot, job)

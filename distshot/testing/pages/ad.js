@@ -1,0 +1,1 @@
+document.getElementById("banner").style.background = "#f00";
