@@ -179,6 +179,10 @@ OPTION_CASES: dict[str, Case] = {
     ),
     "http_credentials": Case("/auth", {"http_credentials": "user:secret"}),
     "http_digest": Case("/digest-auth", {"http_credentials": "user:secret"}),
+    # credentials and blocking share one Fetch interception in the CDP engines
+    "http_credentials_blocking": Case(
+        "/digest-auth", {"http_credentials": "user:secret", "block_urls": ["*/never-loaded*"]}
+    ),
     "locale": Case("/identity.html?locale", {"locale": "de-DE"}),
     "geolocation": Case("/geolocation.html", {"geolocation": "35.68,139.69,10"}),
     "geolocation_control": Case("/geolocation.html", {}),
@@ -242,7 +246,7 @@ OPTION_COVERAGE: dict[str, tuple[str, ...]] = {
     "print_background": ("pdf_paper",),
     "cookies": ("cookies",),
     "storage_state": ("storage_state",),
-    "http_credentials": ("http_credentials", "http_digest"),
+    "http_credentials": ("http_credentials", "http_digest", "http_credentials_blocking"),
     "locale": ("locale",),
     "geolocation": ("geolocation",),
     "javascript_enabled": ("javascript_disabled",),

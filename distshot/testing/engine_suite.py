@@ -514,6 +514,10 @@ class EngineConformance:
             assert (ok(result).title, result.http_status) == ("authed", 200)
         if result := self.option_result(options_run, "http_digest"):
             assert (ok(result).title, result.http_status) == ("digest authed", 200)
+        # with a blocking option too (one interception answers both)
+        if result := self.option_result(options_run, "http_credentials_blocking"):
+            assert (ok(result).title, result.http_status) == ("digest authed", 200)
+            assert result.blocked == 0
 
     def test_locale_sets_the_language_and_accept_language(
         self, options_run: Any, page_server: PageServer
