@@ -156,10 +156,10 @@ def test_a_failed_messages_log_line_names_it_by_id_not_by_its_body(
 
     import dramatiq
 
-    from distshot.actors.quiet_logs import hide_message_bodies
+    from distshot.actors import redaction
 
-    # Given a request message carrying a proxy password, and the worker's log filter
-    hide_message_bodies()
+    # Given a request message carrying a proxy password, and the worker's log redaction
+    redaction.install()
     options = {"proxy": f"http://shooter:{SECRET}@127.0.0.1:3128"}
     message = dramatiq.Message(
         queue_name="distshot.playwright",

@@ -8,7 +8,6 @@ from dramatiq.middleware import AsyncIO, CurrentMessage, Retries, ShutdownNotifi
 from .capture import declare_capture_actor
 from .lifecycle import RuntimeLifecycle
 from .metrics import WorkerMetrics
-from .quiet_logs import hide_message_bodies
 from .reply_middleware import ReplyMiddleware
 from .runtime import WorkerRuntime
 
@@ -47,7 +46,6 @@ def install_worker(
     metrics: tuple[str, int] | None = None,
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     """Add the worker middleware to a broker built without middleware, then declare actors."""
-    hide_message_bodies()  # a request may carry secrets: its failure is logged by id
     for middleware in worker_middleware(runtime, pin_cpu=pin_cpu, metrics=metrics):
         broker.add_middleware(middleware)
     return declare_capture_actor(
