@@ -268,6 +268,12 @@ PROXY_CASES: dict[str, Case] = {
     "proxy_refusing": Case("/solid.html?via=refusing", {"proxy": "{refusing_proxy}"}),
 }
 
+#: Run by an engine made with the worker's default proxy (``EngineConfig.proxy``): a job that
+#: names no proxy of its own goes through that one.
+WORKER_PROXY_CASES: dict[str, Case] = {
+    "proxy_worker_default": Case("/echo?via=worker", {}),
+}
+
 HOSTILE_CASES: dict[str, Case] = {
     name: Case(path, {"timeout": HOSTILE_TIMEOUT})
     for name, path in {

@@ -52,6 +52,7 @@ from .engine_cases import (
     RED,
     WEDGE_TIMEOUT,
     WHITE,
+    WORKER_PROXY_CASES,
     WRONG_PASSWORD,
     Case,
 )
@@ -124,12 +125,13 @@ class EngineConformance:
         label: str,
         concurrency: int | None = None,
         values: dict[str, str] | None = None,
+        **config: Any,
     ) -> dict[str, ShotResult]:
         storage = LocalStorage(str(workdir / label))
         storage.check()
 
         async def scenario() -> dict[str, ShotResult]:
-            engine = cls.make_engine()
+            engine = cls.make_engine(**config)
             await engine.open()
             try:
                 return await run_batch(
@@ -180,6 +182,28 @@ class EngineConformance:
             "refusing_proxy": proxies["refusing"].url(),
         }
         return cls._batch(page_server, workdir, PROXY_CASES, "proxies", values=values)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def worker_proxy_run(
+        cls, page_server: PageServer, workdir: Path, proxies: dict[str, TestProxy]
+    ) -> tuple[dict[str, ShotResult], list[str]] | None:
+        """An engine made with a worker's default proxy (the HTTP one): its results and the
+        tunnels that proxy opened for them. None for an engine that does not honour
+        ``proxy`` at all."""
+        caps = get_registry().engine_entry(cls.engine).capabilities
+        if "proxy" not in caps.options:
+            return None
+        default = proxies["http"]
+        before = len(default.tunnels.opened)
+        results = cls._batch(
+            page_server,
+            workdir,
+            WORKER_PROXY_CASES,
+            "worker-proxy",
+            proxy=default.url(PROXY_USER, PROXY_PASSWORD),
+        )
+        return results, default.tunnels.opened[before:]
 
     def option_result(self, run: dict[str, ShotResult], name: str) -> ShotResult | None:
         """The case's result if the engine supports it; else assert it was rejected."""
@@ -323,6 +347,23 @@ class EngineConformance:
                 assert WRONG_PASSWORD not in json.dumps(result.to_record()), name
         assert not any(
             r["query"].get("via") in ("bad", "refusing") for r in page_server.seen.requests
+        )
+
+    def test_a_job_without_a_proxy_goes_through_the_workers_default(
+        self,
+        worker_proxy_run: tuple[dict[str, ShotResult], list[str]] | None,
+        page_server: PageServer,
+    ) -> None:
+        # an engine that honours proxy passes EngineConfig.proxy to job_egress: else the
+        # worker's proxy would be silently skipped for every job that names none
+        if worker_proxy_run is None:
+            return
+        results, tunnels = worker_proxy_run
+        assert ok(results["proxy_worker_default"]).title == "echo"
+        assert f"127.0.0.1:{page_server.server_address[1]}" in tunnels
+        assert any(
+            r["path"] == "/echo" and r["query"].get("via") == "worker"
+            for r in page_server.seen.requests
         )
 
     # -- blocking -----------------------------------------------------------------------
