@@ -508,7 +508,7 @@ class CaptureOptions:
         """These options with every ``@secrets/NAME`` replaced by the secret, read from the
         worker's ``secrets_dir``: done on the worker, so the value never crossed the broker."""
         changes = {}
-        for name, spec in SPECS.items():
+        for name, spec in SECRET_SPECS.items():  # (per request: only the few secret ones)
             value = getattr(self, name)
             if isinstance(value, SecretRef):
                 text = read_secret(name, value, directory)
@@ -526,6 +526,8 @@ SPECS: dict[str, OptionSpec] = {
     if "option" in f.metadata
 }
 OPTION_NAMES = frozenset(SPECS)
+#: The options marked secret: the only ones that may hold an ``@secrets/NAME`` reference.
+SECRET_SPECS = {name: spec for name, spec in SPECS.items() if spec.secret}
 #: The one default object: shared by every request without options, so its digest is
 #: computed once per process.
 DEFAULT_OPTIONS = CaptureOptions()

@@ -6,8 +6,9 @@ request before it leaves the browser and asks; each engine hands the ``Fetch.req
 event to the job's ``Blocker`` and sends back what ``Blocker.answer`` says: fail it with
 ``BlockedByClient`` (as an extension's block would) or let it go. Only the options' types are
 paused when nothing else needs a verdict, so ``block_resources`` alone costs no round trip per
-other request. WebSockets are never paused by the Fetch domain; ``Network.setBlockedURLs``
-refuses them instead.
+other request. WebSockets are never paused by the Fetch domain, and on this Chromium
+``Network.setBlockedURLs`` did not stop them either: a blocked page gets a WebSocket that
+fails at once (a script added before the page's own, ``_NO_SOCKETS``).
 
 The ad and tracker filters are EasyList and EasyPrivacy, matched by ``adblock`` (the Python
 bindings of Brave's adblock-rust, MIT or Apache-2.0). Chosen over ``braveblock`` (also
@@ -16,7 +17,7 @@ also answers cosmetic rules (the selectors that hide an ad's empty slot), tells 
 third party from the page's URL, and installs from PyPI as one abi3 wheel for every Python 3.
 Its last release is from 2022; the engine it binds is Brave's, and the lists' syntax has not
 changed in ways its matcher misses (tested on the Debian lists). Each list is compiled once per
-process, on the first job that asks for it (``filter_engine``), about 0.1-0.4 s.
+process, on the first job that asks for it (``filter_engine``), about 0.1 s (docs/benchmarks.md).
 
 The lists come from Debian's ``webext-ublock-origin-chromium`` (uBlock Origin's bundled
 copies), extracted by ``make filter-lists`` into ``DEFAULT_FILTER_DIR``; the worker settings
