@@ -48,9 +48,10 @@ def test_a_cancelled_jobs_clean_up_still_releases_its_browser() -> None:
 
     in_flight, closed = asyncio.run(scenario())
     # Then the clean-up ran to its end: the slot was released, so the retired browser was
-    # closed too (without it, it would stay open, held by a job long gone)
+    # closed too (without it, it would stay open, held by a job long gone); browser-2 is the
+    # one launched ahead for the job after browser-1's only one, closed with the rest
     assert in_flight == 0
-    assert sorted(closed) == ["browser-0", "browser-1"]
+    assert sorted(closed) == ["browser-0", "browser-1", "browser-2"]
 
 
 class _Browser:
@@ -103,3 +104,105 @@ def test_the_recycling_policy_names_why_a_browser_goes_and_tells_the_metrics(
     assert recycler.memory_recycles == (reason == "memory")
     retired = [(telemetry.BROWSER_RECYCLE, {"reason": reason})] if reason else []
     assert events == [(telemetry.BROWSER_LAUNCH, {}), *retired]
+
+
+class _Launches:
+    """A fake browser launcher the test holds back: each launch waits for ``go``."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.started: list[str] = []
+        self.closed: list[str] = []
+        self.go = asyncio.Event()
+        self.pid = pid
+
+    async def launch(self) -> tuple[str, int | None]:
+        name = f"browser-{len(self.started)}"
+        self.started.append(name)
+        if len(self.started) > 1:  # the first one opens the engine; the rest wait for go
+            await self.go.wait()
+        return name, self.pid
+
+    async def close(self, browser: str, pid: int | None) -> None:
+        self.closed.append(browser)
+
+    def browsers(self, config: EngineConfig) -> RecyclingBrowser[str]:
+        return RecyclingBrowser(config, self.launch, self.close, lambda b: True, lambda b, g: None)
+
+
+def test_a_browser_over_its_memory_keeps_serving_until_its_successor_is_up() -> None:
+    launches = _Launches(pid=os.getpid())  # this process: far over a 1 MB limit
+
+    async def scenario() -> list[object]:
+        browsers = launches.browsers(EngineConfig(recycle_after=1000, recycle_memory_mb=1))
+        first = await browsers.acquire()
+        first.checked_memory_at -= 5  # a second has passed: the next acquire reads memory
+        browsers.release(first)
+        # When the next job comes, the memory is over: a successor starts launching...
+        during = await browsers.acquire()
+        await asyncio.sleep(0)
+        seen: list[object] = [during.browser, list(launches.started)]
+        # ...and while it launches, jobs still get the old browser at once (no wait)
+        also = await asyncio.wait_for(browsers.acquire(), 1.0)
+        seen += [also.browser, list(launches.closed)]
+        browsers.release(during)
+        browsers.release(also)
+        # Once it is up, the next job gets it and the old one closes (its jobs are done)
+        launches.go.set()
+        await asyncio.sleep(0.01)
+        after = await browsers.acquire()
+        await asyncio.sleep(0.01)
+        seen += [after.browser, list(launches.closed), browsers.memory_recycles]
+        browsers.release(after)
+        await browsers.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen == [
+        "browser-0",
+        ["browser-0", "browser-1"],
+        "browser-0",
+        [],
+        "browser-1",
+        ["browser-0"],
+        1,
+    ]
+
+
+def test_the_next_browser_launches_a_tenth_before_the_last_job_and_close_closes_it() -> None:
+    launches = _Launches()
+    launches.go.set()
+
+    async def scenario() -> tuple[list[str], list[int], list[str]]:
+        browsers = launches.browsers(EngineConfig(recycle_after=10))
+        used, started = [], []
+        for _ in range(12):
+            slot = await browsers.acquire()
+            used.append(slot.browser)
+            browsers.release(slot)
+            await asyncio.sleep(0.001)
+            started.append(len(launches.started))
+        await browsers.close()
+        return used, started, launches.closed
+
+    used, started, closed = asyncio.run(scenario())
+    # ten jobs on the first browser (the limit holds), then the next one
+    assert used == ["browser-0"] * 10 + ["browser-1"] * 2
+    # its launch began at the ninth job, ahead of need: the eleventh job did not launch
+    assert started == [1] * 8 + [2] * 4
+    assert sorted(closed) == ["browser-0", "browser-1"]
+
+
+def test_a_spare_launched_ahead_is_closed_with_the_engine() -> None:
+    launches = _Launches()
+    launches.go.set()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        browsers = launches.browsers(EngineConfig(recycle_after=1))
+        slot = await browsers.acquire()  # its only job: the next browser launches now
+        browsers.release(slot)
+        await browsers.close()  # right away, while the spare may still be launching
+        return launches.started, launches.closed
+
+    started, closed = asyncio.run(scenario())
+    assert started == ["browser-0", "browser-1"]
+    assert sorted(closed) == ["browser-0", "browser-1"]

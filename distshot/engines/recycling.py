@@ -8,6 +8,15 @@ and every retirement with its reason.
 Engines that drive one browser for many concurrent jobs (playwright, pyppeteer) hand
 ``RecyclingBrowser`` two coroutines, launch and close, and take a ``BrowserSlot`` per job; a
 retired browser closes once its last job is done, so recycling never cuts a job short.
+
+A planned replacement costs the jobs nothing (make before break): the successor is launched
+in the background while the old browser still serves. It starts a tenth of ``recycle_after``
+before a browser's last allowed job (the limit stays hard) or when its memory passes the limit
+(memory is a soft bound, read once a second: the old browser takes jobs for the second or so
+the launch needs). Launching inside a job's ``acquire`` held that job, and every job behind
+the lock, for a whole browser start: under steady load, the slowest 1% of a service's answers
+were exactly those (bench/serve.py, docs/benchmarks.md). Only a crash still makes a job wait
+for a launch: there is no browser left to serve it.
 """
 
 from __future__ import annotations
@@ -62,8 +71,12 @@ class Recycler:
         """Whether ``browser`` must be retired now; a retirement is reported with its reason."""
         reason = self.reason(browser, crashed=crashed)
         if reason is not None:
-            telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
+            self.report(reason)
         return reason is not None
+
+    def report(self, reason: str) -> None:
+        """Tell the metrics a browser is being retired, and why."""
+        telemetry.emit(telemetry.BROWSER_RECYCLE, reason=reason)
 
     def reason(self, browser: Worn, *, crashed: bool) -> str | None:
         """Why ``browser`` must be replaced (crash, jobs, memory), or None. The memory is
@@ -92,6 +105,8 @@ class BrowserSlot(Generic[B]):
         self.jobs = 0
         self.in_flight = 0
         self.retired = False
+        #: Over its memory limit: still serving until its successor is up.
+        self.retiring = False
         #: Set when the browser died, or is too wedged to trust (a context that would not
         #: close): no new job gets it, and it is closed when its last job ends.
         self.crashed = False
@@ -133,6 +148,9 @@ class RecyclingBrowser(Generic[B]):
         self._slot: BrowserSlot[B] | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        #: The next browser, launching (or up) in the background while the current one
+        #: still serves.
+        self._successor: asyncio.Task[BrowserSlot[B]] | None = None
         self.recycler = Recycler(config)
 
     @property
@@ -158,20 +176,68 @@ class RecyclingBrowser(Generic[B]):
 
     async def acquire(self) -> BrowserSlot[B]:
         async with self._lock:
-            slot = self._slot
-            if slot is not None and (
-                slot.retired
-                or self.recycler.worn_out(
-                    slot, crashed=slot.crashed or not self._connected(slot.browser)
-                )
-            ):
-                self._retire(slot)
-                slot = self._slot = None
+            # A promoted successor is checked too: it may have died while it waited.
+            slot = self._usable(self._promote(self._usable(self._slot)))
             if slot is None:
-                slot = self._slot = await self._start()
+                if self._successor is not None:  # already launching: wait for that one
+                    await asyncio.wait({self._successor})
+                    slot = self._promote(None)
+                if slot is None:
+                    slot = await self._start()
+            self._slot = slot
             slot.jobs += 1
             slot.in_flight += 1
+            if slot.jobs >= self._launch_ahead_at():
+                self._prepare_successor()
             return slot
+
+    def _launch_ahead_at(self) -> int:
+        """The job of a browser that launches its successor: a tenth of ``recycle_after``
+        before the last, so that a launch (about a second on a busy machine, some ten jobs
+        at a service's pace) is done before the last job ends."""
+        limit = self.config.recycle_after
+        return limit - max(1, limit // 10)
+
+    def _usable(self, slot: BrowserSlot[B] | None) -> BrowserSlot[B] | None:
+        """``slot`` if it may take another job, retiring it otherwise. A browser over its
+        memory limit stays usable until its successor is up (see the module's docstring)."""
+        if slot is None or slot.retired:
+            return None
+        crashed = slot.crashed or not self._connected(slot.browser)
+        if slot.retiring and not crashed and slot.jobs < self.config.recycle_after:
+            return slot  # the memory was read: it goes as soon as its successor is ready
+        reason = self.recycler.reason(slot, crashed=crashed)
+        if reason == "memory":
+            slot.retiring = True
+            self.recycler.report(reason)
+            self._prepare_successor()
+            return slot
+        if reason is not None:
+            if not slot.retiring:  # a memory retirement was reported already
+                self.recycler.report(reason)
+            self._retire(slot)
+            return None
+        return slot
+
+    def _prepare_successor(self) -> None:
+        if self._successor is None:
+            self._successor = asyncio.get_running_loop().create_task(self._start())
+
+    def _promote(self, slot: BrowserSlot[B] | None) -> BrowserSlot[B] | None:
+        """The successor, retiring ``slot``, if one is up and ``slot`` is going (over its
+        memory) or gone; else ``slot``. A successor that failed to start is dropped then (the
+        next need launches again, in the open)."""
+        successor = self._successor
+        if successor is None or not successor.done():
+            return slot
+        if slot is not None and not slot.retiring:
+            return slot  # launched ahead of its last jobs: those stay on the current one
+        self._successor = None
+        if successor.cancelled() or successor.exception() is not None:
+            return slot
+        if slot is not None:
+            self._retire(slot)
+        return successor.result()
 
     def release(self, slot: BrowserSlot[B]) -> None:
         slot.in_flight -= 1
@@ -203,6 +269,13 @@ class RecyclingBrowser(Generic[B]):
     async def close(self) -> None:
         async with self._lock:
             slot, self._slot = self._slot, None
+            successor, self._successor = self._successor, None
+        if successor is not None:  # let its launch finish, then close it like the others
+            await asyncio.wait({successor})
+            if not successor.cancelled() and successor.exception() is None:
+                spare = successor.result()
+                spare.retired = True
+                await self._close(spare.browser, spare.pid)
         if slot is not None:
             slot.retired = True
             await self._close(slot.browser, slot.pid)
