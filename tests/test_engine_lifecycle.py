@@ -445,3 +445,45 @@ def test_a_lane_whose_page_opened_a_pop_up_is_not_reused(
 
     # Then the pop-up's lane was closed and a new one opened, which the third job reused
     assert run(scenario()) == 2
+
+
+def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
+    http_server: PageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: str
+) -> None:
+    from distshot.engines import lanes
+
+    monkeypatch.setattr(lanes, "LANE_JOBS", 3)
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[str], list[str], int, int]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        opened_by: list[str] = []
+        open_lane = engine._open_lane
+
+        async def watched(slot, request):  # type: ignore[no-untyped-def]
+            task = asyncio.current_task()
+            opened_by.append(task.get_name() if task else "?")
+            return await open_lane(slot, request)
+
+        engine._open_lane = watched  # type: ignore[method-assign]
+        await engine.open()
+        try:
+            statuses = []
+            for n in range(10):
+                job = capture_request(request(f"{http_server.base}/solid.html", n), engine, storage)
+                result = await asyncio.create_task(job, name=f"job-{n}")
+                statuses.append(result.status)
+                await asyncio.sleep(0.3)  # time for a replacement to open between jobs
+            return statuses, opened_by, engine.lanes_opened, engine.lanes_discarded["jobs"]
+        finally:
+            await engine.close()
+
+    statuses, opened_by, opened, worn = run(scenario())
+    assert statuses == ["ok"] * 10
+    # Given lanes worn after 3 jobs, 10 jobs wore out three of them...
+    assert worn == 3 and opened == 4
+    # ...and only the first job opened a lane in its own time: each replacement was opened
+    # in the background while the worn lane still served
+    jobs_that_opened = [name for name in opened_by if name.startswith("job-")]
+    assert jobs_that_opened == ["job-0"]
+    assert wait_no_processes(tag) == []

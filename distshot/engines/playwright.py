@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..core.contracts import Capabilities, Engine, EngineConfig
@@ -136,6 +136,12 @@ class _Lane:
         self.emulated = FRESH
         #: The current job's blocker: answers the page's paused requests (None: lets them go).
         self.blocker: Blocker | None = None
+        #: The last job's request: what a replacement lane is opened for.
+        self.request: ShotRequest | None = None
+        #: Worn out, with its replacement opening in the background: it serves meanwhile.
+        self.replacing = False
+        #: Its replacement is open: it closes at once if idle, else when its job ends.
+        self.superseded = False
 
     def blocking_event(self, method: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         """The handler of one of the events ``Blocker.start`` asks for: a paused request
@@ -242,6 +248,8 @@ class PlaywrightEngine(Engine):
         self._playwright: Playwright | None = None
         self._driver_lock = asyncio.Lock()
         self._idle: list[_Lane] = []  # clean lanes waiting for a job, least recently used first
+        self._replacing: set[asyncio.Task[None]] = set()  # lanes opening in the background
+        self._closing = False
         self.lanes_opened = 0  # observable for tests: how often a context was created
         #: Why lanes were thrown away at the end of a job, by reason (observable for tests).
         self.lanes_discarded: Counter[str] = Counter()
@@ -292,6 +300,7 @@ class PlaywrightEngine(Engine):
         try:
             lane = self._take_idle(slot, _lane_key(request)) or await self._open_lane(slot, request)
             lane.jobs += 1
+            lane.request = request
             lane.traces = lanes.JobTraces.start(request.url, request.options)
             if lane.guard is not None:
                 lane.guard.forget()
@@ -351,21 +360,57 @@ class PlaywrightEngine(Engine):
     async def _finish_lane(self, lane: _Lane) -> None:
         """Clean the lane for the next job, or close it if it cannot be trusted clean."""
         slot = lane.slot
-        if slot.crashed or slot.retired:  # its browser is going away, and its contexts too
+        if slot.crashed or slot.retired or lane.superseded:
+            # its browser is going away (and its contexts too), or its replacement is open
             await self._close_lane(lane)
             return
         try:
             reason = await self._why_not_reuse(lane)
-            if reason is None:
+            if reason in (None, lanes.WORN):
                 await asyncio.wait_for(lane.reset(), _CLOSE_TIMEOUT)
         except Exception:
             reason = lanes.RESET_FAILED
+        if reason == lanes.WORN:
+            # Make before break: a worn lane is clean once reset, so it serves on while its
+            # replacement opens in the background. Closing it here and opening a context in
+            # the next job put a context's start and a cold renderer into one job in every
+            # LANE_JOBS, twice with two lanes in step: the slowest 1% of a busy service.
+            if not lane.replacing:
+                lane.replacing = True
+                self.lanes_discarded[reason] += 1
+                self._background(self._replace_lane(lane))
+            reason = None
         if reason is not None:
             self.lanes_discarded[reason] += 1
             await self._close_lane(lane)
             return
         self._idle.append(lane)
         # Enough idle lanes for every job slot; beyond that, the least recently used goes.
+        while len(self._idle) > self.config.concurrency:
+            await self._close_lane(self._idle.pop(0))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace_lane(self, old: _Lane) -> None:
+        """Open a lane like ``old`` (same browser, same settings) and put it in old's place:
+        old closes now if idle, else when its job ends. If the browser cannot open it, old
+        goes at its next job's end and a job opens the next lane as usual."""
+        assert old.request is not None
+        try:
+            new = await self._open_lane(old.slot, old.request)
+        except Exception:
+            old.superseded = True
+            return
+        old.superseded = True
+        if old.slot.crashed or old.slot.retired or self._closing:
+            await self._close_lane(new)
+            return
+        if old in self._idle:
+            await self._close_lane(old)
+        self._idle.append(new)
         while len(self._idle) > self.config.concurrency:
             await self._close_lane(self._idle.pop(0))
 
@@ -471,6 +516,12 @@ class PlaywrightEngine(Engine):
         return error
 
     async def close(self) -> None:
+        self._closing = True
+        if self._replacing:  # lanes opening in the background: let them end first
+            _, late = await asyncio.wait(set(self._replacing), timeout=_CLOSE_TIMEOUT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         idle, self._idle = self._idle, []
         for lane in idle:
             if lane.guard is not None:
