@@ -627,7 +627,8 @@ def _worker_metrics_env(metrics: str) -> dict[str, str]:
     show_default=True,
     metavar="SECONDS|auto|off",
     help="A request whose client waits for the answer gets 429 when it is predicted to wait "
-    "longer for a browser (auto: one capture's time; 0: only when a browser is free).",
+    "longer for a browser (auto: one capture's time, a quarter of one for a second after "
+    "any 429; 0: only when a browser is free).",
 )
 @click.option(
     "--max-memory",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 
@@ -40,8 +41,56 @@ def test_the_prediction_counts_rounds_of_smoothed_capture_time() -> None:
     queued(admission, "a", 2)
     # a's two running and two waiting behind its quota of two: a's next is fifth in line
     assert admission.predicted_wait(admission._key_state("a", None, None)) == pytest.approx(0.6)
-    # another key's request waits only for the first browser to come free
-    assert admission.predicted_wait(None) == pytest.approx(0.5 * 0.4)
+    # another key's request waits only for the first browser to come free: both captures
+    # have just begun, so one capture's time
+    assert admission.predicted_wait(None) == pytest.approx(0.4, abs=0.01)
+
+
+def test_the_prediction_counts_how_long_the_running_captures_have_run() -> None:
+    admission = Admission(2, 100)
+    admission._latency = 1.0
+    now = time.monotonic()
+    admission.running, admission._starts = 2, [now - 0.9, now - 0.2]
+    # the first browser frees in about 0.1 s (its capture is 0.9 s into a 1 s capture)
+    assert admission.predicted_wait(None) == pytest.approx(0.1, abs=0.02)
+    queued(admission, "a", 1)
+    # one request ahead takes that browser; the next frees 0.8 s from now
+    assert admission.predicted_wait(None) == pytest.approx(0.8, abs=0.02)
+    # a capture past its expected time is taken to end now, not to owe negative time
+    # (the request ahead takes that one, this one the other, 0.8 s from now)
+    admission._starts = [now - 3.0, now - 0.2]
+    assert admission.predicted_wait(None) == pytest.approx(0.8, abs=0.02)
+
+
+def test_auto_lets_a_waiting_client_wait_a_capture_until_the_service_refuses_someone() -> None:
+    admission = Admission(2, 100)
+    admission._latency = 1.0
+    now = time.monotonic()
+    admission.running, admission._starts = 2, [now - 0.5, now - 0.4]
+    # Given both browsers busy, the first free in about 0.5 s: on a service that refused
+    # nobody, a waiting client may wait up to one capture, so it is taken
+    assert admission.wait_budget() == 1.0
+    ticket = admission.admit("a", waiting_client=True)
+    admission.waiting -= 1  # (it leaves the queue again: only the bound is looked at here)
+    ticket.state.waiting -= 1
+    # When the service refuses somebody (here: a queue that is full)
+    full = Admission(2, 0)
+    with pytest.raises(Overloaded):
+        full.admit("x")
+    admission._refused_at = full._refused_at
+    # Then for a second the bound is a quarter of a capture: the same request is refused
+    assert admission.wait_budget() == pytest.approx(0.25)
+    with pytest.raises(Overloaded) as refused:
+        admission.admit("a", waiting_client=True)
+    assert refused.value.reason == "wait"
+    # ...while one that finds a browser about to come free is still taken
+    admission._starts = [now - 0.9, time.monotonic() - 0.95]
+    admission.admit("b", waiting_client=True)
+    # And a second after the last refusal, the service waits a capture for a client again
+    admission._refused_at -= 1.0
+    assert admission.wait_budget() == 1.0
+    # An explicit bound is kept as given, whatever the load
+    assert Admission(2, 100, max_wait=0.5).wait_budget() == 0.5
 
 
 def test_another_keys_backlog_behind_its_quota_is_not_ahead() -> None:

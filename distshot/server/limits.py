@@ -10,9 +10,19 @@ A request whose client waits for the answer (a synchronous shot, ``GET /v1/scree
 has one more bound: its *predicted wait*. A queue length alone cannot keep answers fast: six
 requests waiting for two browsers is three rounds of captures, fine for 100 ms pages and
 far too slow for 5 s ones. So the service predicts how long the request would wait for a
-browser (the requests ahead of it, divided by the slots that serve them, times the smoothed
-capture time) and refuses it when that exceeds ``max_wait`` seconds; by default (``None``)
-one capture's time, so an accepted answer takes about two captures at most. Asynchronous
+browser (when the captures running now end, going by how long they have run and the
+smoothed capture time, then the requests ahead of it) and refuses it when that exceeds
+``max_wait`` seconds.
+
+By default (``max_wait`` None) the bound follows the load, like the adaptive queue timeouts
+of "Fail at Scale" (Maurer, ACM Queue, 2015). A service that has refused nobody for a second
+lets a waiting client wait up to one capture's time: a page with three ``<img>`` shots on a
+two-browser service gets its third image a capture later, not a 429. Once it refuses
+anybody it is over capacity, and a queue then only adds each accepted answer's wait to its
+latency without adding a shot a second (there is always a next arrival to fill a browser).
+So for a second after any refusal the bound is a quarter of a capture: a request is taken
+when a browser is free or about to be. Under a flood at 3x capacity that kept the accepted
+answers' p99 near the capture time's (bench/serve.py part 3). Asynchronous
 requests (``wait: 0``) and batch lines are bounded by the queue only: nobody is waiting on
 the connection for them.
 
@@ -24,6 +34,7 @@ key's request waits behind at most those, not behind the whole backlog.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import os
 import time
@@ -34,6 +45,11 @@ from typing import TypeVar
 from .metrics import Metrics
 
 T = TypeVar("T")
+
+#: Seconds after a refusal during which the service counts as over capacity (``auto``).
+OVERLOAD_WINDOW = 1.0
+#: The bound on a waiting client's wait over capacity, in smoothed capture times (``auto``).
+OVERLOAD_WAIT = 0.25
 
 
 class Overloaded(Exception):
@@ -86,6 +102,10 @@ class Admission:
         self._keys: dict[str, _KeyState] = {}
         #: Seconds a capture takes, smoothed: the basis of Retry-After.
         self._latency = 5.0
+        #: When each running capture started (``time.monotonic()``).
+        self._starts: list[float] = []
+        #: When a request was last refused, for any reason (``time.monotonic()``).
+        self._refused_at = -math.inf
 
     @property
     def saturated(self) -> bool:
@@ -109,17 +129,37 @@ class Admission:
 
     def predicted_wait(self, state: _KeyState | None) -> float:
         """Seconds a new request of this key would wait for a browser, from what is ahead
-        of it: requests of any key that hold their key's slot and wait for a browser (the
-        others wait behind their own key's quota, not in front of this one), and this key's
-        own backlog, which it must wait out at its quota's pace."""
-        ready = self.running + sum(
+        of it: the captures running now (each ends a smoothed capture time after it began),
+        then requests of any key that hold their key's slot and wait for a browser (the
+        others wait behind their own key's quota, not in front of this one), each taking the
+        first browser to come free; and this key's own backlog, which it must wait out at
+        its quota's pace."""
+        latency, now = self._latency, time.monotonic()
+        ahead = sum(
             min(other.waiting, max(0, other.quota - other.running)) for other in self._keys.values()
         )
-        rounds = max(0, ready + 1 - self.concurrency) / self.concurrency
+        # When each browser comes free: now for an idle one, else when its capture should end
+        # (a running capture counted but not timed, as tests set it up, has just begun).
+        untimed = max(0, self.running - len(self._starts))
+        free_at = [max(0.0, latency - (now - start)) for start in self._starts]
+        free_at += [latency] * untimed + [0.0] * max(0, self.concurrency - self.running)
+        heapq.heapify(free_at)
+        for _ in range(ahead):
+            heapq.heappush(free_at, heapq.heappop(free_at) + latency)
+        wait = free_at[0] if free_at else 0.0
         if state is not None:
             own = max(0, state.waiting + state.running + 1 - state.quota) / state.quota
-            rounds = max(rounds, own)
-        return rounds * self._latency
+            wait = max(wait, own * latency)
+        return wait
+
+    def wait_budget(self) -> float:
+        """Seconds a waiting client's request may be predicted to wait (for ``auto``, see
+        the module's docstring)."""
+        if self.max_wait is not None:
+            return self.max_wait
+        if time.monotonic() - self._refused_at < OVERLOAD_WINDOW:
+            return OVERLOAD_WAIT * self._latency
+        return self._latency
 
     def check(self, key: str, *, waiting_client: bool = False) -> None:
         """Raise Overloaded now if ``admit`` would: called before a request's body is read
@@ -134,7 +174,7 @@ class Admission:
         if state is not None and state.waiting >= state.max_queue:
             self._refuse("key_queue", f"this key has {state.waiting} requests waiting")
         if waiting_client:
-            budget = self._latency if self.max_wait is None else self.max_wait
+            budget = self.wait_budget()
             wait = self.predicted_wait(state)
             if wait > budget:
                 self._refuse(
@@ -164,6 +204,7 @@ class Admission:
         return Ticket(key, state)
 
     def _refuse(self, reason: str, message: str, hint: str = "retry later") -> None:
+        self._refused_at = time.monotonic()
         self.metrics.overloaded.labels(reason).inc()
         raise Overloaded(reason, f"{message}; {hint}", self.retry_after())
 
@@ -181,9 +222,11 @@ class Admission:
                 state.running += 1
                 self._publish()
                 started = time.monotonic()
+                self._starts.append(started)
                 try:
                     return await job()
                 finally:
+                    self._starts.remove(started)
                     self.running -= 1
                     state.running -= 1
                     elapsed = time.monotonic() - started
