@@ -473,7 +473,8 @@ def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
                 job = capture_request(request(f"{http_server.base}/solid.html", n), engine, storage)
                 result = await asyncio.create_task(job, name=f"job-{n}")
                 statuses.append(result.status)
-                await asyncio.sleep(0.3)  # time for a replacement to open between jobs
+                while engine._replacing:  # let a replacement open before the next job
+                    await asyncio.sleep(0.02)
             return statuses, opened_by, engine.lanes_opened, engine.lanes_discarded["jobs"]
         finally:
             await engine.close()
@@ -486,4 +487,43 @@ def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
     # in the background while the worn lane still served
     jobs_that_opened = [name for name in opened_by if name.startswith("job-")]
     assert jobs_that_opened == ["job-0"]
+    assert wait_no_processes(tag) == []
+
+
+def test_a_browser_launched_ahead_has_its_lanes_open_before_its_first_job(
+    http_server: PageServer, tmp_path: Path, tag: str
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1, recycle_after=10))
+        opened_by: list[str] = []
+        open_lane = engine._open_lane
+
+        async def watched(slot, request):  # type: ignore[no-untyped-def]
+            task = asyncio.current_task()
+            opened_by.append(task.get_name() if task else "?")
+            return await open_lane(slot, request)
+
+        engine._open_lane = watched  # type: ignore[method-assign]
+        await engine.open()
+        try:
+            statuses = []
+            for n in range(14):
+                job = capture_request(request(f"{http_server.base}/solid.html", n), engine, storage)
+                result = await asyncio.create_task(job, name=f"job-{n}")
+                statuses.append(result.status)
+                await asyncio.sleep(0.3)  # time for the next browser to launch and warm up
+            return statuses, opened_by, engine.launches
+        finally:
+            await engine.close()
+
+    statuses, opened_by, launches = run(scenario())
+    assert statuses == ["ok"] * 14
+    # Given a browser replaced after 10 jobs, 14 jobs ran on two browsers...
+    assert launches == 2
+    # ...and only the very first job opened a lane in its own time: the second browser's
+    # lane was opened when it was launched, ahead of its first job
+    assert [name for name in opened_by if name.startswith("job-")] == ["job-0"]
+    assert len(opened_by) == 2
     assert wait_no_processes(tag) == []

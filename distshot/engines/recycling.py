@@ -22,6 +22,7 @@ for a launch: there is no browser left to serve it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
@@ -141,9 +142,14 @@ class RecyclingBrowser(Generic[B]):
         close: Callable[[B, int | None], Coroutine[Any, Any, None]],
         connected: Callable[[B], bool],
         on_disconnect: Callable[[B, Callable[[], None]], None],
+        warm: Callable[[BrowserSlot[B]], Awaitable[None]] | None = None,
     ) -> None:
+        """``warm``, if given, readies a successor launched ahead before it takes jobs (the
+        playwright engine opens its lanes there); a failure in it leaves the browser cold,
+        not unusable."""
         self.config = config
         self._launch, self._close, self._connected = launch, close, connected
+        self._warm = warm
         self._on_disconnect = on_disconnect
         self._slot: BrowserSlot[B] | None = None
         self._lock = asyncio.Lock()
@@ -221,7 +227,14 @@ class RecyclingBrowser(Generic[B]):
 
     def _prepare_successor(self) -> None:
         if self._successor is None:
-            self._successor = asyncio.get_running_loop().create_task(self._start())
+            self._successor = asyncio.get_running_loop().create_task(self._start_warm())
+
+    async def _start_warm(self) -> BrowserSlot[B]:
+        slot = await self._start()
+        if self._warm is not None:
+            with contextlib.suppress(Exception):
+                await self._warm(slot)
+        return slot
 
     def _promote(self, slot: BrowserSlot[B] | None) -> BrowserSlot[B] | None:
         """The successor, retiring ``slot``, if one is up and ``slot`` is going (over its
