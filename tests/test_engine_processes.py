@@ -244,7 +244,7 @@ def test_browser_is_relaunched_after_n_jobs(
     statuses, launches = asyncio.run(scenario())
     assert statuses == ["ok"] * 5
     # jobs 1-2, 3-4, 5; engines on RecyclingBrowser launch each browser's successor ahead
-    # (a tenth of recycle_after before its last job, here the first), so a fourth is up
+    # (a twentieth of recycle_after before its last job, here the first), so a fourth is up
     assert launches == 3 + launches_ahead(engine_name)
     assert wait_no_processes(tag, timeout=10) == []
 

@@ -168,7 +168,7 @@ def test_a_browser_over_its_memory_keeps_serving_until_its_successor_is_up() -> 
     ]
 
 
-def test_the_next_browser_launches_a_tenth_before_the_last_job_and_close_closes_it() -> None:
+def test_the_next_browser_launches_ahead_of_the_last_job_and_close_closes_it() -> None:
     launches = _Launches()
     launches.go.set()
 

@@ -10,7 +10,7 @@ Engines that drive one browser for many concurrent jobs (playwright, pyppeteer) 
 retired browser closes once its last job is done, so recycling never cuts a job short.
 
 A planned replacement costs the jobs nothing (make before break): the successor is launched
-in the background while the old browser still serves. It starts a tenth of ``recycle_after``
+in the background while the old browser still serves. It starts a twentieth of ``recycle_after``
 before a browser's last allowed job (the limit stays hard) or when its memory passes the limit
 (memory is a soft bound, read once a second: the old browser takes jobs for the second or so
 the launch needs). Launching inside a job's ``acquire`` held that job, and every job behind
@@ -198,11 +198,13 @@ class RecyclingBrowser(Generic[B]):
             return slot
 
     def _launch_ahead_at(self) -> int:
-        """The job of a browser that launches its successor: a tenth of ``recycle_after``
-        before the last, so that a launch (about a second on a busy machine, some ten jobs
-        at a service's pace) is done before the last job ends."""
+        """The job of a browser that launches its successor: a twentieth of
+        ``recycle_after`` before the last (25 of the default 500, about 2.5 s at ten shots a
+        second), so that a launch and its lanes (a second or so on a busy machine) are ready
+        before the last job ends. Not much earlier: until then both browsers hold memory
+        (some 400 MiB more for the service's tree, bench/serve.py)."""
         limit = self.config.recycle_after
-        return limit - max(1, limit // 10)
+        return limit - max(1, limit // 20)
 
     def _usable(self, slot: BrowserSlot[B] | None) -> BrowserSlot[B] | None:
         """``slot`` if it may take another job, retiring it otherwise. A browser over its
