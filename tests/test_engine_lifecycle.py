@@ -447,6 +447,21 @@ def test_a_lane_whose_page_opened_a_pop_up_is_not_reused(
     assert run(scenario()) == 2
 
 
+def watch_lane_opens(engine: PlaywrightEngine) -> list[str]:
+    """The names of the tasks that open the engine's lanes, in order: a job's own (the test
+    names them ``job-N``) or a background one."""
+    opened_by: list[str] = []
+    open_lane = engine._open_lane
+
+    async def watched(slot, request):  # type: ignore[no-untyped-def]
+        task = asyncio.current_task()
+        opened_by.append(task.get_name() if task else "?")
+        return await open_lane(slot, request)
+
+    engine._open_lane = watched  # type: ignore[method-assign]
+    return opened_by
+
+
 def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
     http_server: PageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: str
 ) -> None:
@@ -457,15 +472,7 @@ def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
 
     async def scenario() -> tuple[list[str], list[str], int, int]:
         engine = PlaywrightEngine(EngineConfig(concurrency=1))
-        opened_by: list[str] = []
-        open_lane = engine._open_lane
-
-        async def watched(slot, request):  # type: ignore[no-untyped-def]
-            task = asyncio.current_task()
-            opened_by.append(task.get_name() if task else "?")
-            return await open_lane(slot, request)
-
-        engine._open_lane = watched  # type: ignore[method-assign]
+        opened_by = watch_lane_opens(engine)
         await engine.open()
         try:
             statuses = []
@@ -497,15 +504,7 @@ def test_a_browser_launched_ahead_has_its_lanes_open_before_its_first_job(
 
     async def scenario() -> tuple[list[str], list[str], int]:
         engine = PlaywrightEngine(EngineConfig(concurrency=1, recycle_after=10))
-        opened_by: list[str] = []
-        open_lane = engine._open_lane
-
-        async def watched(slot, request):  # type: ignore[no-untyped-def]
-            task = asyncio.current_task()
-            opened_by.append(task.get_name() if task else "?")
-            return await open_lane(slot, request)
-
-        engine._open_lane = watched  # type: ignore[method-assign]
+        opened_by = watch_lane_opens(engine)
         await engine.open()
         try:
             statuses = []
