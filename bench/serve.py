@@ -26,7 +26,8 @@ sending the request to having read the whole answer.
 2. Throughput: ``--shots`` shots (the pages cycled) by 1, 2, 4 and 8 clients, each
    sending its next ``wait: 60`` request when the previous is answered (a 429 is retried
    after 50 ms, and counted); the clients are one asyncio loop in a process of its own, as
-   part 3's (``closed_loop``; until 2026-12-05 they were httpx threads in this process). Two rates, as bench/throughput.py: **wall** = shots / (last
+   part 3's (``closed_loop``; until 2026-12-05 they were httpx threads in this process).
+   Two rates, as bench/throughput.py: **wall** = shots / (last
    answer - first request), and **steady** = (images - 1) / (last image written - first
    image written), from the files' modification times (throughput.steady_rate). The same
    list goes to ``distshot shoot URLS -o DIR --allow-private --concurrency C`` (run once
