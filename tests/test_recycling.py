@@ -206,3 +206,38 @@ def test_a_spare_launched_ahead_is_closed_with_the_engine() -> None:
     started, closed = asyncio.run(scenario())
     assert started == ["browser-0", "browser-1"]
     assert sorted(closed) == ["browser-0", "browser-1"]
+
+
+def test_a_successor_that_failed_to_launch_is_launched_again_for_a_browser_over_its_memory() -> (
+    None
+):
+    attempts: list[str] = []
+
+    async def launch() -> tuple[str, int | None]:
+        attempts.append(f"browser-{len(attempts)}")
+        if len(attempts) == 2:
+            raise RuntimeError("the first successor cannot start")
+        return attempts[-1], os.getpid()
+
+    async def close(browser: str, pid: int | None) -> None:
+        pass
+
+    async def scenario() -> list[str]:
+        config = EngineConfig(recycle_after=1000, recycle_memory_mb=1)
+        browsers = RecyclingBrowser(config, launch, close, lambda b: True, lambda b, g: None)
+        used = []
+        first = await browsers.acquire()
+        first.checked_memory_at -= 5  # over 1 MB at the next read: a successor launches
+        for _ in range(4):
+            slot = await browsers.acquire()
+            used.append(slot.browser)
+            browsers.release(slot)
+            await asyncio.sleep(0.01)
+        browsers.release(first)
+        await browsers.close()
+        return used
+
+    used = asyncio.run(scenario())
+    # the first successor failed; the old browser went on serving and a second one launched
+    assert attempts == ["browser-0", "browser-1", "browser-2"]
+    assert used[0] == "browser-0" and used[-1] == "browser-2"

@@ -213,7 +213,10 @@ class RecyclingBrowser(Generic[B]):
             return None
         crashed = slot.crashed or not self._connected(slot.browser)
         if slot.retiring and not crashed and slot.jobs < self.config.recycle_after:
-            return slot  # the memory was read: it goes as soon as its successor is ready
+            # The memory was read: it goes as soon as its successor is up (launched again
+            # here if the last launch failed).
+            self._prepare_successor()
+            return slot
         reason = self.recycler.reason(slot, crashed=crashed)
         if reason == "memory":
             slot.retiring = True
