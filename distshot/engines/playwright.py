@@ -403,8 +403,12 @@ class PlaywrightEngine(Engine):
             self.lanes_discarded[reason] += 1
             await self._close_lane(lane)
             return
+        await self._keep_idle(lane)
+
+    async def _keep_idle(self, lane: _Lane) -> None:
+        """Put a clean lane with the idle ones: enough for every job slot; beyond that, the
+        least recently used goes."""
         self._idle.append(lane)
-        # Enough idle lanes for every job slot; beyond that, the least recently used goes.
         while len(self._idle) > self.config.concurrency:
             await self._close_lane(self._idle.pop(0))
 
@@ -429,9 +433,7 @@ class PlaywrightEngine(Engine):
             return
         if old in self._idle:
             await self._close_lane(old)
-        self._idle.append(new)
-        while len(self._idle) > self.config.concurrency:
-            await self._close_lane(self._idle.pop(0))
+        await self._keep_idle(new)
 
     async def _why_not_reuse(self, lane: _Lane) -> str | None:
         def verdict() -> str | None:
