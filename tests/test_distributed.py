@@ -202,7 +202,9 @@ def test_a_request_for_an_engine_no_worker_serves_is_reported(fleet: Fleet) -> N
         + json.dumps({"url": "https://a.test/2", "engine": "playwright"})
         + "\n"
     )
-    result = fleet.dispatch(urls, "unserved", "--engine", "null", "--wait-timeout", "3")
+    # The silence that ends the wait must outlast the served line's answer, which a worker's
+    # first job on a loaded CI machine has taken more than 3 s to give.
+    result = fleet.dispatch(urls, "unserved", "--engine", "null", "--wait-timeout", "10")
     assert result.returncode == 1, result.stderr
     records = {r["line"]: r for r in fleet.manifest("unserved")}
     assert records[1]["status"] == "ok"

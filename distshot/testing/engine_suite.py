@@ -737,8 +737,16 @@ class EngineConformance:
                 await engine.close()
             return took, max(stalls)
 
-        took, stall = asyncio.run(scenario())
-        assert stall < max(0.5, took / 2), f"open() took {took:.2f}s, the loop stood {stall:.2f}s"
+        # One wall-clock sample on a busy machine can catch the whole process scheduled out
+        # for a moment; a launch that blocks the loop stands it for most of the launch every
+        # time, so the best of three tries tells the two apart.
+        tries = []
+        for _ in range(3):
+            took, stall = asyncio.run(scenario())
+            tries.append(f"open() took {took:.2f}s, the loop stood {stall:.2f}s")
+            if stall < max(0.5, took / 2):
+                return
+        raise AssertionError("; ".join(tries))
 
     def test_after_a_wedged_page_the_next_page_works_at_once_under_load(
         self, page_server: PageServer, workdir: Path
