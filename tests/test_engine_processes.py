@@ -28,6 +28,13 @@ from distshot.storage.local import LocalStorage
 BROWSER_ENGINES = ["playwright", "pyppeteer", "selenium", "cdp"]
 
 
+def successor_starting(engine: object) -> bool:
+    """Whether ``engine``'s browser successor is still starting (engines with a
+    ``RecyclingBrowser`` as ``browsers``; selenium's pool replaces a browser in the job)."""
+    browsers = getattr(engine, "browsers", None)
+    return bool(getattr(browsers, "successor_starting", False))
+
+
 def launches_ahead(engine_name: str) -> int:
     """1 if the engine launches a browser's successor ahead of need (``RecyclingBrowser``:
     playwright, pyppeteer, the example cdp engine), else 0 (the selenium pool starts a driver
@@ -198,9 +205,11 @@ def test_browser_is_recycled_when_its_memory_passes_the_limit(
                 )
                 statuses.append(result.status)
                 # a browser found too big is replaced (in the background where the engine
-                # launches its successor ahead): wait for the replacement to be up
-                for _ in range(600):
-                    if engine.launches >= n + 2:  # type: ignore[attr-defined]
+                # launches its successor ahead): wait for the replacement to be up, its lanes
+                # too, or the next job still goes to the old browser (a loaded CI machine
+                # took more than the 1.1 s pause to open them)
+                for _ in range(1200):
+                    if engine.launches >= n + 2 and not successor_starting(engine):  # type: ignore[attr-defined]
                         break
                     await asyncio.sleep(0.05)
             return statuses, engine.launches  # type: ignore[attr-defined]

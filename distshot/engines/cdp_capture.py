@@ -194,11 +194,12 @@ def _ms_left(deadline: float) -> int:
 
 
 def _search_budget(deadline: float) -> int:
-    """Milliseconds to look for an element: the job's time left, less a third (at most two
+    """Milliseconds to look for an element: the job's time left, less a third (at most three
     seconds) kept back so that "no such element" is the answer, not a timeout, even on a
-    loaded machine."""
+    loaded machine (two seconds were not always enough at a load average of 12 on 2 cores:
+    a starved renderer's last poll and its answer came late)."""
     left = _ms_left(deadline)
-    return left - min(2000, left // 3)
+    return left - min(3000, left // 3)
 
 
 # -- before navigation: what the page sees of its device ------------------------------------

@@ -168,6 +168,12 @@ class RecyclingBrowser(Generic[B]):
     def memory_recycles(self) -> int:
         return self.recycler.memory_recycles
 
+    @property
+    def successor_starting(self) -> bool:
+        """Whether a successor is still launching or opening its lanes (observable for
+        tests: until it is up, jobs stay on the browser it replaces)."""
+        return self._successor is not None and not self._successor.done()
+
     async def open(self) -> None:
         async with self._lock:
             if self._slot is None:
