@@ -24,9 +24,13 @@ sending the request to having read the whole answer.
    and the part of it the service does not spend in the capture (client latency minus the
    record's ``timings.total_ms``).
 2. Throughput: ``--shots`` shots (the pages cycled) by 1, 2, 4 and 8 clients, each
-   sending its next ``wait: 60`` request when the previous is answered (a 429 is retried
-   after 50 ms, and counted); the clients are one asyncio loop in a process of its own, as
-   part 3's (``closed_loop``; until 2026-12-05 they were httpx threads in this process).
+   sending its next ``wait: 60`` request when the previous is answered; a 429 is counted
+   and sent again after its Retry-After, as HTTP clients' retry policies do (until
+   2026-12-05: 50 ms later, which is still run once at 8 clients and reported, not
+   judged: on this machine such clients' CPU and the service's refusals come out of the
+   browsers' two cores, and the CPU both used is shown). The clients are one asyncio loop
+   in a process of its own, as part 3's (``closed_loop``; until 2026-12-05 they were
+   httpx threads in this process).
    Two rates, as bench/throughput.py: **wall** = shots / (last
    answer - first request), and **steady** = (images - 1) / (last image written - first
    image written), from the files' modification times (throughput.steady_rate). The same
@@ -488,6 +492,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = time.monotonic()
+        self.origin = self._started  # a sample's ``at`` counts from here (monotonic clock)
 
     def start(self) -> RssSampler:
         self._thread.start()
@@ -698,12 +703,18 @@ def latency_table(rows: list[dict[str, Any]]) -> None:
 # -- 2. throughput ---------------------------------------------------------------------------
 
 
-def service_level(service: Service, urls: list[str], clients: int) -> dict[str, Any]:
-    """``urls`` shot by ``clients`` clients, each waiting for its answer; 429s retried.
+def service_level(
+    service: Service, urls: list[str], clients: int, patient: bool = True
+) -> dict[str, Any]:
+    """``urls`` shot by ``clients`` clients, each waiting for its answer; 429s retried after
+    their Retry-After (``patient``) or 50 ms later. Also the CPU seconds the clients and the
+    service's API process used: on this machine both come out of the browsers' two cores.
 
     The clients are ``closed_loop``'s, in a process of their own (``--closed-loop``)."""
+    patience = "patient" if patient else "impatient"
+    api_cpu = cpu_seconds(service.pid)
     child = start_child(
-        [sys.executable, __file__, "--closed-loop", service.base, str(clients), *urls],
+        [sys.executable, __file__, "--closed-loop", service.base, str(clients), patience, *urls],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
     )
@@ -718,10 +729,13 @@ def service_level(service: Service, urls: list[str], clients: int) -> dict[str, 
     good = [a for a in answers if a.status == "200" and good_image(a.record)]
     images = [p for p in (image_path(a.record) for a in good) if p is not None]
     return {
-        "runner": "serve",
+        "runner": "serve" if patient else "serve, clients resend after 50 ms",
         "clients": clients,
+        "patient": patient,
         "shots": len(urls),
         "ok": len(good),
+        "client_cpu_s": float(found["cpu"]),
+        "api_cpu_s": cpu_seconds(service.pid) - api_cpu,
         "retried_429": len(retried),
         "retried_429_at_s": [round(at, 3) for at in retried[:10]],
         "wall_s": wall,
@@ -825,10 +839,15 @@ def throughput_part(
         runs["serve"]["ratio_steady"] = ratio(runs["serve"], runs["shoot"], "steady_rate")
         runs["serve"]["ratio_wall"] = ratio(runs["serve"], runs["shoot"], "wall_rate")
         pairs.append((runs["shoot"], runs["serve"]))
+    # Context, not judged: clients that resend a refusal 50 ms later, ignoring Retry-After,
+    # on the same two cores as the browsers (until 2026-12-05, part 2's only clients).
+    progress(f"{name}: service, {LEVELS[-1]} clients resending after 50 ms (load {load()})")
+    urls = unique(pages, f"tput{LEVELS[-1]}-impatient-{name}", shots)
+    rows.append(service_level(service, urls, LEVELS[-1], patient=False))
     shoot_steady = mean([s["steady_rate"] for s, _ in pairs if s["steady_rate"]])
     shoot_wall = mean([s["wall_rate"] for s, _ in pairs if s["wall_rate"] and not s["problems"]])
     for row in rows:
-        if row["runner"] == "serve" and "pair" not in row:
+        if row["runner"].startswith("serve") and "pair" not in row:
             row["ratio_steady"] = (
                 row["steady_rate"] / shoot_steady if row["steady_rate"] and shoot_steady else None
             )
@@ -867,26 +886,28 @@ def retried_cell(row: dict[str, Any]) -> str:
 def throughput_table(part: dict[str, Any]) -> None:
     say(
         f"\n{part['pages']}: | runner | clients / --concurrency | shots | ok | 429 retried | "
-        "wall s | shots/s wall | shots/s steady | distshot says | start-up s | "
-        "serve/shoot steady (wall) |"
+        "CPU s: clients / API | wall s | shots/s wall | shots/s steady | distshot says | "
+        "start-up s | serve/shoot steady (wall) |"
     )
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in part["rows"]:
         ratio = "-"
-        if row["runner"] == "serve":
+        cpu = "-"
+        if row["runner"].startswith("serve"):
+            cpu = f"{row['client_cpu_s']:.1f} / {row['api_cpu_s']:.1f}"
             ratio = f"{num(row.get('ratio_steady'), 2, 'x')} ({num(row.get('ratio_wall'), 2, 'x')})"
         runner = row["runner"] + (f", pair {row['pair']}" if "pair" in row else "")
         say(
             f"| {runner} | {row['clients']} | {row['shots']} | {row['ok']} | "
-            f"{retried_cell(row)} | {num(row['wall_s'], 1)} | "
+            f"{retried_cell(row)} | {cpu} | {num(row['wall_s'], 1)} | "
             f"{num(row['wall_rate'])} | {num(row['steady_rate'])} | "
             f"{num(row.get('reported_rate'))} | {num(row.get('startup_s'), 1)} | {ratio} |"
         )
         for problem in row["problems"]:
-            say(f"|  problem: {problem} | | | | | | | | | | |")
+            say(f"|  problem: {problem} | | | | | | | | | | | |")
     pairs = ", ".join(f"{r:.2f}x" for r in part["pair_ratios"])
     say(
-        f"\nshoot (mean of {sum(r['runner'] != 'serve' for r in part['rows'])} rounds): "
+        f"\nshoot (mean of {sum(r['runner'].startswith('shoot') for r in part['rows'])} rounds): "
         f"{num(part['shoot_steady_mean'])} shots/s steady, {num(part['shoot_wall_mean'])} "
         f"wall; serve at saturation ({part['saturation_clients']} clients) / shoot, the "
         f"median of the pairs ({pairs}): {num(part['ratio_at_saturation'], 2, 'x')} steady, "
@@ -1010,12 +1031,14 @@ def open_loop(
 
 
 def closed_loop(
-    base: str, urls: list[str], clients: int
+    base: str, urls: list[str], clients: int, patient: bool = True
 ) -> tuple[list[Answer], list[float], float]:
     """``urls`` shot by ``clients`` clients, each sending its next request when the previous
-    one is answered; a 429 is sent again 50 ms later (Retry-After ignored: the client wants
-    its shots now). Returns the answers, when each 429 came (seconds after the start) and
-    the seconds from the first request to the last answer.
+    one is answered; a refused one (429) is sent again after its Retry-After, as HTTP
+    clients' retry policies do (urllib3's ``Retry``, ``respect_retry_after_header``), or,
+    not ``patient``, 50 ms later (Retry-After ignored: the client wants its shots now).
+    Returns the answers, when each 429 came (seconds after the start) and the seconds from
+    the first request to the last answer.
 
     Like ``open_loop``'s: one asyncio loop on plain keep-alive sockets (a connection per
     client), in a child process of its own at nice -10. The clients stand for programs on
@@ -1052,7 +1075,7 @@ def closed_loop(
                 if status == "429":
                     retried.append(time.perf_counter() - started)
                     todo.append(url)
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(retry_pause(headers, patient))
                     continue
                 record = None
                 if status in ("200", "202"):
@@ -1069,12 +1092,23 @@ def closed_loop(
     return answers, retried, time.perf_counter() - started
 
 
-def closed_loop_child(base: str, clients: int, urls: list[str]) -> None:
+def retry_pause(headers: dict[str, str], patient: bool) -> float:
+    """Seconds before a refused request is sent again."""
+    if not patient:
+        return 0.05
+    try:
+        return max(0.0, float(headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def closed_loop_child(base: str, clients: int, patient: bool, urls: list[str]) -> None:
     with contextlib.suppress(OSError):  # as root; otherwise at the bench's own priority
         os.setpriority(os.PRIO_PROCESS, 0, CLIENT_NICE)
-    answers, retried, wall = closed_loop(base, urls, clients)
+    answers, retried, wall = closed_loop(base, urls, clients, patient)
     rows = [[a.sent, a.latency, a.status, a.record, a.retry_after] for a in answers]
-    print(json.dumps({"answers": rows, "retried": retried, "wall": wall}), flush=True)
+    found = {"answers": rows, "retried": retried, "wall": wall, "cpu": time.process_time()}
+    print(json.dumps(found), flush=True)
 
 
 def floor_server(port: int) -> None:
@@ -1317,7 +1351,31 @@ def overload_part(
         "browsers_series": [sample.browsers for sample in sampler.samples],
         "rss_growth": rss_growth(sampler.samples),
         "handover": handover(sampler.samples),
+        "around_handover": around_handover(answers, sampler),
     }
+
+
+def around_handover(answers: list[Answer], sampler: RssSampler) -> dict[str, Any]:
+    """The 200s' and 429s' p99 for answers in flight while two browsers were up (a sample
+    with two, and the second before it: the successor's launch) and for the others. The
+    clocks agree: ``perf_counter`` and ``monotonic`` are both CLOCK_MONOTONIC on Linux,
+    in every process."""
+    spans = [
+        (sampler.origin + sample.at - sampler.interval, sampler.origin + sample.at)
+        for sample in sampler.samples
+        if sample.browsers > 1
+    ]
+
+    def during(answer: Answer) -> bool:
+        end = answer.sent + answer.latency
+        return any(answer.sent <= until and end >= since for since, until in spans)
+
+    found: dict[str, Any] = {}
+    for status in ("200", "429"):
+        for where, wanted in (("during", True), ("outside", False)):
+            values = [a.latency for a in answers if a.status == status and during(a) == wanted]
+            found[f"{status}_{where}"] = {"count": len(values), "p99": pct(values, 99)}
+    return found
 
 
 def rss_growth(samples: list[Sample]) -> float | None:
@@ -1428,6 +1486,16 @@ def overload_table(part: dict[str, Any]) -> None:
         f"browser handovers: {shift['samples']} samples with two browsers (at most "
         f"{shift['max_browsers']} at once), RSS then up to {num(shift['max_mib'], 0)} MiB, "
         f"otherwise up to {num(shift['max_otherwise_mib'], 0)} MiB"
+    )
+    around = part["around_handover"]
+    say(
+        "answers in flight during a handover / the others: "
+        + "; ".join(
+            f"{status}s {around[f'{status}_during']['count']}, p99 "
+            f"{ms(around[f'{status}_during']['p99'])} ms / {around[f'{status}_outside']['count']}"
+            f", p99 {ms(around[f'{status}_outside']['p99'])} ms"
+            for status in ("200", "429")
+        )
     )
 
 
@@ -1883,8 +1951,8 @@ def main() -> None:
         floor_server(args.floor_server)
         return
     if args.closed_loop:
-        base, clients, *urls = args.closed_loop
-        closed_loop_child(base, int(clients), urls)
+        base, clients, patience, *urls = args.closed_loop
+        closed_loop_child(base, int(clients), patience == "patient", urls)
         return
     quick = args.quick
     defaults = {
