@@ -104,7 +104,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,7 +124,7 @@ from corpus import Handler as CorpusHandler
 from corpus import Server as CorpusServer
 from machine import describe, load
 from memory import kind
-from throughput import png_size, reported_rate, steady_rate
+from throughput import median, png_size, reported_rate, steady_rate
 from wedged import MARKER, command_line, marked
 
 from distshot.engines.chromium import process_tree
@@ -806,10 +805,6 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def throughput_part(
     service: Service, work: Path, name: str, pages: list[str], shots: int, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -846,14 +841,12 @@ def throughput_part(
     rows.append(service_level(service, urls, LEVELS[-1], patient=False))
     shoot_steady = mean([s["steady_rate"] for s, _ in pairs if s["steady_rate"]])
     shoot_wall = mean([s["wall_rate"] for s, _ in pairs if s["wall_rate"] and not s["problems"]])
+    # The other levels are set against the pairs' mean shoot.
+    shoot: dict[str, Any] = {"steady_rate": shoot_steady, "wall_rate": shoot_wall, "problems": []}
     for row in rows:
         if row["runner"].startswith("serve") and "pair" not in row:
-            row["ratio_steady"] = (
-                row["steady_rate"] / shoot_steady if row["steady_rate"] and shoot_steady else None
-            )
-            row["ratio_wall"] = (
-                row["wall_rate"] / shoot_wall if row["wall_rate"] and shoot_wall else None
-            )
+            row["ratio_steady"] = ratio(row, shoot, "steady_rate")
+            row["ratio_wall"] = ratio(row, shoot, "wall_rate")
     steady = [r["ratio_steady"] for _, r in pairs if r["ratio_steady"] is not None]
     wall = [r["ratio_wall"] for _, r in pairs if r["ratio_wall"] is not None]
     return {
