@@ -62,9 +62,9 @@ sending the request to having read the whole answer.
    tree RSS (the serve process and its descendants, from /proc, every second): at the
    start, the largest, at the end (once the queue is empty again), and whether it grew
    during the flood (largest of the second half over the first's, bounded: ≤ 1.1, both
-   leaving out the seconds of a browser handover, when a recycled browser's successor is
-   up beside it; those are counted and their peak shown, and there may never be more than
-   two browsers). Also
+   leaving out the seconds of a handover: a recycled browser's successor up beside it, or
+   a worn lane's replacement context, seen as renderers above the usual count; those are
+   counted and their peak shown, and there may never be more than two browsers). Also
    the service's own time per answer (its access log: the middleware's clock, without
    uvicorn's parsing or the event loop's backlog), the 200s' capture time
    (``timings.total_ms``) and the serve process's CPU time.
@@ -477,6 +477,8 @@ class Sample:
     parts: dict[str, int]  # bytes by kind: python, driver, chromium, other (memory.kind)
     detached: int  # bytes of marked processes outside the tree (Chromium's crashpad handlers)
     browsers: int = 0  # Chromium processes whose parent is not Chromium: browsers running
+    renderers: int = 0  # Chromium renderer processes: one per lane (browser context), and
+    # one more for a second or so while a worn lane's replacement opens beside it
 
 
 class RssSampler:
@@ -506,10 +508,11 @@ class RssSampler:
             parts[kinds[pid]] = parts.get(kinds[pid], 0) + rss(pid)
             if kinds[pid] == "chromium":
                 self.chromium.add((pid, start_time(pid)))
-        browsers = 0
+        browsers = renderers = 0
         for pid, what in kinds.items():
             stat = proc_stat(pid) if what == "chromium" else None
             browsers += stat is not None and kinds.get(stat[1]) != "chromium"
+            renderers += what == "chromium" and is_renderer(pid)
         tree = set(pids)
         detached = sum(rss(pid) for pid in marked(TOKEN) if pid not in tree)
         sample = Sample(
@@ -519,6 +522,7 @@ class RssSampler:
             parts,
             detached,
             browsers,
+            renderers,
         )
         self.samples.append(sample)
         return sample
@@ -558,6 +562,13 @@ class RssSampler:
             for pid, started in sorted(self.chromium)
             if started and start_time(pid) == started
         ]
+
+
+def is_renderer(pid: int) -> bool:
+    try:
+        return b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def process_name(pid: int) -> str:
@@ -1342,6 +1353,7 @@ def overload_part(
         "rss": sampler.summary(),
         "rss_series_mib": [round(sample.rss / MIB) for sample in sampler.samples],
         "browsers_series": [sample.browsers for sample in sampler.samples],
+        "renderers_series": [sample.renderers for sample in sampler.samples],
         "rss_growth": rss_growth(sampler.samples),
         "handover": handover(sampler.samples),
         "around_handover": around_handover(answers, sampler),
@@ -1371,14 +1383,30 @@ def around_handover(answers: list[Answer], sampler: RssSampler) -> dict[str, Any
     return found
 
 
+def steady_renderers(samples: list[Sample]) -> int:
+    """The usual number of renderer processes in the tree (the most common count): one per
+    lane plus Chromium's own; more means a lane's replacement is opening beside it."""
+    counts = [sample.renderers for sample in samples]
+    return max(set(counts), key=counts.count) if counts else 0
+
+
+def in_handover(sample: Sample, renderers: int) -> bool:
+    """A second when the tree held a browser or a lane twice: a recycled browser's
+    successor beside it (engines/recycling.py), or a worn lane's replacement context beside
+    it (make before break, engines/playwright.py ``_replace_lane``)."""
+    return sample.browsers > 1 or sample.renderers > renderers
+
+
 def rss_growth(samples: list[Sample]) -> float | None:
     """Largest RSS of the flood's second half over that of its first, each leaving out the
-    seconds of a browser handover: about 1 when the memory is bounded by the browser slots,
-    above when it grows with the flood. A recycled browser's successor starts before the old
-    one leaves (engines/recycling.py), so for two or three seconds every few hundred shots
-    the tree holds two browsers; that peak is a fixed cost, reported by ``handover``, and
-    would read as growth in whichever half it fell."""
-    series = [sample.rss for sample in samples if sample.browsers <= 1]
+    seconds of a handover: about 1 when the memory is bounded by the browser slots, above
+    when it grows with the flood. A recycled browser's successor starts before the old one
+    leaves, so for a few seconds every few hundred shots the tree holds two browsers; a worn
+    lane (every ``LANE_JOBS`` jobs) is replaced the same way, a context and a renderer (some
+    300 MiB) for a second. Those peaks are a fixed cost, reported by ``handover``, and would
+    read as growth in whichever half they fell."""
+    renderers = steady_renderers(samples)
+    series = [sample.rss for sample in samples if not in_handover(sample, renderers)]
     if len(series) < 4:
         return None
     half = len(series) // 2
@@ -1386,12 +1414,18 @@ def rss_growth(samples: list[Sample]) -> float | None:
 
 
 def handover(samples: list[Sample]) -> dict[str, Any]:
-    """The seconds with more than one browser in the tree: how many, the most browsers at
-    once (1 successor at most, so 2) and the RSS then, against the largest otherwise."""
-    during = [sample for sample in samples if sample.browsers > 1]
-    others = [sample.rss for sample in samples if sample.browsers <= 1]
+    """The seconds with more than one browser in the tree (how many, the most browsers at
+    once: 1 successor at most, so 2), those with a lane's replacement beside it, and the
+    RSS then, against the largest otherwise."""
+    renderers = steady_renderers(samples)
+    during = [sample for sample in samples if in_handover(sample, renderers)]
+    others = [sample.rss for sample in samples if not in_handover(sample, renderers)]
     return {
-        "samples": len(during),
+        "samples": sum(sample.browsers > 1 for sample in samples),
+        "lane_samples": sum(
+            sample.browsers <= 1 and sample.renderers > renderers for sample in samples
+        ),
+        "steady_renderers": renderers,
         "max_browsers": max((sample.browsers for sample in samples), default=0),
         "max_mib": max((sample.rss for sample in during), default=0) / MIB or None,
         "max_otherwise_mib": max(others, default=0) / MIB or None,
@@ -1474,11 +1508,13 @@ def overload_table(part: dict[str, Any]) -> None:
     )
     say(f"RSS every second (MiB): {part['rss_series_mib']}")
     say(f"browsers in the tree every second: {part['browsers_series']}")
+    say(f"renderers in the tree every second: {part['renderers_series']}")
     shift = part["handover"]
     say(
-        f"browser handovers: {shift['samples']} samples with two browsers (at most "
-        f"{shift['max_browsers']} at once), RSS then up to {num(shift['max_mib'], 0)} MiB, "
-        f"otherwise up to {num(shift['max_otherwise_mib'], 0)} MiB"
+        f"handovers: {shift['samples']} samples with two browsers (at most "
+        f"{shift['max_browsers']} at once), {shift['lane_samples']} with a lane's "
+        f"replacement (more than {shift['steady_renderers']} renderers); RSS then up to "
+        f"{num(shift['max_mib'], 0)} MiB, otherwise up to {num(shift['max_otherwise_mib'], 0)} MiB"
     )
     around = part["around_handover"]
     say(
@@ -1717,11 +1753,12 @@ def targets(results: dict[str, Any]) -> None:
         rows.append(
             (
                 f"{mode}: tree RSS bounded (2nd half's max ≤ 1.1 x 1st half's, outside "
-                "handovers; never more than 2 browsers)",
+                "browser and lane handovers; never more than 2 browsers)",
                 f"{num(growth, 2, 'x')}; start {num(rss.get('start_mib'), 0)} MiB, max "
                 f"{num(rss.get('max_mib'), 0)} MiB, end {num(rss.get('end_mib'), 0)} MiB; "
-                f"{shift['samples']} s of handover, {shift['max_browsers']} browsers at "
-                f"most, up to {num(shift['max_mib'], 0)} MiB",
+                f"{shift['samples']} s of browser handover ({shift['max_browsers']} browsers "
+                f"at most), {shift['lane_samples']} s of lane handover, up to "
+                f"{num(shift['max_mib'], 0)} MiB",
                 None if growth is None else growth <= 1.1 and shift["max_browsers"] <= 2,
             )
         )
