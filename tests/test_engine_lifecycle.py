@@ -480,8 +480,7 @@ def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
                 job = capture_request(request(f"{http_server.base}/solid.html", n), engine, storage)
                 result = await asyncio.create_task(job, name=f"job-{n}")
                 statuses.append(result.status)
-                while engine._replacing:  # let a replacement open before the next job
-                    await asyncio.sleep(0.02)
+                await engine.settled()  # let a replacement open before the next job
             return statuses, opened_by, engine.lanes_opened, engine.lanes_discarded["jobs"]
         finally:
             await engine.close()
@@ -495,6 +494,65 @@ def test_a_worn_lane_is_replaced_in_the_background_not_in_a_jobs_time(
     jobs_that_opened = [name for name in opened_by if name.startswith("job-")]
     assert jobs_that_opened == ["job-0"]
     assert wait_no_processes(tag) == []
+
+
+def test_an_answer_does_not_wait_for_its_lanes_reset_and_the_next_job_does(
+    http_server: PageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distshot.engines import playwright
+
+    storage = LocalStorage(str(tmp_path))
+    # Given lane resets that hold until the test lets them go
+    reset, released = playwright._Lane.reset, asyncio.Event()
+    resets_started: list[object] = []
+    resets_ended: list[object] = []
+
+    async def held_reset(lane):  # type: ignore[no-untyped-def]
+        resets_started.append(lane)
+        try:
+            await released.wait()
+            await reset(lane)
+        finally:
+            resets_ended.append(lane)
+
+    monkeypatch.setattr(playwright._Lane, "reset", held_reset)
+
+    async def scenario() -> tuple[str | None, bool, list[str | None], int, bool]:
+        engine = PlaywrightEngine(EngineConfig(concurrency=1))
+        await engine.open()
+        try:
+            # When a job whose page sets a cookie and local and session storage ends, its
+            # answer comes back while its lane's reset is still held
+            first = await asyncio.wait_for(
+                capture_request(request(f"{http_server.base}/set-cookie", 1), engine, storage),
+                60,
+            )
+            await until(lambda: len(resets_started) == 1, "the first lane's reset to start")
+            held = resets_ended == []
+            # and the next job, sent now, waits for that reset rather than opening a lane
+            second = asyncio.create_task(
+                capture_request(request(f"{http_server.base}/cookies.html", 2), engine, storage)
+            )
+            await asyncio.sleep(1)
+            waited = not second.done()
+            released.set()
+            results = [await second]
+            results.append(
+                await capture_request(
+                    request(f"{http_server.base}/cookies.html", 3), engine, storage
+                )
+            )
+            return first.status, held, [r.title for r in results], engine.lanes_opened, waited
+        finally:
+            released.set()
+            await engine.close()
+
+    first, held, titles, opened, waited = run(scenario())
+    assert first == "ok" and held
+    # Then the next jobs ran in the same lane, after its reset: they see nothing it left
+    assert waited
+    assert opened == 1
+    assert titles == ["no-cookie no-local no-session"] * 2
 
 
 def test_a_browser_launched_ahead_has_its_lanes_open_before_its_first_job(

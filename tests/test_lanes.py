@@ -262,6 +262,7 @@ def test_both_engines_keep_or_throw_away_a_lane_by_the_same_rules(
         try:
             # Given a job that leaves what the rule is about, on an engine with one job slot
             first = await capture_request(request(1, url, rule.options), engine, storage)
+            await engine.settled()  # the lane's reset (or its end) may run after the answer
             discarded = Counter(engine.lanes_discarded)
             opened = None
             if rule.reason == lanes.WORN and engine_name == "playwright":

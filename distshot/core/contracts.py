@@ -112,6 +112,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def capture(self, request: ShotRequest) -> Capture: ...
 
+    async def settled(self) -> None:  # noqa: B027 - optional hook
+        """Return once the work that finished jobs left running in the background (an
+        engine may answer before it has cleaned up after the page) is done: what a test
+        awaits before it looks at the engine between jobs."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Stop everything ``open`` started; no process may outlive this."""
 

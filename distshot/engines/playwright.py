@@ -249,6 +249,8 @@ class PlaywrightEngine(Engine):
         self._driver_lock = asyncio.Lock()
         self._idle: list[_Lane] = []  # clean lanes waiting for a job, least recently used first
         self._replacing: set[asyncio.Task[None]] = set()  # lanes opening in the background
+        #: Lanes whose job has answered and that are being reset (or closed) behind it.
+        self._resetting: dict[_Lane, asyncio.Task[None]] = {}
         #: Lanes opened in a browser launched ahead, before it takes jobs (``_warm``).
         self._spares: list[_Lane] = []
         self._closing = False
@@ -301,7 +303,12 @@ class PlaywrightEngine(Engine):
         slot = await self.browsers.acquire()
         lane: _Lane | None = None
         try:
-            lane = self._take_idle(slot, _lane_key(request)) or await self._open_lane(slot, request)
+            key = _lane_key(request)
+            lane = (
+                self._take_idle(slot, key)
+                or await self._after_reset(slot, key)
+                or await self._open_lane(slot, request)
+            )
             lane.jobs += 1
             lane.request = request
             lane.traces = lanes.JobTraces.start(request.url, request.options)
@@ -313,7 +320,41 @@ class PlaywrightEngine(Engine):
                 lane.traces.failed = True
             raise
         finally:
-            await self.browsers.finish_job(self._end_job(slot, lane))
+            if lane is None or lane.traces.failed:
+                # A failed job's lane is thrown away, and that can show the browser is
+                # wedged (a context that will not close): known before the next job picks
+                # a browser (``Engine``'s recovery rule).
+                await self.browsers.finish_job(self._end_job(slot, lane))
+            else:
+                # A good job's answer does not wait for its lane's reset (about:blank, then
+                # cookies, storage and history cleared: 20-40 ms a job, several times that
+                # on a busy machine). The next job for the lane waits for it instead
+                # (``_after_reset``); the browser slot is held until it is done.
+                self._track_reset(lane, self.browsers.finish_job_soon(self._end_job(slot, lane)))
+
+    def _track_reset(self, lane: _Lane, cleanup: asyncio.Task[None]) -> None:
+        self._resetting[lane] = cleanup
+        cleanup.add_done_callback(lambda _: self._resetting.pop(lane, None))
+
+    async def _after_reset(
+        self, slot: BrowserSlot[Browser], key: tuple[object, ...]
+    ) -> _Lane | None:
+        """A lane for ``key`` whose reset after the job before is still running, once it is
+        clean: waiting for it costs less than a second context opened beside it (and its
+        cold renderer). None when no such lane is being reset or none came back clean."""
+        while pending := [
+            task
+            for lane, task in self._resetting.items()
+            if lane.slot is slot and lane.key == key and not task.done()
+        ]:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if (lane := self._take_idle(slot, key)) is not None:
+                return lane
+        return None
+
+    async def settled(self) -> None:
+        while pending := {*self._resetting.values(), *self._replacing}:
+            await asyncio.wait(pending)
 
     async def _end_job(self, slot: BrowserSlot[Browser], lane: _Lane | None) -> None:
         try:
@@ -343,7 +384,9 @@ class PlaywrightEngine(Engine):
         for stale in [lane for lane in self._spares if lane.slot.retired or lane.slot.crashed]:
             self._spares.remove(stale)  # a browser launched ahead that died unused
             await self._close_lane(stale)
-        for lane in list(reversed(self._idle))[: self.config.concurrency]:
+        # the idle lanes, least recently used first, then those whose jobs just answered
+        recent = [*self._idle, *(lane for lane in self._resetting if lane.slot is not slot)]
+        for lane in list(reversed(recent))[: self.config.concurrency]:
             if lane.request is not None and not self._closing:
                 self._spares.append(await self._open_lane(slot, lane.request))
 
@@ -537,6 +580,8 @@ class PlaywrightEngine(Engine):
         return error
 
     async def close(self) -> None:
+        if self._resetting:  # the last jobs' resets (which may start lane replacements)
+            await asyncio.wait(set(self._resetting.values()), timeout=_CLOSE_TIMEOUT * 2)
         self._closing = True
         if self._replacing:  # lanes opening in the background: let them end first
             _, late = await asyncio.wait(set(self._replacing), timeout=_CLOSE_TIMEOUT)

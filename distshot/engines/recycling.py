@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
@@ -32,6 +33,7 @@ from ..core.contracts import EngineConfig
 from .chromium import process_tree_rss
 
 B = TypeVar("B")
+logger = logging.getLogger(__name__)
 
 #: Reading a process tree's memory walks /proc; once a second is plenty for a trend.
 _MEMORY_CHECK_INTERVAL = 1.0
@@ -285,10 +287,16 @@ class RecyclingBrowser(Generic[B]):
         the end even when the job is cancelled: the capture service cancels a job that
         overran its timeout, and a clean-up cut short would hold its browser slot, and so
         its browser, for good. ``close`` waits for clean-ups still running."""
+        await asyncio.shield(self.finish_job_soon(cleanup))
+
+    def finish_job_soon(self, cleanup: Awaitable[None]) -> asyncio.Task[None]:
+        """``finish_job`` without waiting for it: the clean-up runs on while the job's
+        answer goes back. Its failure is logged (nobody awaits it); ``close`` waits for it."""
         task = asyncio.ensure_future(cleanup)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        await asyncio.shield(task)
+        task.add_done_callback(_log_failure)
+        return task
 
     async def close(self) -> None:
         async with self._lock:
@@ -305,6 +313,11 @@ class RecyclingBrowser(Generic[B]):
             await self._close(slot.browser, slot.pid)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("a job's clean-up failed: %s: %s", type(exc).__name__, exc)
 
 
 async def race_with_crash(job: Awaitable[B], slot: BrowserSlot[Any], what: str) -> B:
