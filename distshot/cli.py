@@ -637,6 +637,14 @@ def _worker_metrics_env(metrics: str) -> dict[str, str]:
     help="429 while the service and its browsers use more [off].",
 )
 @click.option(
+    "--capture-nice",
+    type=click.IntRange(0, 19),
+    default=5,
+    show_default=True,
+    help="embedded: the capture process and its browsers run this much nicer than the API, "
+    "so that answers and 429s keep their CPU when the browsers take all of it (0: same).",
+)
+@click.option(
     "--state-dir",
     default=".distshot-serve",
     show_default=True,
@@ -675,6 +683,7 @@ def serve(
     max_queue: int,
     max_queue_wait: str,
     max_memory: int | None,
+    capture_nice: int,
     state_dir: str,
     keys_file: str | None,
     allow_private: bool,
@@ -717,6 +726,7 @@ def serve(
         max_queue=max_queue,
         max_queue_wait=_queue_wait(max_queue_wait),
         memory_limit=max_memory * 1024 * 1024 if max_memory else None,
+        capture_nice=capture_nice,
         state_dir=Path(state_dir),
         keys_file=Path(keys_file) if keys_file else None,
         allow_private=settings.allow_private,

@@ -31,6 +31,43 @@ def capture_process(serve_pid: int) -> int:
     raise AssertionError(f"no capture process among {children}")
 
 
+def nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice value of every thread of ``pid`` (Chromium sets some threads' own)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+    return found
+
+
+def test_the_browsers_run_nicer_than_the_api_so_its_answers_keep_their_cpu(
+    tmp_path: Path, pages: PageServer, tag: str
+) -> None:
+    # Given a service at its default
+    serve = Serve(tmp_path, "--concurrency", "1", *LOOPBACK).start()
+    try:
+        assert serve.process is not None
+        with serve.client() as client:
+            assert (
+                client.post("/v1/shots", json={"url": pages.base + "/tall"}).json()["status"]
+                == "ok"
+            )
+        api = nice(serve.process.pid)
+        # Then the capture process and every thread of every browser process run 5 nicer
+        # than the API's: as root too, where Chromium would set its IO threads to -8
+        assert nice(capture_process(serve.process.pid)) == api + 5
+        browsers = tagged_processes(tag, "chromium")
+        assert browsers
+        assert set().union(*(thread_nices(pid) for pid in browsers)) == {api + 5}
+    finally:
+        assert serve.stop() == 0
+    assert wait_no_processes(tag, timeout=20) == []
+
+
 def test_a_dead_capture_process_is_replaced_and_its_captures_done(
     tmp_path: Path, pages: PageServer, tag: str
 ) -> None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import json
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -53,6 +55,11 @@ class CaptureSpec:
     min_backoff: float = 0.5
     log_level: int = logging.INFO
     hash_images: bool = True
+    #: Added to the child's nice value, and so its browsers' (they inherit it): under
+    #: overload Chromium takes every core, and the API's process, at the service's own
+    #: nice, must still get the CPU to parse, admit, refuse with 429 and answer at once.
+    #: Nice only weighs when the CPU is contended: alone the browsers run at full speed.
+    nice: int = 0
 
 
 def send(conn: Connection, message: dict[str, Any]) -> None:
@@ -63,8 +70,30 @@ def child_main(conn: Connection, spec: CaptureSpec) -> None:
     """The capture process's entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if spec.nice:
+        os.nice(spec.nice)  # before the browser starts: its processes inherit it
+        _keep_children_nice()
     logging.basicConfig(level=spec.log_level, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_Child(conn, spec).run())
+
+
+_PR_CAPBSET_DROP, _CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
+
+
+def _keep_children_nice() -> None:
+    """Chromium sets its threads' priorities itself: as root (holding CAP_SYS_NICE) it puts
+    them back to 0, and its IO and compositor threads to -8, above the API's process, so an
+    inherited nice is lost. Without the capability it can only keep what it inherited (its
+    attempts fail quietly). As root, this process takes CAP_SYS_NICE out of its bounding set:
+    no program it starts (Playwright's driver, the browser) gets it. Not root: nothing to do."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_CAPBSET_DROP, _CAP_SYS_NICE, 0, 0, 0) != 0:
+        logger.warning(
+            "could not keep the browsers nicer than the API (prctl: %s)",
+            os.strerror(ctypes.get_errno()),
+        )
 
 
 class _Child:

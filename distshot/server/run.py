@@ -59,6 +59,7 @@ def build_backend(serve: ServeSettings, settings: Settings) -> Backend:
             max_attempts=settings.max_attempts,
             log_level=logging.getLogger().getEffectiveLevel(),
             hash_images=settings.phash,
+            nice=serve.capture_nice,
         )
         return EmbeddedBackend(spec, admission)
     if serve.backend == "rabbitmq":

@@ -45,6 +45,9 @@ class ServeSettings:
     max_queue_wait: float | None = None
     #: 429 while the process tree's resident memory is above this many bytes.
     memory_limit: int | None = None
+    #: embedded: how much nicer (``nice(2)``) the capture process and its browsers run
+    #: than the API's process.
+    capture_nice: int = 5
     state_dir: Path = field(default_factory=lambda: Path(".distshot-serve"))
     keys_file: Path | None = None
     allow_private: bool = False
