@@ -37,6 +37,9 @@ class TestProxy(socketserver.ThreadingTCPServer):
     __test__ = False  # not a pytest class
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5: a burst of tunnels on a loaded machine overflows it, and
+    # each dropped SYN costs a 1, 2, 4 s retransmission, past a 10 s connect timeout
+    request_queue_size = 128
     kind: str  # "http", "https" or "socks5"
     credentials: tuple[str, str] | None
     refuse: bool

@@ -40,6 +40,7 @@ class Seen:
 
 class PageServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # not socketserver's 5: see proxies.TestProxy
     seen: Seen
     stop: threading.Event
     #: Pages a test writes and rewrites: ``/v/NAME`` serves ``variants[NAME]`` (HTML), so
