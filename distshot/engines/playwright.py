@@ -251,6 +251,7 @@ class PlaywrightEngine(Engine):
         self._replacing: set[asyncio.Task[None]] = set()  # lanes opening in the background
         #: Lanes whose job has answered and that are being reset (or closed) behind it.
         self._resetting: dict[_Lane, asyncio.Task[None]] = {}
+        self._busy: set[_Lane] = set()  # lanes with a job running
         #: Lanes opened in a browser launched ahead, before it takes jobs (``_warm``).
         self._spares: list[_Lane] = []
         self._closing = False
@@ -309,6 +310,7 @@ class PlaywrightEngine(Engine):
                 or await self._after_reset(slot, key)
                 or await self._open_lane(slot, request)
             )
+            self._busy.add(lane)
             lane.jobs += 1
             lane.request = request
             lane.traces = lanes.JobTraces.start(request.url, request.options)
@@ -320,6 +322,7 @@ class PlaywrightEngine(Engine):
                 lane.traces.failed = True
             raise
         finally:
+            self._busy.discard(lane)
             if lane is None or lane.traces.failed:
                 # A failed job's lane is thrown away, and that can show the browser is
                 # wedged (a context that will not close): known before the next job picks
@@ -384,8 +387,12 @@ class PlaywrightEngine(Engine):
         for stale in [lane for lane in self._spares if lane.slot.retired or lane.slot.crashed]:
             self._spares.remove(stale)  # a browser launched ahead that died unused
             await self._close_lane(stale)
-        # the idle lanes, least recently used first, then those whose jobs just answered
-        recent = [*self._idle, *(lane for lane in self._resetting if lane.slot is not slot)]
+        # the idle lanes, least recently used first, then those whose jobs just answered and
+        # those with a job running: every lane in use, whatever it is doing at the launch
+        recent = [
+            *self._idle,
+            *(lane for lane in (*self._resetting, *self._busy) if lane.slot is not slot),
+        ]
         for lane in list(reversed(recent))[: self.config.concurrency]:
             if lane.request is not None and not self._closing:
                 self._spares.append(await self._open_lane(slot, lane.request))
