@@ -205,7 +205,7 @@ def test_redirects_and_subresources_to_refused_addresses_are_blocked(tmp_path: P
         assert records[1]["status"] == "failed", result.stderr
         assert records[1]["error"]["type"] == "BlockedAddress"
         assert "127.0.0.2" in records[1]["error"]["message"]
-        assert records[2]["status"] == "ok"
+        assert records[2]["status"] == "ok", records[2]["error"]
         assert internal.seen.requests == []
         assert "/redirect" in public.seen.paths()
     finally:
