@@ -389,10 +389,13 @@ class PlaywrightEngine(Engine):
             await self._close_lane(stale)
         # the idle lanes, least recently used first, then those whose jobs just answered and
         # those with a job running: every lane in use, whatever it is doing at the launch
-        recent = [
-            *self._idle,
-            *(lane for lane in (*self._resetting, *self._busy) if lane.slot is not slot),
-        ]
+        # (once each: a reset task ends a moment after its lane is back with the idle ones)
+        recent = dict.fromkeys(
+            [
+                *self._idle,
+                *(lane for lane in (*self._resetting, *self._busy) if lane.slot is not slot),
+            ]
+        )
         for lane in list(reversed(recent))[: self.config.concurrency]:
             if lane.request is not None and not self._closing:
                 self._spares.append(await self._open_lane(slot, lane.request))
