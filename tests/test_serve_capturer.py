@@ -31,8 +31,9 @@ def capture_process(serve_pid: int) -> int:
     raise AssertionError(f"no capture process among {children}")
 
 
-def nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+def nice(stat: Path) -> int:
+    """The nice value in a /proc ``stat`` file (a process's or one thread's)."""
+    return int(stat.read_text().rsplit(")", 1)[1].split()[16])
 
 
 def thread_nices(pid: int) -> set[int]:
@@ -40,7 +41,7 @@ def thread_nices(pid: int) -> set[int]:
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
-            found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            found.add(nice(task / "stat"))
     return found
 
 
@@ -56,10 +57,10 @@ def test_the_browsers_run_nicer_than_the_api_so_its_answers_keep_their_cpu(
                 client.post("/v1/shots", json={"url": pages.base + "/tall"}).json()["status"]
                 == "ok"
             )
-        api = nice(serve.process.pid)
+        api = nice(Path(f"/proc/{serve.process.pid}/stat"))
         # Then the capture process and every thread of every browser process run 5 nicer
         # than the API's: as root too, where Chromium would set its IO threads to -8
-        assert nice(capture_process(serve.process.pid)) == api + 5
+        assert nice(Path(f"/proc/{capture_process(serve.process.pid)}/stat")) == api + 5
         browsers = tagged_processes(tag, "chromium")
         assert browsers
         assert set().union(*(thread_nices(pid) for pid in browsers)) == {api + 5}

@@ -278,9 +278,13 @@ class RecyclingBrowser(Generic[B]):
             self._close_later(slot)
 
     def _close_later(self, slot: BrowserSlot[B]) -> None:
-        task = asyncio.get_running_loop().create_task(self._close(slot.browser, slot.pid))
+        self._track(asyncio.get_running_loop().create_task(self._close(slot.browser, slot.pid)))
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep ``task`` among the clean-ups ``close`` waits for, until it ends."""
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+        return task
 
     async def finish_job(self, cleanup: Awaitable[None]) -> None:
         """Run a job's clean-up (closing or resetting its context, releasing its slot) to
@@ -292,9 +296,7 @@ class RecyclingBrowser(Generic[B]):
     def finish_job_soon(self, cleanup: Awaitable[None]) -> asyncio.Task[None]:
         """``finish_job`` without waiting for it: the clean-up runs on while the job's
         answer goes back. Its failure is logged (nobody awaits it); ``close`` waits for it."""
-        task = asyncio.ensure_future(cleanup)
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        task = self._track(asyncio.ensure_future(cleanup))
         task.add_done_callback(_log_failure)
         return task
 
